@@ -1,0 +1,761 @@
+//! The gateway's configuration: TOML types, defaults, and validation.
+//!
+//! Loading happens in two steps. Serde reads the file into `Raw*` types that keep the source span
+//! of every value an operator may get wrong; validation then turns them into the resolved
+//! [`Config`] or a [`ConfigError`] naming the file, the line and the key. Every key is documented
+//! in `config.example.toml`; keep the two in step.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A configuration problem, located in its file.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    /// The file that was read.
+    pub path: PathBuf,
+    /// 1-based line of the offending value, when known.
+    pub line: Option<usize>,
+    /// The dotted key path, e.g. `providers[1].base_url`, when known.
+    pub key: Option<String>,
+    /// What is wrong, in words an operator can act on.
+    pub message: String,
+    /// The offending source line, shown under the message.
+    pub snippet: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let (Some(line), Some(snippet)) = (self.line, &self.snippet) {
+            write!(f, "\n  {line} | {snippet}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Wire format an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI's HTTP API, or any server compatible with it (vLLM, DeepSeek, Together, llmgw mock).
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+/// How a route chooses among its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Random choice in proportion to the targets' weights.
+    Weighted,
+}
+
+/// A provider key, read from the environment. Never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The key itself, for building the upstream request's header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `[server]`: where the gateway listens and keeps its data.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the OpenAI-compatible API.
+    pub listen: SocketAddr,
+    /// Directory for logs (and, later, the store).
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Timeouts of one attempt against one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// From sending the request to the response headers (and, for streams, the first chunk).
+    pub first_byte: Duration,
+    /// One whole non-streaming attempt, body included.
+    pub attempt: Duration,
+    /// Longest silence between two chunks of a stream before it counts as stalled.
+    pub stream_idle: Duration,
+}
+
+/// `[proxy]`: retry and timeout defaults for every route and provider.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Attempts per request, the first one included.
+    pub max_attempts: u32,
+    /// Overall deadline of a request across all attempts (until its first byte, for streams).
+    pub deadline: Duration,
+    /// Default timeouts of an attempt.
+    pub timeouts: Timeouts,
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Unique name, used in routes, headers, logs and the dashboard.
+    pub name: String,
+    /// Wire format.
+    pub kind: ProviderKind,
+    /// API root as the provider's own SDK takes it, without a trailing slash.
+    pub base_url: String,
+    /// Name of the environment variable that held the key, for display.
+    pub api_key_env: Option<String>,
+    /// The key, when the provider needs one.
+    pub api_key: Option<Secret>,
+    /// Timeouts for attempts on this provider.
+    pub timeouts: Timeouts,
+}
+
+/// One (provider, upstream model, weight) inside a route.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    /// Model name sent upstream in place of the route's name.
+    pub model: String,
+    /// Relative share of traffic.
+    pub weight: u32,
+}
+
+/// A model name clients ask for, and where it goes.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The `model` value clients send.
+    pub model: String,
+    /// How targets are chosen.
+    pub strategy: Strategy,
+    /// Attempts per request on this route.
+    pub max_attempts: u32,
+    /// Overall deadline per request on this route.
+    pub deadline: Duration,
+    /// Where requests go.
+    pub targets: Vec<TargetConfig>,
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (`<built-in>` for generated ones).
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[proxy]`.
+    pub proxy: ProxyConfig,
+    /// `[[providers]]`, in file order.
+    pub providers: Vec<ProviderConfig>,
+    /// `[[routes]]`, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    proxy: RawProxy,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    data_dir: Option<String>,
+    max_body_bytes: Option<Spanned<u64>>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    max_attempts: Option<Spanned<u32>>,
+    deadline_ms: Option<Spanned<u64>>,
+    connect_timeout_ms: Option<Spanned<u64>>,
+    first_byte_timeout_ms: Option<Spanned<u64>>,
+    attempt_timeout_ms: Option<Spanned<u64>>,
+    stream_idle_timeout_ms: Option<Spanned<u64>>,
+}
+
+/// The timeout keys that both `[proxy]` and a provider may set (serde's `flatten` cannot be
+/// combined with `deny_unknown_fields`, so each struct lists them and lends them here).
+struct RawTimeouts {
+    connect_timeout_ms: Option<Spanned<u64>>,
+    first_byte_timeout_ms: Option<Spanned<u64>>,
+    attempt_timeout_ms: Option<Spanned<u64>>,
+    stream_idle_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: Spanned<String>,
+    kind: Option<Spanned<ProviderKind>>,
+    base_url: Spanned<String>,
+    api_key_env: Option<Spanned<String>>,
+    connect_timeout_ms: Option<Spanned<u64>>,
+    first_byte_timeout_ms: Option<Spanned<u64>>,
+    attempt_timeout_ms: Option<Spanned<u64>>,
+    stream_idle_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    model: Spanned<String>,
+    strategy: Option<Strategy>,
+    max_attempts: Option<Spanned<u32>>,
+    deadline_ms: Option<Spanned<u64>>,
+    targets: Spanned<Vec<RawTarget>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    provider: Spanned<String>,
+    model: String,
+    weight: Option<Spanned<u32>>,
+}
+
+/// Default values, also quoted by `config.example.toml`.
+pub mod defaults {
+    /// `[server] listen`.
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// `[server] data_dir`.
+    pub const DATA_DIR: &str = "llmgw-data";
+    /// `[server] max_body_bytes`: 4 MiB.
+    pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+    /// `[server] shutdown_grace_ms`.
+    pub const SHUTDOWN_GRACE_MS: u64 = 30_000;
+    /// `[proxy] max_attempts`.
+    pub const MAX_ATTEMPTS: u32 = 3;
+    /// `[proxy] deadline_ms`.
+    pub const DEADLINE_MS: u64 = 300_000;
+    /// `[proxy] connect_timeout_ms`.
+    pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
+    /// `[proxy] first_byte_timeout_ms`.
+    pub const FIRST_BYTE_TIMEOUT_MS: u64 = 60_000;
+    /// `[proxy] attempt_timeout_ms`.
+    pub const ATTEMPT_TIMEOUT_MS: u64 = 120_000;
+    /// `[proxy] stream_idle_timeout_ms`.
+    pub const STREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+}
+
+macro_rules! raw_timeouts {
+    ($s:expr) => {
+        RawTimeouts {
+            connect_timeout_ms: $s.connect_timeout_ms.clone(),
+            first_byte_timeout_ms: $s.first_byte_timeout_ms.clone(),
+            attempt_timeout_ms: $s.attempt_timeout_ms.clone(),
+            stream_idle_timeout_ms: $s.stream_idle_timeout_ms.clone(),
+        }
+    };
+}
+
+/// Where a problem is, while validating.
+struct Ctx<'a> {
+    path: &'a Path,
+    src: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(
+        &self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> ConfigError {
+        let (line, snippet) = match span {
+            Some(span) => {
+                let start = span.start.min(self.src.len());
+                let line = self.src[..start].matches('\n').count() + 1;
+                let snippet = self
+                    .src
+                    .lines()
+                    .nth(line - 1)
+                    .map(|l| l.trim_end().to_string());
+                (Some(line), snippet)
+            }
+            None => (None, None),
+        };
+        let key = key.into();
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line,
+            key: (!key.is_empty()).then_some(key),
+            message: msg.into(),
+            snippet,
+        }
+    }
+
+    fn ms(
+        &self,
+        v: Option<Spanned<u64>>,
+        default: u64,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(Duration::from_millis(default)),
+            Some(v) if *v.get_ref() == 0 => {
+                Err(self.err(Some(v.span()), key, "must be greater than 0"))
+            }
+            Some(v) => Ok(Duration::from_millis(*v.get_ref())),
+        }
+    }
+
+    fn timeouts(
+        &self,
+        raw: RawTimeouts,
+        base: Timeouts,
+        prefix: &str,
+    ) -> Result<Timeouts, ConfigError> {
+        let k = |name: &str| format!("{prefix}{name}");
+        let ms = |d: Duration| d.as_millis() as u64;
+        Ok(Timeouts {
+            connect: self.ms(
+                raw.connect_timeout_ms,
+                ms(base.connect),
+                &k("connect_timeout_ms"),
+            )?,
+            first_byte: self.ms(
+                raw.first_byte_timeout_ms,
+                ms(base.first_byte),
+                &k("first_byte_timeout_ms"),
+            )?,
+            attempt: self.ms(
+                raw.attempt_timeout_ms,
+                ms(base.attempt),
+                &k("attempt_timeout_ms"),
+            )?,
+            stream_idle: self.ms(
+                raw.stream_idle_timeout_ms,
+                ms(base.stream_idle),
+                &k("stream_idle_timeout_ms"),
+            )?,
+        })
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Provider keys are read from the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read config file: {e}"),
+            snippet: None,
+        })?;
+        Self::parse(path, &src, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates config text; `env` looks up environment variables (injectable for tests).
+    pub fn parse(
+        path: &Path,
+        src: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let cx = Ctx { path, src };
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let msg = e.message().trim().replace('\n', "; ");
+            cx.err(e.span(), "", msg)
+        })?;
+
+        let server = {
+            let s = raw.server;
+            let listen = match s.listen {
+                None => defaults::LISTEN
+                    .parse()
+                    .expect("default listen address parses"),
+                Some(l) => l.get_ref().parse().map_err(|_| {
+                    cx.err(
+                        Some(l.span()),
+                        "server.listen",
+                        format!("'{}' is not an address like 127.0.0.1:8080", l.get_ref()),
+                    )
+                })?,
+            };
+            let max_body = s.max_body_bytes.map(|v| (*v.get_ref(), v.span()));
+            if let Some((0, span)) = max_body {
+                return Err(cx.err(
+                    Some(span),
+                    "server.max_body_bytes",
+                    "must be greater than 0",
+                ));
+            }
+            ServerConfig {
+                listen,
+                data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or(defaults::DATA_DIR)),
+                max_body_bytes: max_body.map_or(defaults::MAX_BODY_BYTES, |(v, _)| v) as usize,
+                shutdown_grace: Duration::from_millis(
+                    s.shutdown_grace_ms.unwrap_or(defaults::SHUTDOWN_GRACE_MS),
+                ),
+            }
+        };
+
+        let base_timeouts = Timeouts {
+            connect: Duration::from_millis(defaults::CONNECT_TIMEOUT_MS),
+            first_byte: Duration::from_millis(defaults::FIRST_BYTE_TIMEOUT_MS),
+            attempt: Duration::from_millis(defaults::ATTEMPT_TIMEOUT_MS),
+            stream_idle: Duration::from_millis(defaults::STREAM_IDLE_TIMEOUT_MS),
+        };
+        let proxy = ProxyConfig {
+            max_attempts: attempts(
+                &cx,
+                raw.proxy.max_attempts,
+                defaults::MAX_ATTEMPTS,
+                "proxy.max_attempts",
+            )?,
+            deadline: cx.ms(
+                raw.proxy.deadline_ms,
+                defaults::DEADLINE_MS,
+                "proxy.deadline_ms",
+            )?,
+            timeouts: cx.timeouts(raw_timeouts!(raw.proxy), base_timeouts, "proxy.")?,
+        };
+
+        let mut providers = Vec::with_capacity(raw.providers.len());
+        let mut names = HashSet::new();
+        for (i, p) in raw.providers.into_iter().enumerate() {
+            let key = |k: &str| format!("providers[{i}].{k}");
+            let name = p.name.get_ref().trim().to_string();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(cx.err(
+                    Some(p.name.span()),
+                    key("name"),
+                    format!("'{name}' is not a valid name (use letters, digits, '-', '_', '.')"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(cx.err(
+                    Some(p.name.span()),
+                    key("name"),
+                    format!("duplicate provider name '{name}'"),
+                ));
+            }
+            let kind = p
+                .kind
+                .as_ref()
+                .map_or(ProviderKind::Openai, |k| *k.get_ref());
+            if kind == ProviderKind::Anthropic {
+                let span = p.kind.as_ref().map(|k| k.span());
+                return Err(cx.err(
+                    span,
+                    key("kind"),
+                    "kind 'anthropic' is not supported yet; point an 'openai' provider at an OpenAI-compatible endpoint",
+                ));
+            }
+            let base_url = p.base_url.get_ref().trim_end_matches('/').to_string();
+            match reqwest::Url::parse(&base_url) {
+                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
+                Ok(_) => {
+                    return Err(cx.err(
+                        Some(p.base_url.span()),
+                        key("base_url"),
+                        format!("'{base_url}' must be an http:// or https:// URL with a host"),
+                    ));
+                }
+                Err(e) => {
+                    return Err(cx.err(
+                        Some(p.base_url.span()),
+                        key("base_url"),
+                        format!("'{base_url}' is not a valid URL: {e}"),
+                    ));
+                }
+            }
+            let (api_key_env, api_key) = match &p.api_key_env {
+                None => (None, None),
+                Some(var) => {
+                    let var_name = var.get_ref().clone();
+                    match env(&var_name) {
+                        Some(v) if !v.trim().is_empty() => {
+                            (Some(var_name), Some(Secret(v.trim().to_string())))
+                        }
+                        _ => {
+                            return Err(cx.err(
+                                Some(var.span()),
+                                key("api_key_env"),
+                                format!("environment variable {var_name} is not set (it should hold the key of provider '{name}')"),
+                            ));
+                        }
+                    }
+                }
+            };
+            let timeouts = cx.timeouts(
+                raw_timeouts!(p),
+                proxy.timeouts,
+                &format!("providers[{i}]."),
+            )?;
+            providers.push(ProviderConfig {
+                name,
+                kind,
+                base_url,
+                api_key_env,
+                api_key,
+                timeouts,
+            });
+        }
+
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        let mut models = HashSet::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let key = |k: &str| format!("routes[{i}].{k}");
+            let model = r.model.get_ref().trim().to_string();
+            if model.is_empty() {
+                return Err(cx.err(Some(r.model.span()), key("model"), "must not be empty"));
+            }
+            if !models.insert(model.clone()) {
+                return Err(cx.err(
+                    Some(r.model.span()),
+                    key("model"),
+                    format!("duplicate route '{model}'"),
+                ));
+            }
+            let targets_span = r.targets.span();
+            let raw_targets = r.targets.into_inner();
+            if raw_targets.is_empty() {
+                return Err(cx.err(
+                    Some(targets_span),
+                    key("targets"),
+                    "a route needs at least one target",
+                ));
+            }
+            let mut targets = Vec::with_capacity(raw_targets.len());
+            for (j, t) in raw_targets.into_iter().enumerate() {
+                let tkey = |k: &str| format!("routes[{i}].targets[{j}].{k}");
+                let pname = t.provider.get_ref();
+                let Some(provider) = providers.iter().position(|p| &p.name == pname) else {
+                    let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+                    return Err(cx.err(
+                        Some(t.provider.span()),
+                        tkey("provider"),
+                        format!("unknown provider '{pname}' (known: {})", known.join(", ")),
+                    ));
+                };
+                if t.model.trim().is_empty() {
+                    return Err(cx.err(
+                        Some(t.provider.span()),
+                        tkey("model"),
+                        "must not be empty",
+                    ));
+                }
+                targets.push(TargetConfig {
+                    provider,
+                    model: t.model,
+                    weight: t.weight.map_or(1, |w| *w.get_ref()),
+                });
+            }
+            if targets.iter().all(|t| t.weight == 0) {
+                return Err(cx.err(
+                    Some(targets_span),
+                    key("targets"),
+                    "weights are all zero: no target could ever be chosen",
+                ));
+            }
+            routes.push(RouteConfig {
+                model,
+                strategy: r.strategy.unwrap_or(Strategy::Weighted),
+                max_attempts: attempts(
+                    &cx,
+                    r.max_attempts,
+                    proxy.max_attempts,
+                    &key("max_attempts"),
+                )?,
+                deadline: cx.ms(
+                    r.deadline_ms,
+                    proxy.deadline.as_millis() as u64,
+                    &key("deadline_ms"),
+                )?,
+                targets,
+            });
+        }
+        if routes.is_empty() {
+            return Err(cx.err(
+                None,
+                "routes",
+                "no [[routes]] defined: clients would have nothing to call",
+            ));
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            server,
+            proxy,
+            providers,
+            routes,
+        })
+    }
+
+    /// A human-readable summary of the resolved routes, for `llmgw check`.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let secs = |d: Duration| humantime::format_duration(d).to_string();
+        let mut out = String::new();
+        let _ = writeln!(out, "config ok: {}", self.path.display());
+        let _ = writeln!(
+            out,
+            "listen {}  data_dir {}  max body {} bytes",
+            self.server.listen,
+            self.server.data_dir.display(),
+            self.server.max_body_bytes
+        );
+        let _ = writeln!(out, "\nproviders:");
+        for p in &self.providers {
+            let key = match &p.api_key_env {
+                Some(var) => format!("key from ${var} (set)"),
+                None => "no key".to_string(),
+            };
+            let t = p.timeouts;
+            let _ = writeln!(
+                out,
+                "  {:<12} {:?}  {}  {key}\n  {:<12} timeouts: connect {}, first byte {}, attempt {}, stream idle {}",
+                p.name,
+                p.kind,
+                p.base_url,
+                "",
+                secs(t.connect),
+                secs(t.first_byte),
+                secs(t.attempt),
+                secs(t.stream_idle)
+            );
+        }
+        let _ = writeln!(out, "\nroutes:");
+        for r in &self.routes {
+            let total: u64 = r.targets.iter().map(|t| t.weight as u64).sum();
+            let _ = writeln!(
+                out,
+                "  {}  ({:?}, up to {} attempts, deadline {})",
+                r.model,
+                r.strategy,
+                r.max_attempts,
+                secs(r.deadline)
+            );
+            for t in &r.targets {
+                let share = 100.0 * t.weight as f64 / total as f64;
+                let _ = writeln!(
+                    out,
+                    "    -> {:<12} model {:<24} weight {:>4}  ({share:.1}%)",
+                    self.providers[t.provider].name, t.model, t.weight
+                );
+            }
+        }
+        out
+    }
+}
+
+fn attempts(
+    cx: &Ctx<'_>,
+    v: Option<Spanned<u32>>,
+    default: u32,
+    key: &str,
+) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) if !(1..=10).contains(v.get_ref()) => {
+            Err(cx.err(Some(v.span()), key, "must be between 1 and 10"))
+        }
+        Some(v) => Ok(*v.get_ref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("t.toml"), src, &|k| {
+            (k == "SET_KEY").then(|| "sk-x".to_string())
+        })
+    }
+
+    const GOOD: &str = r#"
+[[providers]]
+name = "a"
+base_url = "http://127.0.0.1:9001/v1/"
+api_key_env = "SET_KEY"
+first_byte_timeout_ms = 500
+
+[[routes]]
+model = "chat"
+targets = [{ provider = "a", model = "m", weight = 3 }]
+"#;
+
+    #[test]
+    fn resolves_defaults_and_overrides() {
+        let c = parse(GOOD).unwrap();
+        let p = &c.providers[0];
+        assert_eq!(p.base_url, "http://127.0.0.1:9001/v1");
+        assert_eq!(p.api_key.as_ref().unwrap().expose(), "sk-x");
+        assert_eq!(p.timeouts.first_byte, Duration::from_millis(500));
+        assert_eq!(
+            p.timeouts.connect,
+            Duration::from_millis(defaults::CONNECT_TIMEOUT_MS)
+        );
+        assert_eq!(c.routes[0].max_attempts, 3);
+        assert_eq!(c.routes[0].targets[0].weight, 3);
+        assert!(
+            !format!("{c:?}").contains("sk-x"),
+            "Debug must not reveal keys"
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e = parse(&GOOD.replace("provider = \"a\"", "provider = \"zz\"")).unwrap_err();
+        assert_eq!(e.line, Some(10));
+        assert_eq!(e.key.as_deref(), Some("routes[0].targets[0].provider"));
+        assert!(e.message.contains("unknown provider 'zz'"), "{e}");
+
+        let e = parse(&GOOD.replace("SET_KEY", "UNSET_KEY")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        assert!(
+            e.to_string()
+                .starts_with("t.toml:5: providers[0].api_key_env: environment variable UNSET_KEY"),
+            "{e}"
+        );
+
+        let e = parse(&GOOD.replace("first_byte_timeout_ms", "first_bite_ms")).unwrap_err();
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("unknown field `first_bite_ms`"), "{e}");
+    }
+}

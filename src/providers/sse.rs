@@ -1,0 +1,130 @@
+//! Server-sent events relayed unchanged, one whole event at a time.
+//!
+//! The gateway does not re-encode a provider's stream: it forwards the provider's bytes, but only
+//! up to the last complete event, so a stream that breaks never leaves the client holding half an
+//! event before the closing error event.
+
+use bytes::{Bytes, BytesMut};
+
+/// Splits a byte stream into runs of complete SSE events.
+#[derive(Debug, Default)]
+pub struct EventFramer {
+    partial: BytesMut,
+    /// Whether the previous byte ended a line (so the next newline ends an event).
+    at_line_start: bool,
+    /// Complete events seen so far.
+    pub events: u64,
+    /// Whether the terminating `data: [DONE]` event was seen.
+    pub done: bool,
+    /// How much of `data: [DONE]` the current line has matched, from its start.
+    done_match: usize,
+    /// The current line can no longer be `data: [DONE]`.
+    line_dirty: bool,
+}
+
+const DONE: &[u8] = b"data: [DONE]";
+
+impl EventFramer {
+    /// Feeds a chunk; returns the bytes that complete one or more events (possibly empty).
+    pub fn push(&mut self, chunk: Bytes) -> Bytes {
+        let mut last_boundary = None;
+        for (i, &b) in chunk.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    if !self.line_dirty && self.done_match == DONE.len() {
+                        self.done = true;
+                    }
+                    if self.at_line_start {
+                        self.events += 1;
+                        last_boundary = Some(i);
+                        self.at_line_start = false;
+                    } else {
+                        self.at_line_start = true;
+                    }
+                    self.done_match = 0;
+                    self.line_dirty = false;
+                }
+                b'\r' => {}
+                _ => {
+                    self.at_line_start = false;
+                    if !self.line_dirty
+                        && self.done_match < DONE.len()
+                        && b == DONE[self.done_match]
+                    {
+                        self.done_match += 1;
+                    } else {
+                        self.line_dirty = true;
+                    }
+                }
+            }
+        }
+        let Some(end) = last_boundary else {
+            self.partial.extend_from_slice(&chunk);
+            return Bytes::new();
+        };
+        let mut chunk = chunk;
+        let complete = chunk.split_to(end + 1);
+        let out = if self.partial.is_empty() {
+            complete
+        } else {
+            self.partial.extend_from_slice(&complete);
+            self.partial.split().freeze()
+        };
+        self.partial.extend_from_slice(&chunk);
+        out
+    }
+
+    /// Bytes of an event begun but not finished.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+/// The SSE event that ends a stream the gateway could not finish: an OpenAI-style error object.
+pub fn error_event(code: &str, message: &str) -> Bytes {
+    let body = serde_json::json!({ "error": { "message": message, "type": "upstream_error", "code": code } });
+    Bytes::from(format!("data: {body}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_only_whole_events() {
+        let mut f = EventFramer::default();
+        assert_eq!(
+            f.push(Bytes::from_static(b"data: {\"a\":1}\n\ndata: {\"b\"")),
+            Bytes::from_static(b"data: {\"a\":1}\n\n")
+        );
+        assert_eq!(f.events, 1);
+        assert_eq!(f.pending(), 9);
+        assert_eq!(
+            f.push(Bytes::from_static(b":2}\r\n\r\ndata: [DO")),
+            Bytes::from_static(b"data: {\"b\":2}\r\n\r\n")
+        );
+        assert!(!f.done);
+        assert_eq!(
+            f.push(Bytes::from_static(b"NE]\n\n")),
+            Bytes::from_static(b"data: [DONE]\n\n")
+        );
+        assert!(f.done);
+        assert_eq!(f.events, 3);
+        assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn done_must_be_an_event_of_its_own() {
+        let mut f = EventFramer::default();
+        f.push(Bytes::from_static(
+            b"data: {\"content\":\"data: [DONE]\"}\n\ndata: [DONE]x\n\n",
+        ));
+        assert_eq!(f.events, 2);
+        assert!(
+            !f.done,
+            "only a line that is exactly `data: [DONE]` ends the stream"
+        );
+        f.push(Bytes::from_static(b"data: [DONE]\r\n\r\n"));
+        assert!(f.done);
+    }
+}

@@ -1,0 +1,195 @@
+//! Handlers of the OpenAI-compatible endpoints: read and check the request, then hand it to the
+//! pipeline.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use crate::pipeline::{Gateway, ProxyRequest};
+use crate::providers::openai::ApiPath;
+
+/// The fields the gateway looks at; everything else is forwarded untouched.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    stream: Option<bool>,
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(gw, ApiPath::ChatCompletions, &headers, body).await
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(gw, ApiPath::Embeddings, &headers, body).await
+}
+
+async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body) -> Response {
+    let request_id = headers
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    match prepare(&gw, path, headers, body, request_id.clone()).await {
+        Ok(req) => gw.proxy(req).await,
+        Err(e) => {
+            tracing::info!(target: "llmgw::request", request_id = ?request_id, status = e.status.as_u16(), code = e.code, "rejected: {}", e.message);
+            let mut r = e.into_response();
+            r.headers_mut().insert("x-request-id", request_id);
+            r
+        }
+    }
+}
+
+async fn prepare(
+    gw: &Gateway,
+    path: ApiPath,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: HeaderValue,
+) -> Result<ProxyRequest, ApiError> {
+    let limit = gw.config.server.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request_too_large",
+            format!("the request body is larger than this gateway's limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let body: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            return Err(ApiError::bad_request(
+                "body_read_error",
+                format!("could not read the request body: {e}"),
+            ));
+        }
+    };
+    let env: Envelope = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not a valid JSON object: {e}"),
+        )
+    })?;
+    let Some(model_raw) = env.model else {
+        return Err(ApiError::bad_request(
+            "missing_model",
+            "you must provide a model parameter",
+        ));
+    };
+    let model: Cow<str> = serde_json::from_str(model_raw.get())
+        .map_err(|_| ApiError::bad_request("invalid_model", "'model' must be a string"))?;
+    let (field, value) = match path {
+        ApiPath::ChatCompletions => ("messages", env.messages),
+        ApiPath::Embeddings => ("input", env.input),
+    };
+    match value {
+        None => {
+            return Err(ApiError::bad_request(
+                "missing_required_parameter",
+                format!("missing required parameter: '{field}'"),
+            ));
+        }
+        Some(v) if path == ApiPath::ChatCompletions && !v.get().starts_with('[') => {
+            return Err(ApiError::bad_request(
+                "invalid_type",
+                "'messages' must be an array",
+            ));
+        }
+        Some(_) => {}
+    }
+    let Some(route) = gw.route_index(&model) else {
+        let known: Vec<&str> = gw.config.routes.iter().map(|r| r.model.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            format!(
+                "the model '{model}' does not exist on this gateway (routes: {})",
+                known.join(", ")
+            ),
+        ));
+    };
+    // The raw value borrows from `body`, so its offset locates `model` for rewriting.
+    let start = model_raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    let model_span = start..start + model_raw.get().len();
+    let stream = env.stream.unwrap_or(false) && path == ApiPath::ChatCompletions;
+    Ok(ProxyRequest {
+        route,
+        path,
+        stream,
+        body: body.clone(),
+        model_span,
+        request_id,
+    })
+}
+
+fn new_request_id() -> HeaderValue {
+    let id = format!("llmgw-{:032x}", fastrand::u128(..));
+    HeaderValue::from_str(&id).expect("hex is a valid header value")
+}
+
+/// The body of `GET /v1/models`: the routes clients may call.
+pub fn models_body(gw: &Gateway) -> Bytes {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let data: Vec<_> = gw
+        .config
+        .routes
+        .iter()
+        .map(|r| serde_json::json!({ "id": r.model, "object": "model", "created": created, "owned_by": "llmgw" }))
+        .collect();
+    Bytes::from(serde_json::json!({ "object": "list", "data": data }).to_string())
+}
+
+/// Unknown paths.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "unknown_url",
+        format!("unknown URL: {}", uri.path()),
+    )
+}
+
+/// Known paths with the wrong method.
+pub async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        format!("method not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,156 @@
+//! Simulated providers: OpenAI-compatible servers with a configurable personality (latency,
+//! jitter, token rate, errors, hangs, broken streams). They back `llmgw mock`, `llmgw demo`,
+//! failover drills, benchmarks and the tests, so they behave like real providers down to the wire.
+
+mod provider;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use provider::{SimHandle, SimStats, spawn};
+
+/// How a simulated provider behaves; can be changed while it runs (`PATCH /sim/behavior`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Behavior {
+    /// Delay before the response headers, in ms.
+    #[arg(long, default_value_t = 40)]
+    pub latency_ms: u64,
+    /// Uniform random jitter added to or taken from the latency, in ms.
+    #[arg(long, default_value_t = 10)]
+    pub jitter_ms: u64,
+    /// Pace of generated tokens (0 = as fast as possible). Streams send one token per chunk.
+    #[arg(long, default_value_t = 300.0)]
+    pub tokens_per_s: f64,
+    /// Share of requests answered with `error_status` (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Status of the simulated errors (e.g. 500, 502, 503, 429).
+    #[arg(long, default_value_t = 503)]
+    pub error_status: u16,
+    /// `Retry-After` seconds sent with 429 answers.
+    #[arg(long, default_value_t = 1.0)]
+    pub retry_after_s: f64,
+    /// Accept requests and never answer them.
+    #[arg(long)]
+    pub hang: bool,
+    /// Abort streams (drop the connection) after this many events.
+    #[arg(long)]
+    pub cut_after: Option<u32>,
+    /// Stop sending on streams after this many events, keeping the connection open.
+    #[arg(long)]
+    pub stall_after: Option<u32>,
+    /// Completion length when the request does not set `max_tokens` (the reply varies a little
+    /// around it, deterministically per request).
+    #[arg(long, default_value_t = 24)]
+    pub reply_tokens: u32,
+}
+
+impl Default for Behavior {
+    fn default() -> Behavior {
+        Behavior {
+            latency_ms: 40,
+            jitter_ms: 10,
+            tokens_per_s: 300.0,
+            error_rate: 0.0,
+            error_status: 503,
+            retry_after_s: 1.0,
+            hang: false,
+            cut_after: None,
+            stall_after: None,
+            reply_tokens: 24,
+        }
+    }
+}
+
+/// One simulated provider to start.
+#[derive(Debug, Clone)]
+pub struct SimSpec {
+    /// Its name; it appears in replies (`system_fingerprint`, content, `x-sim-provider`).
+    pub name: String,
+    /// Where it listens (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Environment variable holding the key clients must send as `Authorization: Bearer`.
+    pub api_key_env: Option<String>,
+    /// Its personality.
+    pub behavior: Behavior,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimFile {
+    providers: Vec<toml::Spanned<toml::Table>>,
+}
+
+/// Reads `[[providers]]` of simulated providers from a TOML file.
+pub fn load_specs(path: &Path) -> anyhow::Result<Vec<SimSpec>> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let at = |span: Option<std::ops::Range<usize>>| {
+        span.map_or("?".into(), |s| {
+            (src[..s.start].matches('\n').count() + 1).to_string()
+        })
+    };
+    let file: SimFile = toml::from_str(&src).map_err(|e| {
+        anyhow::anyhow!(
+            "{}:{}: {}",
+            path.display(),
+            at(e.span()),
+            e.message().trim()
+        )
+    })?;
+    if file.providers.is_empty() {
+        anyhow::bail!("{}: no [[providers]] defined", path.display());
+    }
+    let mut specs = Vec::with_capacity(file.providers.len());
+    for p in file.providers {
+        let span = p.span();
+        let mut table = p.into_inner();
+        let fail =
+            |msg: String| anyhow::anyhow!("{}:{}: {msg}", path.display(), at(Some(span.clone())));
+        let mut take_str = |key: &str| match table.remove(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(fail(format!("'{key}' must be a string"))),
+        };
+        let name = take_str("name")?.ok_or_else(|| fail("missing field 'name'".into()))?;
+        let listen = take_str("listen")?
+            .ok_or_else(|| fail(format!("provider '{name}': missing field 'listen'")))?;
+        let api_key_env = take_str("api_key_env")?;
+        let listen = listen.parse().map_err(|_| {
+            fail(format!(
+                "provider '{name}': '{listen}' is not an address like 127.0.0.1:9001"
+            ))
+        })?;
+        let behavior = Behavior::deserialize(table)
+            .map_err(|e| fail(format!("provider '{name}': {}", e.message().trim())))?;
+        specs.push(SimSpec {
+            name,
+            listen,
+            api_key_env,
+            behavior,
+        });
+    }
+    Ok(specs)
+}
+
+/// Starts every spec; the key (if any) is read from its environment variable now.
+pub async fn spawn_all(specs: &[SimSpec]) -> anyhow::Result<Vec<Arc<SimHandle>>> {
+    let mut out = Vec::with_capacity(specs.len());
+    for s in specs {
+        let key = match &s.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "provider '{}': environment variable {var} is not set",
+                    s.name
+                )
+            })?),
+            None => None,
+        };
+        out.push(spawn(&s.name, s.listen, key, s.behavior.clone()).await?);
+    }
+    Ok(out)
+}

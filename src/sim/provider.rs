@@ -1,0 +1,480 @@
+//! The HTTP server of one simulated provider.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Behavior;
+
+/// Counters a test or drill reads from `GET /sim/stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct SimStats {
+    /// Every request to the API endpoints, answered or not.
+    pub requests: AtomicU64,
+    /// Chat completion requests.
+    pub chat: AtomicU64,
+    /// Embedding requests.
+    pub embeddings: AtomicU64,
+    /// Requests answered with a simulated error.
+    pub errors: AtomicU64,
+    /// Requests refused for a missing or wrong key.
+    pub unauthorized: AtomicU64,
+    /// Streams that began.
+    pub streams_started: AtomicU64,
+    /// Streams sent to their end (`[DONE]`).
+    pub streams_completed: AtomicU64,
+    /// Streams whose client went away before their end.
+    pub streams_cancelled: AtomicU64,
+}
+
+/// A running simulated provider.
+#[derive(Debug)]
+pub struct SimHandle {
+    /// Its name.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its counters.
+    pub stats: SimStats,
+    key: Option<String>,
+    behavior: RwLock<Behavior>,
+}
+
+impl SimHandle {
+    /// Its API root, as an OpenAI SDK or llmgw's `base_url` takes it.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The current behavior.
+    pub fn behavior(&self) -> Behavior {
+        self.behavior.read().expect("behavior lock").clone()
+    }
+
+    /// Changes the behavior; requests already under way keep the one they started with.
+    pub fn set_behavior(&self, b: Behavior) {
+        *self.behavior.write().expect("behavior lock") = b;
+    }
+}
+
+/// Binds `listen` and serves a simulated provider on it in the background.
+pub async fn spawn(
+    name: &str,
+    listen: SocketAddr,
+    key: Option<String>,
+    behavior: Behavior,
+) -> anyhow::Result<Arc<SimHandle>> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!("simulated provider '{name}': cannot listen on {listen}: {e}")
+    })?;
+    let handle = Arc::new(SimHandle {
+        name: name.to_string(),
+        addr: listener.local_addr()?,
+        stats: SimStats::default(),
+        key,
+        behavior: RwLock::new(behavior),
+    });
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route(
+            "/sim/stats",
+            get(|State(h): State<Arc<SimHandle>>| async move { Json(json!(h.stats)) }),
+        )
+        .route("/sim/behavior", get(get_behavior).patch(patch_behavior))
+        .with_state(handle.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("simulated provider stopped: {e}");
+        }
+    });
+    Ok(handle)
+}
+
+async fn get_behavior(State(h): State<Arc<SimHandle>>) -> Json<Behavior> {
+    Json(h.behavior())
+}
+
+/// Merges the given fields into the current behavior.
+async fn patch_behavior(State(h): State<Arc<SimHandle>>, Json(patch): Json<Value>) -> Response {
+    let mut current = serde_json::to_value(h.behavior()).expect("behavior serializes");
+    if let (Some(cur), Some(p)) = (current.as_object_mut(), patch.as_object()) {
+        for (k, v) in p {
+            cur.insert(k.clone(), v.clone());
+        }
+    }
+    match serde_json::from_value::<Behavior>(current) {
+        Ok(b) => {
+            h.set_behavior(b.clone());
+            Json(b).into_response()
+        }
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!("bad behavior: {e}"),
+        ),
+    }
+}
+
+async fn models() -> Json<Value> {
+    let data: Vec<Value> = ["sim-chat", "sim-large", "sim-embed"]
+        .iter()
+        .map(|id| json!({ "id": id, "object": "model", "created": CREATED, "owned_by": "llmgw-sim" }))
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}
+
+/// Fixed so replies are identical for identical requests.
+const CREATED: u64 = 1_700_000_000;
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "message": message, "type": kind, "param": null, "code": null } })),
+    )
+        .into_response()
+}
+
+/// Auth, latency, hangs and simulated errors, common to every API endpoint. `Err` is the answer
+/// to send instead of a normal one.
+async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), Response> {
+    h.stats.requests.fetch_add(1, Relaxed);
+    if let Some(key) = &h.key {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if sent != Some(key.as_str()) {
+            h.stats.unauthorized.fetch_add(1, Relaxed);
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "Incorrect API key provided.",
+            ));
+        }
+    }
+    let jitter = if b.jitter_ms > 0 {
+        fastrand::i64(-(b.jitter_ms as i64)..=b.jitter_ms as i64)
+    } else {
+        0
+    };
+    let delay = (b.latency_ms as i64 + jitter).max(0) as u64;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if b.hang {
+        std::future::pending::<()>().await;
+    }
+    if b.error_rate > 0.0 && fastrand::f64() < b.error_rate {
+        h.stats.errors.fetch_add(1, Relaxed);
+        let status =
+            StatusCode::from_u16(b.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut r = error(
+            status,
+            "server_error",
+            &format!("{} is simulating a failure", h.name),
+        );
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&format!("{}", b.retry_after_s)).expect("number"),
+            );
+        }
+        return Err(r);
+    }
+    Ok(())
+}
+
+/// FNV-1a: a stable hash, so the same request gets the same reply in every process.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+const WORDS: [&str; 32] = [
+    "the", "gateway", "routes", "every", "request", "to", "a", "healthy", "provider", "and",
+    "keeps", "answers", "flowing", "while", "latency", "stays", "low", "tokens", "stream", "in",
+    "order", "with", "retries", "on", "failure", "so", "users", "never", "notice", "an", "outage",
+    "today",
+];
+
+/// The reply to a request: deterministic in its model and messages.
+struct Reply {
+    id: String,
+    model: String,
+    tokens: Vec<String>,
+    prompt_tokens: u64,
+}
+
+fn reply_for(name: &str, req: &Value, b: &Behavior) -> Reply {
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("sim-chat")
+        .to_string();
+    let messages = req
+        .get("messages")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    let seed = fnv(model.as_bytes()) ^ fnv(messages.as_bytes());
+    let asked = req
+        .get("max_completion_tokens")
+        .or_else(|| req.get("max_tokens"))
+        .and_then(Value::as_u64);
+    let n = match asked {
+        Some(n) => n.clamp(1, 4096) as usize,
+        None => (b.reply_tokens.max(1) as u64 + seed % (b.reply_tokens as u64 / 2 + 1)) as usize,
+    };
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut tokens = Vec::with_capacity(n);
+    tokens.push(format!("[{name}]"));
+    for _ in 1..n {
+        tokens.push(format!(" {}", WORDS[rng.usize(..WORDS.len())]));
+    }
+    let prompt_tokens = (messages.split_whitespace().count() as u64).max(1);
+    Reply {
+        id: format!("chatcmpl-{seed:016x}"),
+        model,
+        tokens,
+        prompt_tokens,
+    }
+}
+
+fn usage(r: &Reply) -> Value {
+    let c = r.tokens.len() as u64;
+    json!({ "prompt_tokens": r.prompt_tokens, "completion_tokens": c, "total_tokens": r.prompt_tokens + c })
+}
+
+async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) -> Response {
+    let b = h.behavior();
+    h.stats.chat.fetch_add(1, Relaxed);
+    if let Err(r) = admit(&h, &headers, &b).await {
+        return r;
+    }
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "body must be a JSON object",
+            );
+        }
+    };
+    if req.get("messages").and_then(Value::as_array).is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "'messages' must be an array",
+        );
+    }
+    let reply = reply_for(&h.name, &req, &b);
+    let fingerprint = format!("llmgw-sim-{}", h.name);
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let with_usage = req
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let pace = (b.tokens_per_s > 0.0).then(|| Duration::from_secs_f64(1.0 / b.tokens_per_s));
+    let mut resp = if stream {
+        h.stats.streams_started.fetch_add(1, Relaxed);
+        let events = stream_events(&reply, &fingerprint, with_usage);
+        let s = SimStream {
+            h: h.clone(),
+            events,
+            next: 0,
+            pace,
+            cut_after: b.cut_after,
+            stall_after: b.stall_after,
+            finished: false,
+        };
+        let mut r = Response::new(Body::from_stream(s.into_stream()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r
+    } else {
+        if let Some(p) = pace {
+            tokio::time::sleep(p * reply.tokens.len() as u32).await;
+        }
+        let content: String = reply.tokens.concat();
+        Json(json!({
+            "id": reply.id, "object": "chat.completion", "created": CREATED, "model": reply.model,
+            "system_fingerprint": fingerprint,
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": content, "refusal": null },
+                          "logprobs": null, "finish_reason": "stop" }],
+            "usage": usage(&reply),
+        }))
+        .into_response()
+    };
+    resp.headers_mut().insert(
+        "x-sim-provider",
+        HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")),
+    );
+    resp
+}
+
+/// The SSE events of a streamed reply, `[DONE]` included.
+fn stream_events(r: &Reply, fingerprint: &str, with_usage: bool) -> Vec<Bytes> {
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({
+            "id": r.id, "object": "chat.completion.chunk", "created": CREATED, "model": r.model,
+            "system_fingerprint": fingerprint,
+            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
+        });
+        if with_usage {
+            c["usage"] = Value::Null;
+        }
+        Bytes::from(format!("data: {c}\n\n"))
+    };
+    let mut out = Vec::with_capacity(r.tokens.len() + 4);
+    out.push(chunk(
+        json!({ "role": "assistant", "content": "", "refusal": null }),
+        Value::Null,
+    ));
+    for t in &r.tokens {
+        out.push(chunk(json!({ "content": t }), Value::Null));
+    }
+    out.push(chunk(json!({}), json!("stop")));
+    if with_usage {
+        let u = json!({
+            "id": r.id, "object": "chat.completion.chunk", "created": CREATED, "model": r.model,
+            "system_fingerprint": fingerprint, "choices": [], "usage": usage(r),
+        });
+        out.push(Bytes::from(format!("data: {u}\n\n")));
+    }
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
+
+/// A streamed reply being sent; counts itself cancelled if dropped before its end.
+struct SimStream {
+    h: Arc<SimHandle>,
+    events: Vec<Bytes>,
+    next: usize,
+    pace: Option<Duration>,
+    cut_after: Option<u32>,
+    stall_after: Option<u32>,
+    finished: bool,
+}
+
+impl SimStream {
+    fn into_stream(self) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+        futures_util::stream::unfold(self, |mut s| async move {
+            if s.finished {
+                return None;
+            }
+            let sent = s.next as u32;
+            if s.cut_after.is_some_and(|n| sent >= n) {
+                // An error from the body makes the server abort the connection mid-stream.
+                s.finished = true;
+                return Some((Err(std::io::Error::other("simulated cut")), s));
+            }
+            if s.stall_after.is_some_and(|n| sent >= n) {
+                std::future::pending::<()>().await;
+            }
+            if s.next >= s.events.len() {
+                s.finished = true;
+                s.h.stats.streams_completed.fetch_add(1, Relaxed);
+                return None;
+            }
+            // Pace content chunks only: the role chunk and the closing events go out at once.
+            if s.next > 0 && s.next <= s.events.len() - 3 {
+                if let Some(p) = s.pace {
+                    tokio::time::sleep(p).await;
+                }
+            }
+            let ev = s.events[s.next].clone();
+            s.next += 1;
+            Some((Ok(ev), s))
+        })
+    }
+}
+
+impl Drop for SimStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.h.stats.streams_cancelled.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+async fn embeddings(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) -> Response {
+    let b = h.behavior();
+    h.stats.embeddings.fetch_add(1, Relaxed);
+    if let Err(r) = admit(&h, &headers, &b).await {
+        return r;
+    }
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "body must be a JSON object",
+            );
+        }
+    };
+    let inputs: Vec<String> = match req.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect(),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "'input' must be a string or an array",
+            );
+        }
+    };
+    let dims = req
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .unwrap_or(16)
+        .clamp(1, 4096) as usize;
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("sim-embed");
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut rng = fastrand::Rng::with_seed(fnv(text.as_bytes()) ^ fnv(model.as_bytes()));
+            let v: Vec<f64> = (0..dims).map(|_| (rng.f64() * 2.0 - 1.0) * 0.5).collect();
+            json!({ "object": "embedding", "index": i, "embedding": v })
+        })
+        .collect();
+    let tokens: usize = inputs
+        .iter()
+        .map(|s| s.split_whitespace().count().max(1))
+        .sum();
+    let mut r = Json(json!({
+        "object": "list", "data": data, "model": model,
+        "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+    }))
+    .into_response();
+    r.headers_mut().insert(
+        "x-sim-provider",
+        HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")),
+    );
+    r
+}
