@@ -29,6 +29,7 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         )
         .fallback(openai::not_found)
         .method_not_allowed_fallback(openai::method_not_allowed)
+        .layer(axum::middleware::map_response(openai::ensure_request_id))
         .with_state(gw)
 }
 

@@ -155,6 +155,14 @@ async fn prepare(
     })
 }
 
+/// Gives every answer an `x-request-id`, also those that never reached a handler of ours.
+pub async fn ensure_request_id(mut r: Response) -> Response {
+    if !r.headers().contains_key("x-request-id") {
+        r.headers_mut().insert("x-request-id", new_request_id());
+    }
+    r
+}
+
 fn new_request_id() -> HeaderValue {
     let id = format!("llmgw-{:032x}", fastrand::u128(..));
     HeaderValue::from_str(&id).expect("hex is a valid header value")

@@ -382,7 +382,10 @@ impl SimStream {
             }
             let sent = s.next as u32;
             if s.cut_after.is_some_and(|n| sent >= n) {
-                // An error from the body makes the server abort the connection mid-stream.
+                // An error from the body makes the server abort the connection mid-stream. Pause
+                // first so the events before the cut are flushed to the client, as they would be
+                // by a real provider whose connection drops later.
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 s.finished = true;
                 return Some((Err(std::io::Error::other("simulated cut")), s));
             }

@@ -1,0 +1,156 @@
+//! Shared helpers: simulated providers and a gateway, both real servers on loopback.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmgw::config::Config;
+use llmgw::pipeline::Gateway;
+use llmgw::sim::{Behavior, SimHandle};
+use tokio_util::sync::CancellationToken;
+
+/// A gateway served in-process on a free loopback port.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub gw: Arc<Gateway>,
+    shutdown: CancellationToken,
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts a simulated provider on a free port.
+pub async fn sim(name: &str, b: Behavior) -> Arc<SimHandle> {
+    llmgw::install_crypto();
+    llmgw::sim::spawn(name, "127.0.0.1:0".parse().unwrap(), None, b)
+        .await
+        .unwrap()
+}
+
+/// A behavior that answers at once: no latency, jitter or pacing.
+pub fn instant() -> Behavior {
+    Behavior {
+        latency_ms: 0,
+        jitter_ms: 0,
+        tokens_per_s: 0.0,
+        ..Behavior::default()
+    }
+}
+
+/// `[[providers]]` entries for the given sims, plus `extra` lines appended to each.
+pub fn providers_toml(sims: &[&Arc<SimHandle>]) -> String {
+    sims.iter()
+        .map(|s| {
+            format!(
+                "[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n",
+                s.name,
+                s.base_url()
+            )
+        })
+        .collect()
+}
+
+/// Starts a gateway from config text.
+pub async fn gateway(toml: &str) -> TestGateway {
+    llmgw::install_crypto();
+    let cfg = Config::parse(Path::new("test.toml"), toml, &|k| std::env::var(k).ok())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gw = Arc::new(Gateway::new(cfg).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(llmgw::server::serve(gw.clone(), listener, shutdown.clone()));
+    TestGateway { addr, gw, shutdown }
+}
+
+/// An address where nothing listens.
+pub async fn dead_addr() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    llmgw::install_crypto();
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+/// A small chat request body for `model`.
+pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{ "role": "user", "content": "hello there" }],
+    })
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends `n` requests with at most `concurrency` in flight; returns (status, provider header).
+pub async fn fire(
+    url: &str,
+    body: serde_json::Value,
+    n: usize,
+    concurrency: usize,
+) -> Vec<(u16, String, u32)> {
+    use futures_util::StreamExt;
+    let client = client();
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            let mut body = body.clone();
+            body["messages"][0]["content"] = serde_json::json!(format!("request {i}"));
+            async move {
+                let r = client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("gateway answers");
+                let provider = r
+                    .headers()
+                    .get("x-llmgw-provider")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                let attempts = r
+                    .headers()
+                    .get("x-llmgw-attempts")
+                    .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+                let status = r.status().as_u16();
+                let _ = r.bytes().await;
+                (status, provider, attempts)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+pub fn count(results: &[(u16, String, u32)], provider: &str) -> usize {
+    results.iter().filter(|r| r.1 == provider).count()
+}
