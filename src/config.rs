@@ -560,6 +560,13 @@ impl Config {
                     "a route needs at least one target",
                 ));
             }
+            if raw_targets.len() > crate::router::MAX_TARGETS {
+                return Err(cx.err(
+                    Some(targets_span),
+                    key("targets"),
+                    format!("at most {} targets per route", crate::router::MAX_TARGETS),
+                ));
+            }
             let mut targets = Vec::with_capacity(raw_targets.len());
             for (j, t) in raw_targets.into_iter().enumerate() {
                 let tkey = |k: &str| format!("routes[{i}].targets[{j}].{k}");

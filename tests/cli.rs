@@ -377,3 +377,17 @@ async fn sigterm_lets_requests_in_flight_finish() {
         .unwrap();
     assert!(status.success(), "clean exit after draining: {status}");
 }
+
+#[test]
+fn example_configs_are_valid() {
+    let out = Command::new(BIN)
+        .args(["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")])
+        .env("OPENAI_API_KEY", "x")
+        .env("DEEPSEEK_API_KEY", "x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let specs = llmgw::sim::load_specs(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sim.example.toml"))).unwrap();
+    assert_eq!(specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["swift", "steady", "flaky"]);
+    assert_eq!(specs[2].behavior.error_rate, 0.2);
+}
