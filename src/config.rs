@@ -295,21 +295,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(
-        &self,
-        span: Option<Range<usize>>,
-        key: impl Into<String>,
-        msg: impl Into<String>,
-    ) -> ConfigError {
+    fn err(&self, span: Option<Range<usize>>, key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
         let (line, snippet) = match span {
             Some(span) => {
                 let start = span.start.min(self.src.len());
                 let line = self.src[..start].matches('\n').count() + 1;
-                let snippet = self
-                    .src
-                    .lines()
-                    .nth(line - 1)
-                    .map(|l| l.trim_end().to_string());
+                let snippet = self.src.lines().nth(line - 1).map(|l| l.trim_end().to_string());
                 (Some(line), snippet)
             }
             None => (None, None),
@@ -324,50 +315,22 @@ impl Ctx<'_> {
         }
     }
 
-    fn ms(
-        &self,
-        v: Option<Spanned<u64>>,
-        default: u64,
-        key: &str,
-    ) -> Result<Duration, ConfigError> {
+    fn ms(&self, v: Option<Spanned<u64>>, default: u64, key: &str) -> Result<Duration, ConfigError> {
         match v {
             None => Ok(Duration::from_millis(default)),
-            Some(v) if *v.get_ref() == 0 => {
-                Err(self.err(Some(v.span()), key, "must be greater than 0"))
-            }
+            Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
             Some(v) => Ok(Duration::from_millis(*v.get_ref())),
         }
     }
 
-    fn timeouts(
-        &self,
-        raw: RawTimeouts,
-        base: Timeouts,
-        prefix: &str,
-    ) -> Result<Timeouts, ConfigError> {
+    fn timeouts(&self, raw: RawTimeouts, base: Timeouts, prefix: &str) -> Result<Timeouts, ConfigError> {
         let k = |name: &str| format!("{prefix}{name}");
         let ms = |d: Duration| d.as_millis() as u64;
         Ok(Timeouts {
-            connect: self.ms(
-                raw.connect_timeout_ms,
-                ms(base.connect),
-                &k("connect_timeout_ms"),
-            )?,
-            first_byte: self.ms(
-                raw.first_byte_timeout_ms,
-                ms(base.first_byte),
-                &k("first_byte_timeout_ms"),
-            )?,
-            attempt: self.ms(
-                raw.attempt_timeout_ms,
-                ms(base.attempt),
-                &k("attempt_timeout_ms"),
-            )?,
-            stream_idle: self.ms(
-                raw.stream_idle_timeout_ms,
-                ms(base.stream_idle),
-                &k("stream_idle_timeout_ms"),
-            )?,
+            connect: self.ms(raw.connect_timeout_ms, ms(base.connect), &k("connect_timeout_ms"))?,
+            first_byte: self.ms(raw.first_byte_timeout_ms, ms(base.first_byte), &k("first_byte_timeout_ms"))?,
+            attempt: self.ms(raw.attempt_timeout_ms, ms(base.attempt), &k("attempt_timeout_ms"))?,
+            stream_idle: self.ms(raw.stream_idle_timeout_ms, ms(base.stream_idle), &k("stream_idle_timeout_ms"))?,
         })
     }
 }
@@ -386,11 +349,7 @@ impl Config {
     }
 
     /// Validates config text; `env` looks up environment variables (injectable for tests).
-    pub fn parse(
-        path: &Path,
-        src: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn parse(path: &Path, src: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let cx = Ctx { path, src };
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
             let msg = e.message().trim().replace('\n', "; ");
@@ -400,9 +359,7 @@ impl Config {
         let server = {
             let s = raw.server;
             let listen = match s.listen {
-                None => defaults::LISTEN
-                    .parse()
-                    .expect("default listen address parses"),
+                None => defaults::LISTEN.parse().expect("default listen address parses"),
                 Some(l) => l.get_ref().parse().map_err(|_| {
                     cx.err(
                         Some(l.span()),
@@ -413,19 +370,13 @@ impl Config {
             };
             let max_body = s.max_body_bytes.map(|v| (*v.get_ref(), v.span()));
             if let Some((0, span)) = max_body {
-                return Err(cx.err(
-                    Some(span),
-                    "server.max_body_bytes",
-                    "must be greater than 0",
-                ));
+                return Err(cx.err(Some(span), "server.max_body_bytes", "must be greater than 0"));
             }
             ServerConfig {
                 listen,
                 data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or(defaults::DATA_DIR)),
                 max_body_bytes: max_body.map_or(defaults::MAX_BODY_BYTES, |(v, _)| v) as usize,
-                shutdown_grace: Duration::from_millis(
-                    s.shutdown_grace_ms.unwrap_or(defaults::SHUTDOWN_GRACE_MS),
-                ),
+                shutdown_grace: Duration::from_millis(s.shutdown_grace_ms.unwrap_or(defaults::SHUTDOWN_GRACE_MS)),
             }
         };
 
@@ -436,17 +387,8 @@ impl Config {
             stream_idle: Duration::from_millis(defaults::STREAM_IDLE_TIMEOUT_MS),
         };
         let proxy = ProxyConfig {
-            max_attempts: attempts(
-                &cx,
-                raw.proxy.max_attempts,
-                defaults::MAX_ATTEMPTS,
-                "proxy.max_attempts",
-            )?,
-            deadline: cx.ms(
-                raw.proxy.deadline_ms,
-                defaults::DEADLINE_MS,
-                "proxy.deadline_ms",
-            )?,
+            max_attempts: attempts(&cx, raw.proxy.max_attempts, defaults::MAX_ATTEMPTS, "proxy.max_attempts")?,
+            deadline: cx.ms(raw.proxy.deadline_ms, defaults::DEADLINE_MS, "proxy.deadline_ms")?,
             timeouts: cx.timeouts(raw_timeouts!(raw.proxy), base_timeouts, "proxy.")?,
         };
 
@@ -455,11 +397,7 @@ impl Config {
         for (i, p) in raw.providers.into_iter().enumerate() {
             let key = |k: &str| format!("providers[{i}].{k}");
             let name = p.name.get_ref().trim().to_string();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
                 return Err(cx.err(
                     Some(p.name.span()),
                     key("name"),
@@ -467,16 +405,9 @@ impl Config {
                 ));
             }
             if !names.insert(name.clone()) {
-                return Err(cx.err(
-                    Some(p.name.span()),
-                    key("name"),
-                    format!("duplicate provider name '{name}'"),
-                ));
+                return Err(cx.err(Some(p.name.span()), key("name"), format!("duplicate provider name '{name}'")));
             }
-            let kind = p
-                .kind
-                .as_ref()
-                .map_or(ProviderKind::Openai, |k| *k.get_ref());
+            let kind = p.kind.as_ref().map_or(ProviderKind::Openai, |k| *k.get_ref());
             if kind == ProviderKind::Anthropic {
                 let span = p.kind.as_ref().map(|k| k.span());
                 return Err(cx.err(
@@ -508,9 +439,7 @@ impl Config {
                 Some(var) => {
                     let var_name = var.get_ref().clone();
                     match env(&var_name) {
-                        Some(v) if !v.trim().is_empty() => {
-                            (Some(var_name), Some(Secret(v.trim().to_string())))
-                        }
+                        Some(v) if !v.trim().is_empty() => (Some(var_name), Some(Secret(v.trim().to_string()))),
                         _ => {
                             return Err(cx.err(
                                 Some(var.span()),
@@ -521,19 +450,8 @@ impl Config {
                     }
                 }
             };
-            let timeouts = cx.timeouts(
-                raw_timeouts!(p),
-                proxy.timeouts,
-                &format!("providers[{i}]."),
-            )?;
-            providers.push(ProviderConfig {
-                name,
-                kind,
-                base_url,
-                api_key_env,
-                api_key,
-                timeouts,
-            });
+            let timeouts = cx.timeouts(raw_timeouts!(p), proxy.timeouts, &format!("providers[{i}]."))?;
+            providers.push(ProviderConfig { name, kind, base_url, api_key_env, api_key, timeouts });
         }
 
         let mut routes = Vec::with_capacity(raw.routes.len());
@@ -545,20 +463,12 @@ impl Config {
                 return Err(cx.err(Some(r.model.span()), key("model"), "must not be empty"));
             }
             if !models.insert(model.clone()) {
-                return Err(cx.err(
-                    Some(r.model.span()),
-                    key("model"),
-                    format!("duplicate route '{model}'"),
-                ));
+                return Err(cx.err(Some(r.model.span()), key("model"), format!("duplicate route '{model}'")));
             }
             let targets_span = r.targets.span();
             let raw_targets = r.targets.into_inner();
             if raw_targets.is_empty() {
-                return Err(cx.err(
-                    Some(targets_span),
-                    key("targets"),
-                    "a route needs at least one target",
-                ));
+                return Err(cx.err(Some(targets_span), key("targets"), "a route needs at least one target"));
             }
             if raw_targets.len() > crate::router::MAX_TARGETS {
                 return Err(cx.err(
@@ -580,17 +490,9 @@ impl Config {
                     ));
                 };
                 if t.model.trim().is_empty() {
-                    return Err(cx.err(
-                        Some(t.provider.span()),
-                        tkey("model"),
-                        "must not be empty",
-                    ));
+                    return Err(cx.err(Some(t.provider.span()), tkey("model"), "must not be empty"));
                 }
-                targets.push(TargetConfig {
-                    provider,
-                    model: t.model,
-                    weight: t.weight.map_or(1, |w| *w.get_ref()),
-                });
+                targets.push(TargetConfig { provider, model: t.model, weight: t.weight.map_or(1, |w| *w.get_ref()) });
             }
             if targets.iter().all(|t| t.weight == 0) {
                 return Err(cx.err(
@@ -602,35 +504,16 @@ impl Config {
             routes.push(RouteConfig {
                 model,
                 strategy: r.strategy.unwrap_or(Strategy::Weighted),
-                max_attempts: attempts(
-                    &cx,
-                    r.max_attempts,
-                    proxy.max_attempts,
-                    &key("max_attempts"),
-                )?,
-                deadline: cx.ms(
-                    r.deadline_ms,
-                    proxy.deadline.as_millis() as u64,
-                    &key("deadline_ms"),
-                )?,
+                max_attempts: attempts(&cx, r.max_attempts, proxy.max_attempts, &key("max_attempts"))?,
+                deadline: cx.ms(r.deadline_ms, proxy.deadline.as_millis() as u64, &key("deadline_ms"))?,
                 targets,
             });
         }
         if routes.is_empty() {
-            return Err(cx.err(
-                None,
-                "routes",
-                "no [[routes]] defined: clients would have nothing to call",
-            ));
+            return Err(cx.err(None, "routes", "no [[routes]] defined: clients would have nothing to call"));
         }
 
-        Ok(Config {
-            path: path.to_path_buf(),
-            server,
-            proxy,
-            providers,
-            routes,
-        })
+        Ok(Config { path: path.to_path_buf(), server, proxy, providers, routes })
     }
 
     /// A human-readable summary of the resolved routes, for `llmgw check`.
@@ -690,17 +573,10 @@ impl Config {
     }
 }
 
-fn attempts(
-    cx: &Ctx<'_>,
-    v: Option<Spanned<u32>>,
-    default: u32,
-    key: &str,
-) -> Result<u32, ConfigError> {
+fn attempts(cx: &Ctx<'_>, v: Option<Spanned<u32>>, default: u32, key: &str) -> Result<u32, ConfigError> {
     match v {
         None => Ok(default),
-        Some(v) if !(1..=10).contains(v.get_ref()) => {
-            Err(cx.err(Some(v.span()), key, "must be between 1 and 10"))
-        }
+        Some(v) if !(1..=10).contains(v.get_ref()) => Err(cx.err(Some(v.span()), key, "must be between 1 and 10")),
         Some(v) => Ok(*v.get_ref()),
     }
 }
@@ -710,9 +586,7 @@ mod tests {
     use super::*;
 
     fn parse(src: &str) -> Result<Config, ConfigError> {
-        Config::parse(Path::new("t.toml"), src, &|k| {
-            (k == "SET_KEY").then(|| "sk-x".to_string())
-        })
+        Config::parse(Path::new("t.toml"), src, &|k| (k == "SET_KEY").then(|| "sk-x".to_string()))
     }
 
     const GOOD: &str = r#"
@@ -734,16 +608,10 @@ targets = [{ provider = "a", model = "m", weight = 3 }]
         assert_eq!(p.base_url, "http://127.0.0.1:9001/v1");
         assert_eq!(p.api_key.as_ref().unwrap().expose(), "sk-x");
         assert_eq!(p.timeouts.first_byte, Duration::from_millis(500));
-        assert_eq!(
-            p.timeouts.connect,
-            Duration::from_millis(defaults::CONNECT_TIMEOUT_MS)
-        );
+        assert_eq!(p.timeouts.connect, Duration::from_millis(defaults::CONNECT_TIMEOUT_MS));
         assert_eq!(c.routes[0].max_attempts, 3);
         assert_eq!(c.routes[0].targets[0].weight, 3);
-        assert!(
-            !format!("{c:?}").contains("sk-x"),
-            "Debug must not reveal keys"
-        );
+        assert!(!format!("{c:?}").contains("sk-x"), "Debug must not reveal keys");
     }
 
     #[test]
@@ -755,11 +623,7 @@ targets = [{ provider = "a", model = "m", weight = 3 }]
 
         let e = parse(&GOOD.replace("SET_KEY", "UNSET_KEY")).unwrap_err();
         assert_eq!(e.line, Some(5));
-        assert!(
-            e.to_string()
-                .starts_with("t.toml:5: providers[0].api_key_env: environment variable UNSET_KEY"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("t.toml:5: providers[0].api_key_env: environment variable UNSET_KEY"), "{e}");
 
         let e = parse(&GOOD.replace("first_byte_timeout_ms", "first_bite_ms")).unwrap_err();
         assert_eq!(e.line, Some(6));

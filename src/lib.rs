@@ -2,7 +2,9 @@
 //! live ops console and an embedded store. See DESIGN.md for the map of modules.
 
 pub mod config;
+pub mod fault;
 pub mod logging;
+pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod providers;

@@ -25,25 +25,16 @@ pub struct LogGuard {
 /// Installs the global subscriber. Fails with a message naming the directory it cannot use.
 pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
     match target {
         LogTarget::Stderr => {
-            tracing_subscriber::registry()
-                .with(filter())
-                .with(stderr)
-                .try_init()?;
-            Ok(LogGuard {
-                _guard: None,
-                dir: None,
-            })
+            tracing_subscriber::registry().with(filter()).with(stderr).try_init()?;
+            Ok(LogGuard { _guard: None, dir: None })
         }
         LogTarget::StderrAndFile(data_dir) => {
             let dir = data_dir.join("logs");
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                anyhow::anyhow!("cannot create log directory {}: {e}", dir.display())
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
             let appender = tracing_appender::rolling::Builder::new()
                 .rotation(tracing_appender::rolling::Rotation::DAILY)
                 .filename_prefix("llmgw")
@@ -52,18 +43,9 @@ pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
                 .build(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?;
             let (writer, guard) = tracing_appender::non_blocking(appender);
-            let file = tracing_subscriber::fmt::layer()
-                .with_writer(writer)
-                .with_ansi(false);
-            tracing_subscriber::registry()
-                .with(filter())
-                .with(stderr)
-                .with(file)
-                .try_init()?;
-            Ok(LogGuard {
-                _guard: Some(guard),
-                dir: Some(dir),
-            })
+            let file = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
+            tracing_subscriber::registry().with(filter()).with(stderr).with(file).try_init()?;
+            Ok(LogGuard { _guard: Some(guard), dir: Some(dir) })
         }
     }
 }

@@ -82,10 +82,7 @@ struct MockArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     llmgw::install_crypto();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("llmgw: cannot start the runtime: {e}");
@@ -140,19 +137,13 @@ async fn run_gateway(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.server.listen;
     let grace = cfg.server.shutdown_grace;
     let gw = Arc::new(Gateway::new(cfg)?);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(
-        "llmgw {} listening on http://{listen}/v1",
-        env!("CARGO_PKG_VERSION")
-    );
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!("llmgw {} listening on http://{listen}/v1", env!("CARGO_PKG_VERSION"));
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(llmgw::server::serve(gw.clone(), listener, shutdown.clone()));
     shutdown_signal().await;
-    tracing::info!(
-        "shutting down: no new connections; waiting up to {grace:?} for requests in flight"
-    );
+    tracing::info!("shutting down: no new connections; waiting up to {grace:?} for requests in flight");
     shutdown.cancel();
     match tokio::time::timeout(grace, server).await {
         Ok(Ok(Ok(()))) => tracing::info!("all requests finished; bye"),
@@ -167,14 +158,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -220,58 +210,24 @@ async fn run_demo(listen: SocketAddr, data_dir: PathBuf) -> ExitCode {
     };
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let personalities = [
-        (
-            "swift",
-            Behavior {
-                latency_ms: 30,
-                jitter_ms: 10,
-                tokens_per_s: 400.0,
-                ..Behavior::default()
-            },
-        ),
-        (
-            "steady",
-            Behavior {
-                latency_ms: 120,
-                jitter_ms: 20,
-                tokens_per_s: 150.0,
-                ..Behavior::default()
-            },
-        ),
+        ("swift", Behavior { latency_ms: 30, jitter_ms: 10, tokens_per_s: 400.0, ..Behavior::default() }),
+        ("steady", Behavior { latency_ms: 120, jitter_ms: 20, tokens_per_s: 150.0, ..Behavior::default() }),
         (
             "flaky",
-            Behavior {
-                latency_ms: 60,
-                jitter_ms: 40,
-                tokens_per_s: 250.0,
-                error_rate: 0.08,
-                ..Behavior::default()
-            },
+            Behavior { latency_ms: 60, jitter_ms: 40, tokens_per_s: 250.0, error_rate: 0.08, ..Behavior::default() },
         ),
     ];
     let specs: Vec<SimSpec> = personalities
         .iter()
-        .map(|(name, b)| SimSpec {
-            name: name.to_string(),
-            listen: any,
-            api_key_env: None,
-            behavior: b.clone(),
-        })
+        .map(|(name, b)| SimSpec { name: name.to_string(), listen: any, api_key_env: None, behavior: b.clone() })
         .collect();
     let sims = match sim::spawn_all(&specs).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let mut toml = format!(
-        "[server]\nlisten = \"{listen}\"\ndata_dir = {:?}\n",
-        data_dir.display().to_string()
-    );
+    let mut toml = format!("[server]\nlisten = \"{listen}\"\ndata_dir = {:?}\n", data_dir.display().to_string());
     for s in &sims {
-        toml += &format!(
-            "\n[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n",
-            s.name,
-            s.base_url()
-        );
+        toml += &format!("\n[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n", s.name, s.base_url());
     }
     toml += "\n[[routes]]\nmodel = \"chat\"\ntargets = [\n  { provider = \"swift\", model = \"sim-chat\", weight = 50 },\n  { provider = \"steady\", model = \"sim-large\", weight = 30 },\n  { provider = \"flaky\", model = \"sim-chat\", weight = 20 },\n]\n";
     toml += "\n[[routes]]\nmodel = \"embed\"\ntargets = [\n  { provider = \"swift\", model = \"sim-embed\", weight = 1 },\n  { provider = \"steady\", model = \"sim-embed\", weight = 1 },\n]\n";
@@ -280,12 +236,8 @@ async fn run_demo(listen: SocketAddr, data_dir: PathBuf) -> ExitCode {
         Err(e) => return fail(anyhow::anyhow!("demo config: {e}")),
     };
     println!("llmgw demo: 3 simulated providers (swift, steady, flaky) behind http://{listen}/v1");
-    println!(
-        "try:  curl -s http://{listen}/v1/chat/completions -H 'content-type: application/json' \\"
-    );
-    println!(
-        "        -d '{{\"model\":\"chat\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
-    );
+    println!("try:  curl -s http://{listen}/v1/chat/completions -H 'content-type: application/json' \\");
+    println!("        -d '{{\"model\":\"chat\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'");
     println!("Ctrl-C stops it.");
     let code = match run_gateway(cfg).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -67,6 +67,8 @@ pub struct Attempt {
     pub class: OutcomeClass,
     /// The upstream's HTTP status, if it answered.
     pub status: Option<u16>,
+    /// Whether an operator's injected fault caused the outcome.
+    pub injected: bool,
     /// From sending to the end of the attempt (for a committed stream: to the stream's end).
     pub latency: Duration,
 }

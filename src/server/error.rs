@@ -22,29 +22,13 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with the given status, type, code and message.
-    pub fn new(
-        status: StatusCode,
-        kind: &'static str,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> ApiError {
-        ApiError {
-            status,
-            kind,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+    pub fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, kind, code, message: message.into(), retry_after: None }
     }
 
     /// 400 for a request the gateway cannot understand.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            code,
-            message,
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
     }
 
     /// Adds a `Retry-After` header (whole seconds, rounded up).
@@ -62,8 +46,7 @@ impl IntoResponse for ApiError {
         let mut r = (self.status, Json(body)).into_response();
         if let Some(wait) = self.retry_after {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         r
     }

@@ -30,20 +30,12 @@ struct Envelope<'a> {
 }
 
 /// `POST /v1/chat/completions`.
-pub async fn chat_completions(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn chat_completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     handle(gw, ApiPath::ChatCompletions, &headers, body).await
 }
 
 /// `POST /v1/embeddings`.
-pub async fn embeddings(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     handle(gw, ApiPath::Embeddings, &headers, body).await
 }
 
@@ -80,9 +72,7 @@ async fn prepare(
             format!("the request body is larger than this gateway's limit of {limit} bytes"),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
@@ -90,23 +80,14 @@ async fn prepare(
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Err(e) => {
-            return Err(ApiError::bad_request(
-                "body_read_error",
-                format!("could not read the request body: {e}"),
-            ));
+            return Err(ApiError::bad_request("body_read_error", format!("could not read the request body: {e}")));
         }
     };
     let env: Envelope = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("the request body is not a valid JSON object: {e}"),
-        )
+        ApiError::bad_request("invalid_json", format!("the request body is not a valid JSON object: {e}"))
     })?;
     let Some(model_raw) = env.model else {
-        return Err(ApiError::bad_request(
-            "missing_model",
-            "you must provide a model parameter",
-        ));
+        return Err(ApiError::bad_request("missing_model", "you must provide a model parameter"));
     };
     let model: Cow<str> = serde_json::from_str(model_raw.get())
         .map_err(|_| ApiError::bad_request("invalid_model", "'model' must be a string"))?;
@@ -122,10 +103,7 @@ async fn prepare(
             ));
         }
         Some(v) if path == ApiPath::ChatCompletions && !v.get().starts_with('[') => {
-            return Err(ApiError::bad_request(
-                "invalid_type",
-                "'messages' must be an array",
-            ));
+            return Err(ApiError::bad_request("invalid_type", "'messages' must be an array"));
         }
         Some(_) => {}
     }
@@ -135,24 +113,14 @@ async fn prepare(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             "model_not_found",
-            format!(
-                "the model '{model}' does not exist on this gateway (routes: {})",
-                known.join(", ")
-            ),
+            format!("the model '{model}' does not exist on this gateway (routes: {})", known.join(", ")),
         ));
     };
     // The raw value borrows from `body`, so its offset locates `model` for rewriting.
     let start = model_raw.get().as_ptr() as usize - body.as_ptr() as usize;
     let model_span = start..start + model_raw.get().len();
     let stream = env.stream.unwrap_or(false) && path == ApiPath::ChatCompletions;
-    Ok(ProxyRequest {
-        route,
-        path,
-        stream,
-        body: body.clone(),
-        model_span,
-        request_id,
-    })
+    Ok(ProxyRequest { route, path, stream, body: body.clone(), model_span, request_id })
 }
 
 /// Gives every answer an `x-request-id`, also those that never reached a handler of ours.
@@ -170,9 +138,7 @@ fn new_request_id() -> HeaderValue {
 
 /// The body of `GET /v1/models`: the routes clients may call.
 pub fn models_body(gw: &Gateway) -> Bytes {
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let data: Vec<_> = gw
         .config
         .routes
@@ -184,12 +150,7 @@ pub fn models_body(gw: &Gateway) -> Bytes {
 
 /// Unknown paths.
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        "unknown_url",
-        format!("unknown URL: {}", uri.path()),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", format!("unknown URL: {}", uri.path()))
 }
 
 /// Known paths with the wrong method.

@@ -87,21 +87,12 @@ struct SimFile {
 
 /// Reads `[[providers]]` of simulated providers from a TOML file.
 pub fn load_specs(path: &Path) -> anyhow::Result<Vec<SimSpec>> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let src = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     let at = |span: Option<std::ops::Range<usize>>| {
-        span.map_or("?".into(), |s| {
-            (src[..s.start].matches('\n').count() + 1).to_string()
-        })
+        span.map_or("?".into(), |s| (src[..s.start].matches('\n').count() + 1).to_string())
     };
-    let file: SimFile = toml::from_str(&src).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}: {}",
-            path.display(),
-            at(e.span()),
-            e.message().trim()
-        )
-    })?;
+    let file: SimFile = toml::from_str(&src)
+        .map_err(|e| anyhow::anyhow!("{}:{}: {}", path.display(), at(e.span()), e.message().trim()))?;
     if file.providers.is_empty() {
         anyhow::bail!("{}: no [[providers]] defined", path.display());
     }
@@ -109,30 +100,21 @@ pub fn load_specs(path: &Path) -> anyhow::Result<Vec<SimSpec>> {
     for p in file.providers {
         let span = p.span();
         let mut table = p.into_inner();
-        let fail =
-            |msg: String| anyhow::anyhow!("{}:{}: {msg}", path.display(), at(Some(span.clone())));
+        let fail = |msg: String| anyhow::anyhow!("{}:{}: {msg}", path.display(), at(Some(span.clone())));
         let mut take_str = |key: &str| match table.remove(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(fail(format!("'{key}' must be a string"))),
         };
         let name = take_str("name")?.ok_or_else(|| fail("missing field 'name'".into()))?;
-        let listen = take_str("listen")?
-            .ok_or_else(|| fail(format!("provider '{name}': missing field 'listen'")))?;
+        let listen = take_str("listen")?.ok_or_else(|| fail(format!("provider '{name}': missing field 'listen'")))?;
         let api_key_env = take_str("api_key_env")?;
-        let listen = listen.parse().map_err(|_| {
-            fail(format!(
-                "provider '{name}': '{listen}' is not an address like 127.0.0.1:9001"
-            ))
-        })?;
-        let behavior = Behavior::deserialize(table)
-            .map_err(|e| fail(format!("provider '{name}': {}", e.message().trim())))?;
-        specs.push(SimSpec {
-            name,
-            listen,
-            api_key_env,
-            behavior,
-        });
+        let listen = listen
+            .parse()
+            .map_err(|_| fail(format!("provider '{name}': '{listen}' is not an address like 127.0.0.1:9001")))?;
+        let behavior =
+            Behavior::deserialize(table).map_err(|e| fail(format!("provider '{name}': {}", e.message().trim())))?;
+        specs.push(SimSpec { name, listen, api_key_env, behavior });
     }
     Ok(specs)
 }
@@ -142,12 +124,10 @@ pub async fn spawn_all(specs: &[SimSpec]) -> anyhow::Result<Vec<Arc<SimHandle>>>
     let mut out = Vec::with_capacity(specs.len());
     for s in specs {
         let key = match &s.api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                anyhow::anyhow!(
-                    "provider '{}': environment variable {var} is not set",
-                    s.name
-                )
-            })?),
+            Some(var) => Some(
+                std::env::var(var)
+                    .map_err(|_| anyhow::anyhow!("provider '{}': environment variable {var} is not set", s.name))?,
+            ),
             None => None,
         };
         out.push(spawn(&s.name, s.listen, key, s.behavior.clone()).await?);

@@ -75,9 +75,9 @@ pub async fn spawn(
     key: Option<String>,
     behavior: Behavior,
 ) -> anyhow::Result<Arc<SimHandle>> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        anyhow::anyhow!("simulated provider '{name}': cannot listen on {listen}: {e}")
-    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("simulated provider '{name}': cannot listen on {listen}: {e}"))?;
     let handle = Arc::new(SimHandle {
         name: name.to_string(),
         addr: listener.local_addr()?,
@@ -89,10 +89,7 @@ pub async fn spawn(
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
-        .route(
-            "/sim/stats",
-            get(|State(h): State<Arc<SimHandle>>| async move { Json(json!(h.stats)) }),
-        )
+        .route("/sim/stats", get(|State(h): State<Arc<SimHandle>>| async move { Json(json!(h.stats)) }))
         .route("/sim/behavior", get(get_behavior).patch(patch_behavior))
         .with_state(handle.clone());
     tokio::spawn(async move {
@@ -120,11 +117,7 @@ async fn patch_behavior(State(h): State<Arc<SimHandle>>, Json(patch): Json<Value
             h.set_behavior(b.clone());
             Json(b).into_response()
         }
-        Err(e) => error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            &format!("bad behavior: {e}"),
-        ),
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request_error", &format!("bad behavior: {e}")),
     }
 }
 
@@ -140,10 +133,7 @@ async fn models() -> Json<Value> {
 const CREATED: u64 = 1_700_000_000;
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "message": message, "type": kind, "param": null, "code": null } })),
-    )
+    (status, Json(json!({ "error": { "message": message, "type": kind, "param": null, "code": null } })))
         .into_response()
 }
 
@@ -152,24 +142,14 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
 async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), Response> {
     h.stats.requests.fetch_add(1, Relaxed);
     if let Some(key) = &h.key {
-        let sent = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let sent =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if sent != Some(key.as_str()) {
             h.stats.unauthorized.fetch_add(1, Relaxed);
-            return Err(error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                "Incorrect API key provided.",
-            ));
+            return Err(error(StatusCode::UNAUTHORIZED, "invalid_request_error", "Incorrect API key provided."));
         }
     }
-    let jitter = if b.jitter_ms > 0 {
-        fastrand::i64(-(b.jitter_ms as i64)..=b.jitter_ms as i64)
-    } else {
-        0
-    };
+    let jitter = if b.jitter_ms > 0 { fastrand::i64(-(b.jitter_ms as i64)..=b.jitter_ms as i64) } else { 0 };
     let delay = (b.latency_ms as i64 + jitter).max(0) as u64;
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -179,18 +159,11 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
     }
     if b.error_rate > 0.0 && fastrand::f64() < b.error_rate {
         h.stats.errors.fetch_add(1, Relaxed);
-        let status =
-            StatusCode::from_u16(b.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let mut r = error(
-            status,
-            "server_error",
-            &format!("{} is simulating a failure", h.name),
-        );
+        let status = StatusCode::from_u16(b.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut r = error(status, "server_error", &format!("{} is simulating a failure", h.name));
         if status == StatusCode::TOO_MANY_REQUESTS {
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&format!("{}", b.retry_after_s)).expect("number"),
-            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_str(&format!("{}", b.retry_after_s)).expect("number"));
         }
         return Err(r);
     }
@@ -199,16 +172,13 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
 
 /// FNV-1a: a stable hash, so the same request gets the same reply in every process.
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 const WORDS: [&str; 32] = [
-    "the", "gateway", "routes", "every", "request", "to", "a", "healthy", "provider", "and",
-    "keeps", "answers", "flowing", "while", "latency", "stays", "low", "tokens", "stream", "in",
-    "order", "with", "retries", "on", "failure", "so", "users", "never", "notice", "an", "outage",
-    "today",
+    "the", "gateway", "routes", "every", "request", "to", "a", "healthy", "provider", "and", "keeps", "answers",
+    "flowing", "while", "latency", "stays", "low", "tokens", "stream", "in", "order", "with", "retries", "on",
+    "failure", "so", "users", "never", "notice", "an", "outage", "today",
 ];
 
 /// The reply to a request: deterministic in its model and messages.
@@ -220,20 +190,10 @@ struct Reply {
 }
 
 fn reply_for(name: &str, req: &Value, b: &Behavior) -> Reply {
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("sim-chat")
-        .to_string();
-    let messages = req
-        .get("messages")
-        .map(Value::to_string)
-        .unwrap_or_default();
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("sim-chat").to_string();
+    let messages = req.get("messages").map(Value::to_string).unwrap_or_default();
     let seed = fnv(model.as_bytes()) ^ fnv(messages.as_bytes());
-    let asked = req
-        .get("max_completion_tokens")
-        .or_else(|| req.get("max_tokens"))
-        .and_then(Value::as_u64);
+    let asked = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64);
     let n = match asked {
         Some(n) => n.clamp(1, 4096) as usize,
         None => (b.reply_tokens.max(1) as u64 + seed % (b.reply_tokens as u64 / 2 + 1)) as usize,
@@ -245,12 +205,7 @@ fn reply_for(name: &str, req: &Value, b: &Behavior) -> Reply {
         tokens.push(format!(" {}", WORDS[rng.usize(..WORDS.len())]));
     }
     let prompt_tokens = (messages.split_whitespace().count() as u64).max(1);
-    Reply {
-        id: format!("chatcmpl-{seed:016x}"),
-        model,
-        tokens,
-        prompt_tokens,
-    }
+    Reply { id: format!("chatcmpl-{seed:016x}"), model, tokens, prompt_tokens }
 }
 
 fn usage(r: &Reply) -> Value {
@@ -267,27 +222,16 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "body must be a JSON object",
-            );
+            return error(StatusCode::BAD_REQUEST, "invalid_request_error", "body must be a JSON object");
         }
     };
     if req.get("messages").and_then(Value::as_array).is_none() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "'messages' must be an array",
-        );
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "'messages' must be an array");
     }
     let reply = reply_for(&h.name, &req, &b);
     let fingerprint = format!("llmgw-sim-{}", h.name);
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let with_usage = req
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let with_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
     let pace = (b.tokens_per_s > 0.0).then(|| Duration::from_secs_f64(1.0 / b.tokens_per_s));
     let mut resp = if stream {
         h.stats.streams_started.fetch_add(1, Relaxed);
@@ -302,12 +246,8 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
             finished: false,
         };
         let mut r = Response::new(Body::from_stream(s.into_stream()));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         r
     } else {
         if let Some(p) = pace {
@@ -323,10 +263,8 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
         }))
         .into_response()
     };
-    resp.headers_mut().insert(
-        "x-sim-provider",
-        HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")),
-    );
+    resp.headers_mut()
+        .insert("x-sim-provider", HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")));
     resp
 }
 
@@ -344,10 +282,7 @@ fn stream_events(r: &Reply, fingerprint: &str, with_usage: bool) -> Vec<Bytes> {
         Bytes::from(format!("data: {c}\n\n"))
     };
     let mut out = Vec::with_capacity(r.tokens.len() + 4);
-    out.push(chunk(
-        json!({ "role": "assistant", "content": "", "refusal": null }),
-        Value::Null,
-    ));
+    out.push(chunk(json!({ "role": "assistant", "content": "", "refusal": null }), Value::Null));
     for t in &r.tokens {
         out.push(chunk(json!({ "content": t }), Value::Null));
     }
@@ -427,36 +362,18 @@ async fn embeddings(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: B
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "body must be a JSON object",
-            );
+            return error(StatusCode::BAD_REQUEST, "invalid_request_error", "body must be a JSON object");
         }
     };
     let inputs: Vec<String> = match req.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-            .collect(),
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect(),
         _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "'input' must be a string or an array",
-            );
+            return error(StatusCode::BAD_REQUEST, "invalid_request_error", "'input' must be a string or an array");
         }
     };
-    let dims = req
-        .get("dimensions")
-        .and_then(Value::as_u64)
-        .unwrap_or(16)
-        .clamp(1, 4096) as usize;
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("sim-embed");
+    let dims = req.get("dimensions").and_then(Value::as_u64).unwrap_or(16).clamp(1, 4096) as usize;
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("sim-embed");
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
@@ -466,18 +383,12 @@ async fn embeddings(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: B
             json!({ "object": "embedding", "index": i, "embedding": v })
         })
         .collect();
-    let tokens: usize = inputs
-        .iter()
-        .map(|s| s.split_whitespace().count().max(1))
-        .sum();
+    let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count().max(1)).sum();
     let mut r = Json(json!({
         "object": "list", "data": data, "model": model,
         "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
     }))
     .into_response();
-    r.headers_mut().insert(
-        "x-sim-provider",
-        HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")),
-    );
+    r.headers_mut().insert("x-sim-provider", HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")));
     r
 }

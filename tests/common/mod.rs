@@ -33,39 +33,23 @@ impl Drop for TestGateway {
 /// Starts a simulated provider on a free port.
 pub async fn sim(name: &str, b: Behavior) -> Arc<SimHandle> {
     llmgw::install_crypto();
-    llmgw::sim::spawn(name, "127.0.0.1:0".parse().unwrap(), None, b)
-        .await
-        .unwrap()
+    llmgw::sim::spawn(name, "127.0.0.1:0".parse().unwrap(), None, b).await.unwrap()
 }
 
 /// A behavior that answers at once: no latency, jitter or pacing.
 pub fn instant() -> Behavior {
-    Behavior {
-        latency_ms: 0,
-        jitter_ms: 0,
-        tokens_per_s: 0.0,
-        ..Behavior::default()
-    }
+    Behavior { latency_ms: 0, jitter_ms: 0, tokens_per_s: 0.0, ..Behavior::default() }
 }
 
 /// `[[providers]]` entries for the given sims, plus `extra` lines appended to each.
 pub fn providers_toml(sims: &[&Arc<SimHandle>]) -> String {
-    sims.iter()
-        .map(|s| {
-            format!(
-                "[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n",
-                s.name,
-                s.base_url()
-            )
-        })
-        .collect()
+    sims.iter().map(|s| format!("[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n", s.name, s.base_url())).collect()
 }
 
 /// Starts a gateway from config text.
 pub async fn gateway(toml: &str) -> TestGateway {
     llmgw::install_crypto();
-    let cfg = Config::parse(Path::new("test.toml"), toml, &|k| std::env::var(k).ok())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::parse(Path::new("test.toml"), toml, &|k| std::env::var(k).ok()).unwrap_or_else(|e| panic!("{e}"));
     let gw = Arc::new(Gateway::new(cfg).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -82,10 +66,7 @@ pub async fn dead_addr() -> SocketAddr {
 
 pub fn client() -> reqwest::Client {
     llmgw::install_crypto();
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap()
 }
 
 /// A small chat request body for `model`.
@@ -112,12 +93,7 @@ pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Sends `n` requests with at most `concurrency` in flight; returns (status, provider header).
-pub async fn fire(
-    url: &str,
-    body: serde_json::Value,
-    n: usize,
-    concurrency: usize,
-) -> Vec<(u16, String, u32)> {
+pub async fn fire(url: &str, body: serde_json::Value, n: usize, concurrency: usize) -> Vec<(u16, String, u32)> {
     use futures_util::StreamExt;
     let client = client();
     futures_util::stream::iter(0..n)
@@ -126,21 +102,10 @@ pub async fn fire(
             let mut body = body.clone();
             body["messages"][0]["content"] = serde_json::json!(format!("request {i}"));
             async move {
-                let r = client
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("gateway answers");
-                let provider = r
-                    .headers()
-                    .get("x-llmgw-provider")
-                    .map(|v| v.to_str().unwrap().to_string())
-                    .unwrap_or_default();
-                let attempts = r
-                    .headers()
-                    .get("x-llmgw-attempts")
-                    .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+                let r = client.post(url).json(&body).send().await.expect("gateway answers");
+                let provider =
+                    r.headers().get("x-llmgw-provider").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                let attempts = r.headers().get("x-llmgw-attempts").map_or(0, |v| v.to_str().unwrap().parse().unwrap());
                 let status = r.status().as_u16();
                 let _ = r.bytes().await;
                 (status, provider, attempts)

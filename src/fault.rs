@@ -1,0 +1,166 @@
+//! Faults an operator injects into a provider for a drill. They act in the provider adapter,
+//! before the network call, and end in the same outcome classes as real failures, so routing,
+//! retries, metrics and alerts cannot tell them apart (the attempt record still says `injected`).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A failure mode to simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Fault {
+    /// Connection refused, at once.
+    Down,
+    /// HTTP 503 for `percent` % of requests.
+    Errors {
+        /// Share of requests that fail, 1 to 100.
+        percent: u8,
+    },
+    /// HTTP 429 with `Retry-After`.
+    Ratelimit {
+        /// The `Retry-After` the provider would send.
+        retry_after_s: u32,
+    },
+    /// `delay_ms` more before the first byte.
+    Slow {
+        /// Added delay.
+        delay_ms: u64,
+    },
+    /// No answer until the attempt's timeout.
+    Hang,
+    /// Streams cut (connection dropped) after `after` events.
+    Cut {
+        /// Events relayed before the cut.
+        after: u32,
+    },
+    /// Streams stop sending after `after` events, connection kept open.
+    Stall {
+        /// Events relayed before the stall.
+        after: u32,
+    },
+}
+
+/// The modes in menu order, with the defaults the fault menu starts from.
+pub const MODES: [Fault; 7] = [
+    Fault::Down,
+    Fault::Errors { percent: 50 },
+    Fault::Ratelimit { retry_after_s: 5 },
+    Fault::Slow { delay_ms: 800 },
+    Fault::Hang,
+    Fault::Cut { after: 3 },
+    Fault::Stall { after: 3 },
+];
+
+/// What one attempt suffers from a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Fail as a refused connection.
+    Refuse,
+    /// Fail as this HTTP status.
+    Status(u16),
+    /// Fail as a 429 that asks to wait.
+    RateLimit(Duration),
+    /// Wait this long before sending.
+    Delay(Duration),
+    /// Never answer.
+    Hang,
+    /// Drop the stream after this many events.
+    Cut(u32),
+    /// Stop the stream after this many events.
+    Stall(u32),
+}
+
+impl Fault {
+    /// Short name of the mode, as shown in `FAULT:<mode>`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Fault::Down => "down",
+            Fault::Errors { .. } => "errors",
+            Fault::Ratelimit { .. } => "ratelimit",
+            Fault::Slow { .. } => "slow",
+            Fault::Hang => "hang",
+            Fault::Cut { .. } => "cut",
+            Fault::Stall { .. } => "stall",
+        }
+    }
+
+    /// The adjustable parameter, as (value, unit), if the mode has one.
+    pub fn param(&self) -> Option<(u64, &'static str)> {
+        match *self {
+            Fault::Errors { percent } => Some((percent as u64, "%")),
+            Fault::Ratelimit { retry_after_s } => Some((retry_after_s as u64, "s retry-after")),
+            Fault::Slow { delay_ms } => Some((delay_ms, "ms")),
+            Fault::Cut { after } | Fault::Stall { after } => Some((after as u64, "events")),
+            Fault::Down | Fault::Hang => None,
+        }
+    }
+
+    /// The same mode with its parameter changed by `steps` (clamped to sensible bounds).
+    pub fn adjust(self, steps: i64) -> Fault {
+        let step =
+            |v: u64, by: u64, lo: u64, hi: u64| (v as i64 + steps * by as i64).clamp(lo as i64, hi as i64) as u64;
+        match self {
+            Fault::Errors { percent } => Fault::Errors { percent: step(percent as u64, 10, 10, 100) as u8 },
+            Fault::Ratelimit { retry_after_s } => {
+                Fault::Ratelimit { retry_after_s: step(retry_after_s as u64, 5, 1, 300) as u32 }
+            }
+            Fault::Slow { delay_ms } => Fault::Slow { delay_ms: step(delay_ms, 200, 100, 60_000) },
+            Fault::Cut { after } => Fault::Cut { after: step(after as u64, 1, 0, 1000) as u32 },
+            Fault::Stall { after } => Fault::Stall { after: step(after as u64, 1, 0, 1000) as u32 },
+            f @ (Fault::Down | Fault::Hang) => f,
+        }
+    }
+
+    /// What happens to one attempt; `None` when it goes through untouched.
+    pub fn action(&self, rng: &mut fastrand::Rng) -> Option<Action> {
+        Some(match *self {
+            Fault::Down => Action::Refuse,
+            Fault::Errors { percent } => {
+                if rng.u8(0..100) >= percent {
+                    return None;
+                }
+                Action::Status(503)
+            }
+            Fault::Ratelimit { retry_after_s } => Action::RateLimit(Duration::from_secs(retry_after_s as u64)),
+            Fault::Slow { delay_ms } => Action::Delay(Duration::from_millis(delay_ms)),
+            Fault::Hang => Action::Hang,
+            Fault::Cut { after } => Action::Cut(after),
+            Fault::Stall { after } => Action::Stall(after),
+        })
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.mode())?;
+        if let Some((v, unit)) = self.param() {
+            write!(f, " {v}{}{unit}", if unit.starts_with('%') { "" } else { " " })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_fail_the_given_share() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let f = Fault::Errors { percent: 30 };
+        let failed = (0..10_000).filter(|_| f.action(&mut rng).is_some()).count();
+        assert!((2_700..3_300).contains(&failed), "{failed}");
+    }
+
+    #[test]
+    fn labels_and_adjustments() {
+        assert_eq!(Fault::Errors { percent: 30 }.to_string(), "errors 30%");
+        assert_eq!(Fault::Slow { delay_ms: 800 }.adjust(2).to_string(), "slow 1200 ms");
+        assert_eq!(Fault::Errors { percent: 100 }.adjust(3), Fault::Errors { percent: 100 });
+        assert_eq!(Fault::Down.adjust(1), Fault::Down);
+        let json = serde_json::to_string(&Fault::Cut { after: 3 }).unwrap();
+        assert_eq!(json, r#"{"mode":"cut","after":3}"#);
+    }
+}

@@ -1,0 +1,367 @@
+//! Live metrics in 1-second buckets over a sliding window, with HDR histograms for percentiles.
+//!
+//! Each window sits behind its own short `std::sync::Mutex` that is never held across an await:
+//! recording an outcome is a lock, a few additions and a histogram increment. Time is passed in as
+//! whole seconds since the gateway started, so tests drive the windows without sleeping.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::OutcomeClass;
+
+/// Seconds kept per window: 15 minutes.
+pub const WINDOW_S: usize = 900;
+/// Seconds over which percentiles, error rates and shares are computed.
+pub const RECENT_S: u64 = 60;
+/// Seconds over which the current rate and share are computed.
+pub const NOW_S: u64 = 5;
+
+/// Error classes counted separately, in this order.
+pub const ERROR_CLASSES: [OutcomeClass; 6] = [
+    OutcomeClass::Connect,
+    OutcomeClass::Timeout,
+    OutcomeClass::Http429,
+    OutcomeClass::Http5xx,
+    OutcomeClass::Http4xx,
+    OutcomeClass::StreamBroken,
+];
+
+/// Counts of one second. Latencies are in microseconds; 0 means no sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    /// Which second (since start) this is.
+    pub sec: u64,
+    /// Outcomes recorded (attempts for a target, client requests for the gateway).
+    pub total: u32,
+    /// Those that succeeded.
+    pub ok: u32,
+    /// Answers given to clients (for a target: attempts whose answer the client got).
+    pub served: u32,
+    /// Failures by [`ERROR_CLASSES`].
+    pub errors: [u32; 6],
+    /// Failures caused by an injected fault (also counted in `errors`).
+    pub injected: u32,
+    /// Prompt tokens, from `usage`.
+    pub tokens_in: u32,
+    /// Completion tokens, from `usage`.
+    pub tokens_out: u32,
+    /// Median latency of successes.
+    pub p50_us: u32,
+    /// 95th percentile latency of successes.
+    pub p95_us: u32,
+    /// 99th percentile latency of successes.
+    pub p99_us: u32,
+}
+
+impl Second {
+    /// Failures of any class.
+    pub fn failed(&self) -> u32 {
+        self.errors.iter().sum()
+    }
+}
+
+/// One outcome to record.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// How it ended.
+    pub class: OutcomeClass,
+    /// Whether an injected fault caused it.
+    pub injected: bool,
+    /// Whether the client got this answer.
+    pub served: bool,
+    /// How long it took.
+    pub latency: Duration,
+    /// Time to first token, for streams.
+    pub ttft: Option<Duration>,
+    /// (prompt, completion) tokens, when the answer reported usage.
+    pub tokens: Option<(u32, u32)>,
+}
+
+/// Summary of a window's recent past, for the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Outcomes per second over the last [`NOW_S`] seconds.
+    pub rate: f64,
+    /// Answers served over the last [`NOW_S`] seconds.
+    pub served_now: u64,
+    /// Answers served over the last [`RECENT_S`] seconds.
+    pub served_recent: u64,
+    /// Outcomes over the last [`RECENT_S`] seconds (the error rate's denominator).
+    pub total_recent: u64,
+    /// Failures over the last [`RECENT_S`] seconds.
+    pub failed_recent: u64,
+    /// Failures by [`ERROR_CLASSES`] over the last [`RECENT_S`] seconds.
+    pub errors_recent: [u64; 6],
+    /// Injected failures over the last [`RECENT_S`] seconds.
+    pub injected_recent: u64,
+    /// Latency percentiles of successes over the last [`RECENT_S`] seconds (None: no sample).
+    pub p50_ms: Option<f64>,
+    /// 95th percentile.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Median time to first token of streams.
+    pub ttft_p50_ms: Option<f64>,
+    /// Tokens in and out over the last [`RECENT_S`] seconds.
+    pub tokens_recent: (u64, u64),
+}
+
+struct Inner {
+    /// The second being filled.
+    cur: u64,
+    secs: Vec<Second>,
+    /// Latency histograms of the last `RECENT_S` seconds, indexed by second.
+    lat: Vec<Histogram<u32>>,
+    ttft: Vec<Histogram<u32>>,
+    /// Sums of the closed seconds still within `RECENT_S`.
+    lat_sum: Histogram<u32>,
+    ttft_sum: Histogram<u32>,
+}
+
+fn histogram() -> Histogram<u32> {
+    // 1 µs to 10 min at 2 significant figures: ~12 KB each.
+    Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid histogram bounds")
+}
+
+fn us(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
+fn ms(h: &Histogram<u32>, q: f64) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
+}
+
+impl Inner {
+    fn new() -> Inner {
+        Inner {
+            cur: 0,
+            secs: (0..WINDOW_S).map(|i| Second { sec: i as u64, ..Second::default() }).collect(),
+            lat: (0..RECENT_S).map(|_| histogram()).collect(),
+            ttft: (0..RECENT_S).map(|_| histogram()).collect(),
+            lat_sum: histogram(),
+            ttft_sum: histogram(),
+        }
+    }
+
+    /// Closes every second before `now`.
+    fn advance(&mut self, now: u64) {
+        if now <= self.cur {
+            return;
+        }
+        if now - self.cur > WINDOW_S as u64 {
+            // Idle for longer than the window: nothing in it is current any more.
+            *self = Inner::new();
+            self.cur = now;
+            for (i, s) in self.secs.iter_mut().enumerate() {
+                // Slot i holds the latest second <= now that maps to it.
+                let back = (now as usize + WINDOW_S - i) % WINDOW_S;
+                *s = Second { sec: now - back as u64, ..Second::default() };
+            }
+            return;
+        }
+        while self.cur < now {
+            // Close the current second: fix its percentiles, fold its histograms into the sums.
+            let r = (self.cur % RECENT_S) as usize;
+            let w = (self.cur as usize) % WINDOW_S;
+            let h = &self.lat[r];
+            if !h.is_empty() {
+                let s = &mut self.secs[w];
+                s.p50_us = h.value_at_quantile(0.5) as u32;
+                s.p95_us = h.value_at_quantile(0.95) as u32;
+                s.p99_us = h.value_at_quantile(0.99) as u32;
+            }
+            let _ = self.lat_sum.add(&self.lat[r]);
+            let _ = self.ttft_sum.add(&self.ttft[r]);
+            self.cur += 1;
+            // The new second's slots held data from RECENT_S (and WINDOW_S) seconds ago.
+            let r = (self.cur % RECENT_S) as usize;
+            if self.cur >= RECENT_S {
+                let _ = self.lat_sum.subtract(&self.lat[r]);
+                let _ = self.ttft_sum.subtract(&self.ttft[r]);
+            }
+            self.lat[r].reset();
+            self.ttft[r].reset();
+            let w = (self.cur as usize) % WINDOW_S;
+            self.secs[w] = Second { sec: self.cur, ..Second::default() };
+        }
+    }
+
+    fn record(&mut self, now: u64, s: &Sample) {
+        self.advance(now);
+        let sec = &mut self.secs[(self.cur as usize) % WINDOW_S];
+        sec.total += 1;
+        if s.served {
+            sec.served += 1;
+        }
+        if let Some((i, o)) = s.tokens {
+            sec.tokens_in += i;
+            sec.tokens_out += o;
+        }
+        if s.class == OutcomeClass::Ok {
+            sec.ok += 1;
+            let r = (self.cur % RECENT_S) as usize;
+            self.lat[r].saturating_record(us(s.latency));
+            if let Some(t) = s.ttft {
+                self.ttft[r].saturating_record(us(t));
+            }
+        } else if let Some(i) = ERROR_CLASSES.iter().position(|c| *c == s.class) {
+            sec.errors[i] += 1;
+            if s.injected {
+                sec.injected += 1;
+            }
+        }
+    }
+
+    /// The seconds in `(now - n, now]`, newest last.
+    fn last(&self, now: u64, n: u64) -> impl Iterator<Item = &Second> {
+        let n = n.min(now + 1).min(WINDOW_S as u64);
+        (0..n).rev().map(move |back| &self.secs[((now - back) as usize) % WINDOW_S])
+    }
+}
+
+/// A sliding window of per-second counts and latency histograms.
+pub struct Window {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window").finish_non_exhaustive()
+    }
+}
+
+impl Default for Window {
+    fn default() -> Window {
+        Window { inner: Mutex::new(Inner::new()) }
+    }
+}
+
+impl Window {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while recording cannot leave the counts inconsistent enough to matter.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records one outcome in second `now`.
+    pub fn record(&self, now: u64, s: &Sample) {
+        self.lock().record(now, s);
+    }
+
+    /// The recent past as of second `now`.
+    pub fn summary(&self, now: u64) -> Summary {
+        let mut w = self.lock();
+        w.advance(now);
+        let mut sum = Summary::default();
+        let mut now_total = 0u64;
+        for s in w.last(now, RECENT_S) {
+            sum.total_recent += s.total as u64;
+            sum.served_recent += s.served as u64;
+            sum.failed_recent += s.failed() as u64;
+            sum.injected_recent += s.injected as u64;
+            for (a, b) in sum.errors_recent.iter_mut().zip(s.errors) {
+                *a += b as u64;
+            }
+            sum.tokens_recent.0 += s.tokens_in as u64;
+            sum.tokens_recent.1 += s.tokens_out as u64;
+            if s.sec + NOW_S > now {
+                now_total += s.total as u64;
+                sum.served_now += s.served as u64;
+            }
+        }
+        // The current second is partly over: rate over the whole seconds plus it.
+        sum.rate = now_total as f64 / NOW_S as f64;
+        let r = (w.cur % RECENT_S) as usize;
+        let mut lat = w.lat_sum.clone();
+        let _ = lat.add(&w.lat[r]);
+        let mut ttft = w.ttft_sum.clone();
+        let _ = ttft.add(&w.ttft[r]);
+        sum.p50_ms = ms(&lat, 0.5);
+        sum.p95_ms = ms(&lat, 0.95);
+        sum.p99_ms = ms(&lat, 0.99);
+        sum.ttft_p50_ms = ms(&ttft, 0.5);
+        sum
+    }
+
+    /// The last `n` seconds (at most [`WINDOW_S`]) as of second `now`, oldest first. Seconds
+    /// without outcomes have `total == 0`: charts show them as gaps, not as zero latency.
+    pub fn series(&self, now: u64, n: usize) -> Vec<Second> {
+        let mut w = self.lock();
+        w.advance(now);
+        w.last(now, n as u64).copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(ms: u64) -> Sample {
+        Sample {
+            class: OutcomeClass::Ok,
+            injected: false,
+            served: true,
+            latency: Duration::from_millis(ms),
+            ttft: None,
+            tokens: Some((3, 7)),
+        }
+    }
+
+    fn err(class: OutcomeClass) -> Sample {
+        Sample { class, injected: true, served: false, latency: Duration::from_millis(1), ttft: None, tokens: None }
+    }
+
+    #[test]
+    fn percentiles_and_rates_over_the_window() {
+        let w = Window::default();
+        for i in 1..=100 {
+            w.record(10, &ok(i));
+        }
+        w.record(11, &err(OutcomeClass::Connect));
+        let s = w.summary(11);
+        assert_eq!(s.total_recent, 101);
+        assert_eq!(s.failed_recent, 1);
+        assert_eq!(s.errors_recent[0], 1);
+        assert_eq!(s.injected_recent, 1);
+        assert_eq!(s.tokens_recent, (300, 700));
+        assert!((s.p50_ms.unwrap() - 50.0).abs() < 1.0, "{s:?}");
+        assert!((s.p99_ms.unwrap() - 99.0).abs() < 1.0, "{s:?}");
+        assert_eq!(s.rate, 101.0 / NOW_S as f64);
+
+        // 60 s later the samples have left the percentile window; 15 min later, everything.
+        let s = w.summary(10 + RECENT_S);
+        assert_eq!((s.total_recent, s.p50_ms), (1, None));
+        let series = w.series(10 + RECENT_S, WINDOW_S);
+        assert_eq!(series.len(), 10 + RECENT_S as usize + 1, "no seconds before the start");
+        assert_eq!(series.iter().map(|s| s.total).sum::<u32>(), 101, "the chart still has them");
+        let closed = series.iter().find(|s| s.sec == 10).unwrap();
+        assert!((closed.p95_us as f64 / 1000.0 - 95.0).abs() < 1.0);
+        assert_eq!(w.series(10 + WINDOW_S as u64 + 5, WINDOW_S).iter().map(|s| s.total).sum::<u32>(), 0);
+    }
+
+    #[test]
+    fn empty_seconds_are_not_zero_latency() {
+        let w = Window::default();
+        w.record(3, &ok(40));
+        let series = w.series(6, 4);
+        assert_eq!(series.iter().map(|s| s.sec).collect::<Vec<_>>(), [3, 4, 5, 6]);
+        assert_eq!(series[0].total, 1);
+        assert!(series[1..].iter().all(|s| s.total == 0 && s.p50_us == 0));
+        assert_eq!(w.summary(6).p50_ms.map(|v| v.round()), Some(40.0));
+    }
+
+    #[test]
+    fn idle_longer_than_the_window_starts_clean() {
+        let w = Window::default();
+        w.record(1, &ok(5));
+        let later = 1 + 3 * WINDOW_S as u64;
+        w.record(later, &ok(9));
+        let s = w.summary(later);
+        assert_eq!(s.total_recent, 1);
+        assert_eq!(s.p50_ms.map(|v| v.round()), Some(9.0));
+        let series = w.series(later, 3);
+        assert_eq!(series.iter().map(|s| s.sec).collect::<Vec<_>>(), [later - 2, later - 1, later]);
+    }
+}

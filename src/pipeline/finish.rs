@@ -1,0 +1,182 @@
+//! The record of a request under way, and the one place its attempts and its end are reported.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue};
+use tokio::time::Instant;
+
+use super::{Gateway, ProxyRequest};
+use crate::config::Config;
+use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
+
+/// Whatever way the request ends (answered, failed, or dropped because the client went away),
+/// dropping this emits its record exactly once: to the live state and as one log line.
+pub(super) struct Finish {
+    pub gw: Arc<Gateway>,
+    pub record: RequestRecord,
+    pub start: Instant,
+    /// (target, provider, start) of the attempt under way.
+    pub current: Option<(usize, usize, Instant)>,
+    /// Tokens reported by the answer's `usage`.
+    pub tokens: Option<(u32, u32)>,
+    emit: bool,
+}
+
+impl Finish {
+    pub fn new(gw: Arc<Gateway>, req: &ProxyRequest) -> Finish {
+        let record = RequestRecord {
+            request_id: req.request_id.to_str().unwrap_or("").to_string(),
+            route: Some(req.route),
+            stream: req.stream,
+            attempts: Vec::with_capacity(2),
+            status: 499,
+            total: Duration::ZERO,
+            ttft: None,
+        };
+        Finish { gw, record, start: Instant::now(), current: None, tokens: None, emit: true }
+    }
+
+    /// Moves the record out (into a stream relay), leaving a placeholder that emits nothing.
+    pub fn take(&mut self) -> Finish {
+        let placeholder = Finish {
+            gw: self.gw.clone(),
+            record: RequestRecord {
+                request_id: String::new(),
+                route: None,
+                stream: false,
+                attempts: Vec::new(),
+                status: 0,
+                total: Duration::ZERO,
+                ttft: None,
+            },
+            start: self.start,
+            current: None,
+            tokens: None,
+            emit: false,
+        };
+        std::mem::replace(self, placeholder)
+    }
+
+    pub fn begin_attempt(&mut self, target: usize, provider: usize) {
+        self.gw.live.attempt_started(provider);
+        self.current = Some((target, provider, Instant::now()));
+    }
+
+    /// Ends the attempt under way; returns `class` for the caller's convenience.
+    pub fn end_attempt(&mut self, class: OutcomeClass, status: Option<u16>) -> OutcomeClass {
+        self.end(class, status, false)
+    }
+
+    /// Ends the attempt under way as the result of an injected fault.
+    pub fn end_injected(&mut self, class: OutcomeClass, status: Option<u16>) -> OutcomeClass {
+        self.end(class, status, true)
+    }
+
+    fn end(&mut self, class: OutcomeClass, status: Option<u16>, injected: bool) -> OutcomeClass {
+        if let Some((target, provider, t0)) = self.current.take() {
+            let now = Instant::now();
+            let a = Attempt { target, provider, class, status, injected, latency: now - t0 };
+            let ttft = if self.record.stream { self.record.ttft } else { None };
+            let route = self.record.route.expect("a proxied request has a route");
+            self.gw.live.attempt_finished(route, &a, ttft, self.tokens, now);
+            self.record.attempts.push(a);
+        }
+        class
+    }
+
+    /// The first byte of the answer is about to reach the client.
+    pub fn ttft(&mut self) {
+        self.record.ttft.get_or_insert_with(|| self.start.elapsed());
+    }
+
+    /// Adds the `x-llmgw-*` and `x-request-id` headers.
+    pub fn decorate(&self, h: &mut HeaderMap) {
+        let provider = self.current.map(|c| c.1).or(self.record.attempts.last().map(|a| a.provider));
+        let attempts = self.record.attempts.len() + usize::from(self.current.is_some());
+        let id = HeaderValue::from_str(&self.record.request_id).unwrap_or(HeaderValue::from_static(""));
+        headers(&self.gw.config, h, &id, self.record.route.unwrap_or(0), provider, attempts);
+    }
+
+    /// The attempts so far, as "alpha http_5xx 503 (12 ms); beta connect (1 ms)".
+    pub fn attempts(&self, sep: &'static str) -> AttemptList<'_> {
+        AttemptList { config: &self.gw.config, attempts: &self.record.attempts, sep }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if !self.emit {
+            return;
+        }
+        self.end_attempt(OutcomeClass::ClientClosed, None);
+        let now = Instant::now();
+        self.record.total = now - self.start;
+        self.gw.live.request_finished(&self.record, now);
+        let r = &self.record;
+        let route = r.route.map_or("-", |i| self.gw.config.routes[i].model.as_str());
+        tracing::info!(
+            target: "llmgw::request",
+            request_id = %r.request_id,
+            route,
+            stream = r.stream,
+            status = r.status,
+            attempts = %self.attempts(", "),
+            total_ms = r.total.as_millis() as u64,
+            ttft_ms = r.ttft.map(|t| t.as_millis() as u64),
+            "request"
+        );
+    }
+}
+
+/// `x-llmgw-route`, `x-llmgw-provider`, `x-llmgw-attempts` and `x-request-id`.
+fn headers(
+    config: &Config,
+    h: &mut HeaderMap,
+    request_id: &HeaderValue,
+    route: usize,
+    provider: Option<usize>,
+    attempts: usize,
+) {
+    if let Ok(v) = HeaderValue::from_str(&config.routes[route].model) {
+        h.insert("x-llmgw-route", v);
+    }
+    if let Some(p) = provider
+        && let Ok(v) = HeaderValue::from_str(&config.providers[p].name)
+    {
+        h.insert("x-llmgw-provider", v);
+    }
+    if attempts > 0 {
+        h.insert("x-llmgw-attempts", HeaderValue::from(attempts));
+    }
+    h.insert("x-request-id", request_id.clone());
+}
+
+/// Attempts formatted for logs and error messages.
+pub(super) struct AttemptList<'a> {
+    config: &'a Config,
+    attempts: &'a [Attempt],
+    sep: &'static str,
+}
+
+impl fmt::Display for AttemptList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                f.write_str(self.sep)?;
+            }
+            write!(f, "{} {}", self.config.providers[a.provider].name, a.class.label())?;
+            if let Some(s) = a.status
+                && a.class != OutcomeClass::Ok
+            {
+                write!(f, " {s}")?;
+            }
+            if a.injected {
+                f.write_str(" (injected)")?;
+            }
+            write!(f, " ({} ms)", a.latency.as_millis())?;
+        }
+        Ok(())
+    }
+}

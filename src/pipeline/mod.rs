@@ -1,0 +1,357 @@
+//! One request's way through the gateway: route → attempts with retry and failover → outcome.
+//!
+//! Every attempt ends in `Finish::end_attempt` and every request in `Finish`'s `Drop`, which hand
+//! their records to the live state and the log. Nothing downstream reaches back in here.
+
+mod finish;
+mod relay;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::config::{Config, RouteConfig};
+use crate::fault::Action;
+use crate::outcome::{Attempt, OutcomeClass};
+use crate::providers::classify;
+use crate::providers::openai::{ApiPath, Upstream, usage_of};
+use crate::providers::sse::EventFramer;
+use crate::router::pick_weighted;
+use crate::server::error::ApiError;
+use crate::state::Live;
+use finish::Finish;
+use relay::{Relay, StreamFault};
+
+/// The gateway's shared core: config, upstream adapters and live state.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Live provider state, fed by outcomes and changed by control commands.
+    pub live: Arc<Live>,
+    upstreams: Vec<Upstream>,
+    routes: HashMap<String, usize>,
+}
+
+/// A client request, parsed just enough to route it.
+#[derive(Debug)]
+pub struct ProxyRequest {
+    /// Index of the route named by `model`.
+    pub route: usize,
+    /// Which API it calls.
+    pub path: ApiPath,
+    /// Whether the client asked for SSE.
+    pub stream: bool,
+    /// The body as the client sent it.
+    pub body: Bytes,
+    /// Byte range of the `model` value (a JSON string) inside `body`.
+    pub model_span: Range<usize>,
+    /// The request's id, given or generated.
+    pub request_id: HeaderValue,
+}
+
+/// Headers that describe one hop and must not be relayed.
+const HOP_HEADERS: [HeaderName; 6] =
+    [header::CONNECTION, header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::TE, header::UPGRADE, header::DATE];
+
+/// Longest wait a provider's `Retry-After` may impose on us.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+impl Gateway {
+    /// Builds the upstream clients and the live state for a validated config.
+    pub fn new(config: Config) -> anyhow::Result<Gateway> {
+        let upstreams = config.providers.iter().map(Upstream::new).collect::<anyhow::Result<Vec<_>>>()?;
+        let routes = config.routes.iter().enumerate().map(|(i, r)| (r.model.clone(), i)).collect();
+        let config = Arc::new(config);
+        let live = Arc::new(Live::new(config.clone()));
+        Ok(Gateway { config, live, upstreams, routes })
+    }
+
+    /// The route clients call `model`.
+    pub fn route_index(&self, model: &str) -> Option<usize> {
+        self.routes.get(model).copied()
+    }
+
+    /// Runs one request through its route's targets and answers it.
+    pub async fn proxy(self: Arc<Self>, req: ProxyRequest) -> Response {
+        let route = &self.config.routes[req.route];
+        let mut fin = Finish::new(self.clone(), &req);
+        let deadline = fin.start + route.deadline;
+        let mut rng = fastrand::Rng::new();
+        let mut tried = 0u64;
+        let mut last_failed = None;
+        let mut out_of_time = false;
+
+        for n in 0..route.max_attempts {
+            let now = Instant::now();
+            let weight = |t: usize| {
+                let p = route.targets[t].provider;
+                if self.live.available(p, now) { self.live.target_weight(req.route, t) } else { 0 }
+            };
+            let Some(t) = pick_weighted(route.targets.len(), weight, tried, last_failed, &mut rng) else { break };
+            if last_failed.is_some_and(|f| route.targets[f].provider == route.targets[t].provider) {
+                // Same provider again: back off with full jitter so a struggling provider is not hammered.
+                let cap = Duration::from_millis(50u64 << n.min(5));
+                tokio::time::sleep_until((now + cap.mul_f64(rng.f64())).min(deadline)).await;
+            }
+            if Instant::now() >= deadline {
+                out_of_time = true;
+                break;
+            }
+            tried |= 1 << t;
+            fin.begin_attempt(t, route.targets[t].provider);
+            if let Ok(response) = self.attempt(&req, route, t, deadline, &mut fin, &mut rng).await {
+                return response;
+            }
+            last_failed = Some(t);
+            out_of_time = Instant::now() >= deadline;
+            if out_of_time {
+                break;
+            }
+        }
+        let err = self.exhausted(route, &fin, out_of_time);
+        fin.record.status = err.status.as_u16();
+        let mut response = err.into_response();
+        fin.decorate(response.headers_mut());
+        response
+    }
+
+    /// One attempt on target `t`. On success (or a client error that must not be retried) the
+    /// response is committed and returned; otherwise the failure, already recorded.
+    async fn attempt(
+        &self,
+        req: &ProxyRequest,
+        route: &RouteConfig,
+        t: usize,
+        deadline: Instant,
+        fin: &mut Finish,
+        rng: &mut fastrand::Rng,
+    ) -> Result<Response, OutcomeClass> {
+        let target = &route.targets[t];
+        let up = &self.upstreams[target.provider];
+        let t0 = Instant::now();
+        let first_byte_by = (t0 + up.timeouts.first_byte).min(deadline);
+        let read_by = (t0 + up.timeouts.attempt).min(deadline);
+
+        // A drill's fault acts here, before the network call, and fails like the real thing.
+        let action = self.live.fault(target.provider, t0).and_then(|f| f.fault.action(rng));
+        let mut stream_fault = None;
+        match action {
+            None => {}
+            Some(Action::Refuse) => return Err(fin.end_injected(OutcomeClass::Connect, None)),
+            Some(Action::Status(s)) => return Err(fin.end_injected(OutcomeClass::Http5xx, Some(s))),
+            Some(Action::RateLimit(wait)) => {
+                self.live.hold_back(target.provider, wait, t0);
+                return Err(fin.end_injected(OutcomeClass::Http429, Some(429)));
+            }
+            Some(Action::Hang) => {
+                tokio::time::sleep_until(first_byte_by).await;
+                return Err(fin.end_injected(OutcomeClass::Timeout, None));
+            }
+            Some(Action::Delay(d)) => {
+                if t0 + d >= first_byte_by {
+                    tokio::time::sleep_until(first_byte_by).await;
+                    return Err(fin.end_injected(OutcomeClass::Timeout, None));
+                }
+                tokio::time::sleep(d).await;
+            }
+            Some(Action::Cut(n)) if req.stream => stream_fault = Some(StreamFault::Cut(n)),
+            Some(Action::Stall(n)) if req.stream => stream_fault = Some(StreamFault::Stall(n)),
+            Some(Action::Cut(_)) => return Err(fin.end_injected(OutcomeClass::StreamBroken, Some(200))),
+            Some(Action::Stall(_)) => {
+                tokio::time::sleep_until(read_by).await;
+                return Err(fin.end_injected(OutcomeClass::Timeout, Some(200)));
+            }
+        }
+
+        let body = rewrite_model(&req.body, req.model_span.clone(), &target.model);
+        let request_id = req.request_id.to_str().unwrap_or("");
+        let mut resp = match tokio::time::timeout_at(first_byte_by, up.post(req.path, body, request_id)).await {
+            Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, None)),
+            Ok(Err(e)) => {
+                tracing::debug!(provider = %up.name, error = %e, "attempt failed");
+                return Err(fin.end_attempt(classify(&e), None));
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        let code = Some(status.as_u16());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            if let Some(wait) = retry_after(resp.headers()) {
+                self.live.hold_back(target.provider, wait, Instant::now());
+            }
+            return Err(fin.end_attempt(OutcomeClass::Http429, code));
+        }
+        if status.is_server_error() {
+            return Err(fin.end_attempt(OutcomeClass::Http5xx, code));
+        }
+        let headers = std::mem::take(resp.headers_mut());
+        let is_sse = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+
+        if status.is_success() && req.stream && is_sse {
+            // Hold the response until a whole first event arrives: until then another target can
+            // still take over without the client noticing.
+            let mut framer = EventFramer::default();
+            let first = loop {
+                match tokio::time::timeout_at(first_byte_by, resp.chunk()).await {
+                    Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
+                    Ok(Err(_)) | Ok(Ok(None)) => return Err(fin.end_attempt(OutcomeClass::StreamBroken, code)),
+                    Ok(Ok(Some(chunk))) => {
+                        let out = framer.push(chunk);
+                        if !out.is_empty() {
+                            break out;
+                        }
+                    }
+                }
+            };
+            fin.ttft();
+            fin.record.status = status.as_u16();
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = status;
+            copy_headers(&headers, response.headers_mut());
+            fin.decorate(response.headers_mut());
+            let relay = Relay {
+                upstream: Box::pin(resp.bytes_stream()),
+                framer,
+                idle: up.timeouts.stream_idle,
+                fin: fin.take(),
+                fault: stream_fault,
+            };
+            *response.body_mut() = Body::from_stream(relay.into_stream(first));
+            return Ok(response);
+        }
+
+        let body = match tokio::time::timeout_at(read_by, resp.bytes()).await {
+            Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
+            Ok(Err(e)) => return Err(fin.end_attempt(classify(&e), code)),
+            Ok(Ok(b)) => b,
+        };
+        fin.ttft();
+        let class = if status.is_success() {
+            fin.tokens = usage_of(&body);
+            OutcomeClass::Ok
+        } else {
+            OutcomeClass::Http4xx
+        };
+        fin.record.status = status.as_u16();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        copy_headers(&headers, response.headers_mut());
+        fin.end_attempt(class, code);
+        fin.decorate(response.headers_mut());
+        Ok(response)
+    }
+
+    /// The error for a request whose attempts all failed, or that found no target to try.
+    fn exhausted(&self, route: &RouteConfig, fin: &Finish, out_of_time: bool) -> ApiError {
+        let attempts: &[Attempt] = &fin.record.attempts;
+        let summary = || {
+            let n = attempts.len();
+            match n {
+                0 => "no attempt was made".to_string(),
+                _ => format!("{n} attempt{} failed: {}", if n == 1 { "" } else { "s" }, fin.attempts("; ")),
+            }
+        };
+        if out_of_time {
+            return ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "deadline_exceeded",
+                format!("route '{}': the deadline of {:?} passed; {}", route.model, route.deadline, summary()),
+            );
+        }
+        let now = Instant::now();
+        let cooldown = route.targets.iter().filter_map(|t| self.live.cooldown_left(t.provider, now)).min();
+        let all_429 = attempts.iter().all(|a| a.class == OutcomeClass::Http429);
+        if let (true, Some(wait)) = (all_429, cooldown) {
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                format!("route '{}': every provider is rate limited; {}", route.model, summary()),
+            )
+            .retry_after(wait);
+        }
+        if attempts.is_empty() {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "no_available_target",
+                format!("route '{}': no target is available (drained or out of rotation)", route.model),
+            );
+        }
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "all_attempts_failed",
+            format!("route '{}': {}", route.model, summary()),
+        )
+    }
+}
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (k, v) in from {
+        if !HOP_HEADERS.contains(k) {
+            to.append(k, v.clone());
+        }
+    }
+}
+
+/// The body with its `model` value replaced by `model`, everything else byte for byte.
+fn rewrite_model(body: &[u8], span: Range<usize>, model: &str) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + model.len() + 2);
+    out.extend_from_slice(&body[..span.start]);
+    serde_json::to_writer(&mut out, model).expect("writing a string to a Vec cannot fail");
+    out.extend_from_slice(&body[span.end..]);
+    Bytes::from(out)
+}
+
+/// `retry-after-ms` or `retry-after` (seconds), capped.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let num =
+        |name: &str| h.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    let wait = num("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| num("retry-after"))?;
+    Some(Duration::from_secs_f64(wait).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_only_the_model() {
+        let body = br#"{"messages":[{"role":"user","content":"hi"}], "model" : "chat","x":1}"#;
+        let start = body.windows(6).position(|w| w == b"\"chat\"").unwrap();
+        let out = rewrite_model(body, start..start + 6, "gpt-4o \"mini\"");
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"messages":[{"role":"user","content":"hi"}], "model" : "gpt-4o \"mini\"","x":1}"#
+        );
+    }
+
+    #[test]
+    fn reads_retry_after() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        h.insert("retry-after-ms", HeaderValue::from_static("99999999"));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn error_event_is_one_sse_event() {
+        let e = crate::providers::sse::error_event("stream_broken", "x");
+        assert!(e.starts_with(b"data: {\"error\":"));
+        assert!(e.ends_with(b"}\n\n"));
+    }
+}

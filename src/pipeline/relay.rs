@@ -1,0 +1,91 @@
+//! Relaying a committed SSE stream to the client.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::time::timeout;
+
+use super::finish::Finish;
+use crate::outcome::OutcomeClass;
+use crate::providers::openai::usage_in_events;
+use crate::providers::sse::{EventFramer, error_event};
+
+/// A fault that ends the stream early, injected by a drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StreamFault {
+    /// Drop the stream after this many events.
+    Cut(u32),
+    /// Stop relaying after this many events (the idle timeout then ends it).
+    Stall(u32),
+}
+
+/// Relays whole events as they arrive and ends a broken, truncated or stalled stream with an
+/// error event. Dropping it (the client went away) drops the upstream request.
+pub(super) struct Relay {
+    pub upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    pub framer: EventFramer,
+    pub idle: Duration,
+    pub fin: Finish,
+    pub fault: Option<StreamFault>,
+}
+
+impl Relay {
+    /// The body stream: `first` (the events already read), then the rest.
+    pub fn into_stream(mut self, first: Bytes) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+        self.note_usage(&first);
+        let head = futures_util::stream::once(std::future::ready(Ok(first)));
+        let rest = futures_util::stream::unfold(Some(self), |state| async move {
+            let mut r = state?;
+            loop {
+                let injected = match r.fault {
+                    Some(StreamFault::Cut(n)) if r.framer.events >= n as u64 => Some("the connection was cut"),
+                    Some(StreamFault::Stall(n)) if r.framer.events >= n as u64 => {
+                        tokio::time::sleep(r.idle).await;
+                        Some("stalled")
+                    }
+                    _ => None,
+                };
+                let broke = if let Some(why) = injected {
+                    why.to_string()
+                } else {
+                    match timeout(r.idle, r.upstream.next()).await {
+                        Ok(Some(Ok(chunk))) => {
+                            let out = r.framer.push(chunk);
+                            if out.is_empty() {
+                                continue;
+                            }
+                            r.note_usage(&out);
+                            return Some((Ok(out), Some(r)));
+                        }
+                        Ok(None) if r.framer.done => {
+                            r.fin.end_attempt(OutcomeClass::Ok, Some(200));
+                            return None;
+                        }
+                        Ok(None) => "the provider closed the stream before [DONE]".to_string(),
+                        Ok(Some(Err(_))) => "the provider's stream broke".to_string(),
+                        Err(_) => format!("the provider sent nothing for {} ms", r.idle.as_millis()),
+                    }
+                };
+                let provider = r.fin.current.map_or("?", |(_, p, _)| r.fin.gw.config.providers[p].name.as_str());
+                let msg = format!("{broke} ({provider}, after {} events); the answer is incomplete", r.framer.events);
+                tracing::warn!(request_id = %r.fin.record.request_id, provider, "stream broken: {broke}");
+                if injected.is_some() {
+                    r.fin.end_injected(OutcomeClass::StreamBroken, Some(200));
+                } else {
+                    r.fin.end_attempt(OutcomeClass::StreamBroken, Some(200));
+                }
+                return Some((Ok(error_event("stream_broken", &msg)), None));
+            }
+        });
+        head.chain(rest)
+    }
+
+    fn note_usage(&mut self, events: &[u8]) {
+        if let Some(u) = usage_in_events(events) {
+            self.fin.tokens = Some(u);
+        }
+    }
+}
