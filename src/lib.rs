@@ -11,7 +11,9 @@ pub mod providers;
 pub mod router;
 pub mod server;
 pub mod sim;
+pub mod snapshot;
 pub mod state;
+pub mod tui;
 
 /// Installs rustls' `ring` provider as the process default. Call once before building any HTTP
 /// client; calling it again is harmless.

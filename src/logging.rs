@@ -13,6 +13,8 @@ pub enum LogTarget<'a> {
     Stderr,
     /// Standard error and a daily-rolling file in `<data_dir>/logs/` (`serve`).
     StderrAndFile(&'a Path),
+    /// Only the file: the console owns the terminal (`tui`, `demo`).
+    File(&'a Path),
 }
 
 /// Keeps the file writer alive; drop it last so buffered lines reach the file.
@@ -31,7 +33,8 @@ pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
             tracing_subscriber::registry().with(filter()).with(stderr).try_init()?;
             Ok(LogGuard { _guard: None, dir: None })
         }
-        LogTarget::StderrAndFile(data_dir) => {
+        LogTarget::StderrAndFile(data_dir) | LogTarget::File(data_dir) => {
+            let to_stderr = matches!(target, LogTarget::StderrAndFile(_));
             let dir = data_dir.join("logs");
             std::fs::create_dir_all(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
@@ -44,7 +47,7 @@ pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
                 .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?;
             let (writer, guard) = tracing_appender::non_blocking(appender);
             let file = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
-            tracing_subscriber::registry().with(filter()).with(stderr).with(file).try_init()?;
+            tracing_subscriber::registry().with(filter()).with(to_stderr.then_some(stderr)).with(file).try_init()?;
             Ok(LogGuard { _guard: Some(guard), dir: Some(dir) })
         }
     }

@@ -1,15 +1,21 @@
 //! The `llmgw` command line.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use llmgw::config::Config;
 use llmgw::logging::{self, LogTarget};
-use llmgw::pipeline::Gateway;
+use llmgw::sim::traffic::TrafficSpec;
 use llmgw::sim::{self, Behavior, SimSpec};
+use llmgw::snapshot::{Meta, TrafficView};
+use llmgw::tui::LocalControl;
+use llmgw::tui::term::{self, Console};
+use llmgw::tui::theme::Theme;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -49,16 +55,67 @@ enum Command {
         after_help = "Examples:\n  llmgw mock --listen 127.0.0.1:9001 --name alpha --latency-ms 40 --jitter-ms 10 --tokens-per-s 300\n  llmgw mock --name flaky --error-rate 0.3 --error-status 503\n  llmgw mock -c sim.toml             several providers from one file (see sim.example.toml)\n\nEach serves POST /v1/chat/completions (JSON and SSE), POST /v1/embeddings, GET /v1/models,\nGET /sim/stats (counters) and GET/PATCH /sim/behavior (change the personality while it runs)."
     )]
     Mock(MockArgs),
-    /// Simulated providers behind a gateway: the whole product on a fresh machine, no keys needed.
-    #[command(after_help = "Examples:\n  llmgw demo\n  llmgw demo --listen 127.0.0.1:8090")]
+    /// Run the gateway with the live dashboard in this terminal.
+    #[command(
+        after_help = "Examples:\n  llmgw tui -c llmgw.toml\n  llmgw tui -c llmgw.toml --read-only\n\nKeys: ? shows them all. Logs go to <data_dir>/logs/ only (the dashboard owns the terminal); the path is printed on exit."
+    )]
+    Tui {
+        /// Config file.
+        #[arg(short, long, default_value = "llmgw.toml")]
+        config: PathBuf,
+        /// Disable every key that changes the gateway.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// The whole product on a fresh machine, no keys needed: simulated providers, a gateway,
+    /// synthetic traffic and the live dashboard.
+    #[command(
+        after_help = "Examples:\n  llmgw demo\n  llmgw demo --rps 200 --listen 127.0.0.1:8090\n  llmgw demo --headless          gateway and traffic without the dashboard\n\nIn the dashboard: f then Enter takes the selected provider down; r clears it; < and > change the traffic."
+    )]
     Demo {
-        /// Where the gateway listens.
+        /// Where the gateway listens (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Where logs go (under logs/).
         #[arg(long, default_value = "llmgw-data")]
         data_dir: PathBuf,
+        /// Synthetic requests per second (change it live with < and >).
+        #[arg(long, default_value_t = 50.0)]
+        rps: f64,
+        /// No dashboard: run until Ctrl-C, logging to stderr.
+        #[arg(long)]
+        headless: bool,
+        /// Disable every key that changes the gateway.
+        #[arg(long)]
+        read_only: bool,
     },
+    /// Send synthetic traffic to any OpenAI-compatible endpoint and report latency and errors.
+    #[command(
+        after_help = "Examples:\n  llmgw load --rps 200 --duration 60s --url http://127.0.0.1:8080/v1\n  llmgw load --rps 50 --duration 5m --model chat --stream-ratio 0.5\n\nOpen loop: requests start on schedule whether or not earlier ones finished."
+    )]
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The API root to call.
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1")]
+    url: String,
+    /// Requests per second.
+    #[arg(long, default_value_t = 100.0)]
+    rps: f64,
+    /// How long, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Chat model (route) to call; repeat for several.
+    #[arg(long, default_value = "chat")]
+    model: Vec<String>,
+    /// Share of requests that stream.
+    #[arg(long, default_value_t = 0.3)]
+    stream_ratio: f64,
+    /// Requests allowed in flight.
+    #[arg(long, default_value_t = 2048)]
+    max_in_flight: usize,
 }
 
 #[derive(clap::Args)]
@@ -105,7 +162,17 @@ fn main() -> ExitCode {
             rt.block_on(run_serve(cfg))
         }
         Command::Mock(args) => rt.block_on(run_mock(args)),
-        Command::Demo { listen, data_dir } => rt.block_on(run_demo(listen, data_dir)),
+        Command::Tui { config, read_only } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            rt.block_on(run_tui(cfg, read_only))
+        }
+        Command::Demo { listen, data_dir, rps, headless, read_only } => {
+            rt.block_on(run_demo(listen, data_dir, rps, headless, read_only))
+        }
+        Command::Load(args) => rt.block_on(run_load(args)),
     }
 }
 
@@ -134,24 +201,10 @@ async fn run_serve(cfg: Config) -> ExitCode {
 
 /// Runs a gateway until SIGINT/SIGTERM, then drains it within the configured grace period.
 async fn run_gateway(cfg: Config) -> anyhow::Result<()> {
-    let listen = cfg.server.listen;
-    let grace = cfg.server.shutdown_grace;
-    let gw = Arc::new(Gateway::new(cfg)?);
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!("llmgw {} listening on http://{listen}/v1", env!("CARGO_PKG_VERSION"));
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(llmgw::server::serve(gw.clone(), listener, shutdown.clone()));
+    let running = llmgw::server::start(cfg).await?;
+    tracing::info!("llmgw {} listening on http://{}/v1", env!("CARGO_PKG_VERSION"), running.addr);
     shutdown_signal().await;
-    tracing::info!("shutting down: no new connections; waiting up to {grace:?} for requests in flight");
-    shutdown.cancel();
-    match tokio::time::timeout(grace, server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("all requests finished; bye"),
-        Ok(Ok(Err(e))) => return Err(e.into()),
-        Ok(Err(e)) => return Err(e.into()),
-        Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
-    }
-    Ok(())
+    running.stop().await
 }
 
 async fn shutdown_signal() {
@@ -202,47 +255,194 @@ async fn run_mock(args: MockArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Three simulated providers with different personalities and a gateway in front of them.
-async fn run_demo(listen: SocketAddr, data_dir: PathBuf) -> ExitCode {
-    let log = match logging::init(LogTarget::StderrAndFile(&data_dir)) {
+/// `llmgw tui`: the gateway and the dashboard in one process.
+async fn run_tui(cfg: Config, read_only: bool) -> ExitCode {
+    let data_dir = cfg.server.data_dir.clone();
+    let log = match logging::init(LogTarget::File(&data_dir)) {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let personalities = [
-        ("swift", Behavior { latency_ms: 30, jitter_ms: 10, tokens_per_s: 400.0, ..Behavior::default() }),
-        ("steady", Behavior { latency_ms: 120, jitter_ms: 20, tokens_per_s: 150.0, ..Behavior::default() }),
-        (
-            "flaky",
-            Behavior { latency_ms: 60, jitter_ms: 40, tokens_per_s: 250.0, error_rate: 0.08, ..Behavior::default() },
-        ),
-    ];
-    let specs: Vec<SimSpec> = personalities
-        .iter()
-        .map(|(name, b)| SimSpec { name: name.to_string(), listen: any, api_key_env: None, behavior: b.clone() })
-        .collect();
-    let sims = match sim::spawn_all(&specs).await {
-        Ok(s) => s,
+    let running = match llmgw::server::start(cfg).await {
+        Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let mut toml = format!("[server]\nlisten = \"{listen}\"\ndata_dir = {:?}\n", data_dir.display().to_string());
-    for s in &sims {
-        toml += &format!("\n[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n", s.name, s.base_url());
-    }
-    toml += "\n[[routes]]\nmodel = \"chat\"\ntargets = [\n  { provider = \"swift\", model = \"sim-chat\", weight = 50 },\n  { provider = \"steady\", model = \"sim-large\", weight = 30 },\n  { provider = \"flaky\", model = \"sim-chat\", weight = 20 },\n]\n";
-    toml += "\n[[routes]]\nmodel = \"embed\"\ntargets = [\n  { provider = \"swift\", model = \"sim-embed\", weight = 1 },\n  { provider = \"steady\", model = \"sim-embed\", weight = 1 },\n]\n";
-    let cfg = match Config::parse(Path::new("<demo>"), &toml, &|_| None) {
-        Ok(c) => c,
-        Err(e) => return fail(anyhow::anyhow!("demo config: {e}")),
-    };
-    println!("llmgw demo: 3 simulated providers (swift, steady, flaky) behind http://{listen}/v1");
-    println!("try:  curl -s http://{listen}/v1/chat/completions -H 'content-type: application/json' \\");
-    println!("        -d '{{\"model\":\"chat\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'");
-    println!("Ctrl-C stops it.");
-    let code = match run_gateway(cfg).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    };
-    drop(log);
+    let code = console(&running, None, read_only, &log).await;
+    let _ = running.stop().await;
     code
+}
+
+/// Runs the dashboard on its own thread until the operator quits or a signal arrives.
+async fn console(
+    running: &llmgw::server::Running,
+    traffic: Option<Arc<llmgw::sim::traffic::Traffic>>,
+    read_only: bool,
+    log: &logging::LogGuard,
+) -> ExitCode {
+    let cancel = CancellationToken::new();
+    let t = traffic.clone();
+    let meta = Meta {
+        listen: running.addr.to_string(),
+        log_dir: log.dir.as_ref().map(|d| d.display().to_string()),
+        traffic: t.map(|t| {
+            Arc::new(move || TrafficView { target_rps: t.rps() }) as Arc<dyn Fn() -> TrafficView + Send + Sync>
+        }),
+    };
+    let snapshots =
+        llmgw::snapshot::spawn_sampler(running.gw.live.clone(), meta, Duration::from_millis(250), cancel.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let c = Console {
+        snapshots,
+        control: Arc::new(LocalControl { live: running.gw.live.clone() }),
+        traffic,
+        read_only,
+        theme: Theme::from_env(),
+        stop: stop.clone(),
+    };
+    let ui = std::thread::Builder::new().name(term::UI_THREAD.into()).spawn(move || term::run(c));
+    let ui = match ui {
+        Ok(h) => h,
+        Err(e) => return fail(e.into()),
+    };
+    // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP arrive here and ask the UI to leave.
+    let signals = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            terminal_signal().await;
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    let result = tokio::task::spawn_blocking(move || ui.join()).await;
+    signals.abort();
+    cancel.cancel();
+    if let Some(dir) = &log.dir {
+        println!("llmgw: logs are in {}", dir.display());
+    }
+    match result {
+        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+        Ok(Ok(Err(e))) => fail(e),
+        _ => fail(anyhow::anyhow!("the dashboard crashed (see the log)")),
+    }
+}
+
+async fn terminal_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
+}
+
+/// `llmgw demo`.
+async fn run_demo(listen: SocketAddr, data_dir: PathBuf, rps: f64, headless: bool, read_only: bool) -> ExitCode {
+    let target = if headless { LogTarget::StderrAndFile(&data_dir) } else { LogTarget::File(&data_dir) };
+    let log = match logging::init(target) {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    let cancel = CancellationToken::new();
+    let demo = match llmgw::sim::demo::start(listen, data_dir.clone(), rps, cancel.clone()).await {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let code = if headless {
+        let addr = demo.gateway.addr;
+        println!(
+            "llmgw demo: simulated providers (swift, steady, flaky, titan) behind http://{addr}/v1, {rps} req/s of traffic"
+        );
+        println!("try:  curl -s http://{addr}/v1/chat/completions -H 'content-type: application/json' \\");
+        println!("        -d '{{\"model\":\"chat\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'");
+        println!("Ctrl-C stops it.");
+        shutdown_signal().await;
+        ExitCode::SUCCESS
+    } else {
+        console(&demo.gateway, Some(demo.traffic.clone()), read_only, &log).await
+    };
+    cancel.cancel();
+    let _ = demo.gateway.stop().await;
+    code
+}
+
+/// `llmgw load`: traffic with a progress line each second and a summary at the end.
+async fn run_load(a: LoadArgs) -> ExitCode {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _log = logging::init(LogTarget::Stderr);
+    let spec = TrafficSpec {
+        base_url: a.url.trim_end_matches('/').to_string(),
+        chat_models: a.model.iter().map(|m| (m.clone(), 1)).collect(),
+        embed_models: vec![],
+        stream_ratio: a.stream_ratio.clamp(0.0, 1.0),
+        embed_ratio: 0.0,
+        max_in_flight: a.max_in_flight.max(1),
+    };
+    let cancel = CancellationToken::new();
+    let t = llmgw::sim::traffic::spawn(spec, a.rps, cancel.clone());
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let line = |t: &llmgw::sim::traffic::Traffic, final_: bool| {
+        let s = &t.stats;
+        let done = s.ok.load(Relaxed)
+            + s.http_errors.load(Relaxed)
+            + s.broken_streams.load(Relaxed)
+            + s.transport_errors.load(Relaxed);
+        let l = t.latency();
+        format!(
+            "{:>5.0}s  sent {}  ok {}  http errors {}  broken streams {}  no answer {}  skipped {}  p50 {:.1} ms  p99 {:.1} ms{}",
+            start.elapsed().as_secs_f64(),
+            s.sent.load(Relaxed),
+            s.ok.load(Relaxed),
+            s.http_errors.load(Relaxed),
+            s.broken_streams.load(Relaxed),
+            s.transport_errors.load(Relaxed),
+            s.skipped.load(Relaxed),
+            l.p50,
+            l.p99,
+            if final_ { format!("  ({done} finished)") } else { String::new() },
+        )
+    };
+    loop {
+        tokio::select! {
+            _ = tick.tick() => eprint!("\r{}", line(&t, false)),
+            _ = shutdown_signal() => break,
+        }
+        if start.elapsed() >= a.duration {
+            break;
+        }
+    }
+    cancel.cancel();
+    // Let requests in flight finish (bounded) so the summary counts them.
+    let drain_until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < drain_until {
+        let s = &t.stats;
+        let done = s.ok.load(Relaxed)
+            + s.http_errors.load(Relaxed)
+            + s.broken_streams.load(Relaxed)
+            + s.transport_errors.load(Relaxed);
+        if done >= s.sent.load(Relaxed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("\r{}", line(&t, true));
+    let (l, f) = (t.latency(), t.ttft());
+    println!("latency ms: p50 {:.1}  p95 {:.1}  p99 {:.1}  ({} answers)", l.p50, l.p95, l.p99, l.count);
+    if f.count > 0 {
+        println!("first byte of streams ms: p50 {:.1}  p95 {:.1}  p99 {:.1}", f.p50, f.p95, f.p99);
+    }
+    let s = &t.stats;
+    let failed = s.http_errors.load(Relaxed) + s.broken_streams.load(Relaxed) + s.transport_errors.load(Relaxed);
+    let total = failed + s.ok.load(Relaxed);
+    println!(
+        "errors: {failed} of {total} ({:.2}%)",
+        if total > 0 { 100.0 * failed as f64 / total as f64 } else { 0.0 }
+    );
+    ExitCode::SUCCESS
 }

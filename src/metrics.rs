@@ -16,7 +16,7 @@ use crate::outcome::OutcomeClass;
 pub const WINDOW_S: usize = 900;
 /// Seconds over which percentiles, error rates and shares are computed.
 pub const RECENT_S: u64 = 60;
-/// Seconds over which the current rate and share are computed.
+/// Whole seconds (before the current one) over which the current rate and share are computed.
 pub const NOW_S: u64 = 5;
 
 /// Error classes counted separately, in this order.
@@ -87,6 +87,10 @@ pub struct Summary {
     pub rate: f64,
     /// Answers served over the last [`NOW_S`] seconds.
     pub served_now: u64,
+    /// Outcomes over the last [`NOW_S`] seconds.
+    pub total_now: u64,
+    /// Failures over the last [`NOW_S`] seconds.
+    pub failed_now: u64,
     /// Answers served over the last [`RECENT_S`] seconds.
     pub served_recent: u64,
     /// Outcomes over the last [`RECENT_S`] seconds (the error rate's denominator).
@@ -255,7 +259,6 @@ impl Window {
         let mut w = self.lock();
         w.advance(now);
         let mut sum = Summary::default();
-        let mut now_total = 0u64;
         for s in w.last(now, RECENT_S) {
             sum.total_recent += s.total as u64;
             sum.served_recent += s.served as u64;
@@ -266,13 +269,14 @@ impl Window {
             }
             sum.tokens_recent.0 += s.tokens_in as u64;
             sum.tokens_recent.1 += s.tokens_out as u64;
-            if s.sec + NOW_S > now {
-                now_total += s.total as u64;
+            // The current second is still filling: rates use the whole seconds before it.
+            if s.sec < now && s.sec + NOW_S >= now {
+                sum.total_now += s.total as u64;
+                sum.failed_now += s.failed() as u64;
                 sum.served_now += s.served as u64;
             }
         }
-        // The current second is partly over: rate over the whole seconds plus it.
-        sum.rate = now_total as f64 / NOW_S as f64;
+        sum.rate = sum.total_now as f64 / NOW_S as f64;
         let r = (w.cur % RECENT_S) as usize;
         let mut lat = w.lat_sum.clone();
         let _ = lat.add(&w.lat[r]);
@@ -320,7 +324,7 @@ mod tests {
             w.record(10, &ok(i));
         }
         w.record(11, &err(OutcomeClass::Connect));
-        let s = w.summary(11);
+        let s = w.summary(12);
         assert_eq!(s.total_recent, 101);
         assert_eq!(s.failed_recent, 1);
         assert_eq!(s.errors_recent[0], 1);
@@ -332,7 +336,7 @@ mod tests {
 
         // 60 s later the samples have left the percentile window; 15 min later, everything.
         let s = w.summary(10 + RECENT_S);
-        assert_eq!((s.total_recent, s.p50_ms), (1, None));
+        assert_eq!((s.total_recent, s.p50_ms, s.total_now), (1, None, 0));
         let series = w.series(10 + RECENT_S, WINDOW_S);
         assert_eq!(series.len(), 10 + RECENT_S as usize + 1, "no seconds before the start");
         assert_eq!(series.iter().map(|s| s.total).sum::<u32>(), 101, "the chart still has them");

@@ -27,6 +27,43 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
+/// A gateway serving in the background.
+pub struct Running {
+    /// The gateway.
+    pub gw: Arc<Gateway>,
+    /// Where it listens (the real port when the config said 0).
+    pub addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Builds a gateway from `config`, binds its listener and serves it in the background.
+pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
+    let listen = config.server.listen;
+    let gw = Arc::new(Gateway::new(config)?);
+    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
+    Ok(Running { gw, addr, shutdown, task })
+}
+
+impl Running {
+    /// Stops accepting, then waits up to `server.shutdown_grace` for requests in flight.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let grace = self.gw.config.server.shutdown_grace;
+        tracing::info!("shutting down: no new connections; waiting up to {grace:?} for requests in flight");
+        self.shutdown.cancel();
+        match tokio::time::timeout(grace, self.task).await {
+            Ok(Ok(Ok(()))) => tracing::info!("all requests finished; bye"),
+            Ok(Ok(Err(e))) => return Err(e.into()),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
+        }
+        Ok(())
+    }
+}
+
 /// Serves `app(gw)` on `listener` until `shutdown` is cancelled, then lets requests in flight
 /// finish (the caller bounds how long by racing this future against a deadline).
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {

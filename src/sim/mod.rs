@@ -2,7 +2,9 @@
 //! jitter, token rate, errors, hangs, broken streams). They back `llmgw mock`, `llmgw demo`,
 //! failover drills, benchmarks and the tests, so they behave like real providers down to the wire.
 
+pub mod demo;
 mod provider;
+pub mod traffic;
 
 use std::net::SocketAddr;
 use std::path::Path;

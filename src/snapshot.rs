@@ -1,0 +1,300 @@
+//! Immutable views of the live state, published a few times a second for the console (and,
+//! later, the admin API and alerts). Plain serializable data: a remote console renders the same.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::fault::Fault;
+use crate::metrics::{NOW_S, Second, Summary, WINDOW_S};
+use crate::state::{Event, EventKind, Live};
+
+/// A provider's state, as the console names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Answering, with few errors.
+    Healthy,
+    /// More than [`DEGRADED_ERROR_RATE`] of its recent attempts failed.
+    Degraded,
+    /// Held back after a 429.
+    RateLimited,
+    /// Drained by an operator.
+    Drained,
+    /// A drill's fault is injected.
+    Fault,
+}
+
+/// Share of failed attempts over the last few seconds above which a provider is degraded.
+pub const DEGRADED_ERROR_RATE: f64 = 0.05;
+
+/// A fault in force, for display.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FaultView {
+    /// What it does.
+    pub fault: Fault,
+    /// Seconds until it clears itself, if it does.
+    pub remaining_s: Option<u64>,
+}
+
+/// One provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderView {
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub status: Status,
+    /// The fault in force, if any.
+    pub fault: Option<FaultView>,
+    /// Whether an operator drained it (also shown when a fault hides it in `status`).
+    pub drained: bool,
+    /// Attempts under way.
+    pub in_flight: i64,
+    /// The last failure: its label and how long ago, in seconds.
+    pub last_error: Option<(String, f64)>,
+}
+
+impl ProviderView {
+    /// The state as text: `healthy`, `degraded`, `ratelimited`, `drained` or `FAULT:<mode>`.
+    pub fn status_text(&self) -> String {
+        match (self.status, &self.fault) {
+            (Status::Fault, Some(f)) => format!("FAULT:{}", f.fault.mode()),
+            (Status::Healthy, _) => "healthy".into(),
+            (Status::Degraded, _) => "degraded".into(),
+            (Status::RateLimited, _) => "ratelimited".into(),
+            (Status::Drained, _) => "drained".into(),
+            (Status::Fault, None) => "FAULT".into(),
+        }
+    }
+}
+
+/// One target of a route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetView {
+    /// Index into [`Snapshot::providers`].
+    pub provider: usize,
+    /// Upstream model.
+    pub model: String,
+    /// Weight in the config.
+    pub weight_config: u32,
+    /// Weight in force (an operator may have changed it).
+    pub weight: u32,
+    /// Its recent metrics (attempts on this target).
+    pub summary: Summary,
+    /// Its share of the route's answers over the last few seconds; `None` when the route served none.
+    pub share_now: Option<f64>,
+    /// Its share of the route's answers over the last minute.
+    pub share_recent: Option<f64>,
+    /// Per-second history, oldest first, up to [`WINDOW_S`] seconds.
+    pub series: Vec<Second>,
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteView {
+    /// The name clients call.
+    pub model: String,
+    /// Its strategy.
+    pub strategy: String,
+    /// Its targets, in config order.
+    pub targets: Vec<TargetView>,
+}
+
+/// The synthetic traffic generator of `llmgw demo`, when there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrafficView {
+    /// Requests per second it aims at.
+    pub target_rps: f64,
+}
+
+/// Everything the console shows, at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Seconds since the gateway started.
+    pub uptime_s: u64,
+    /// Where the gateway listens.
+    pub listen: String,
+    /// Client requests, over the same windows as targets.
+    pub requests: Summary,
+    /// Client requests under way... counted as attempts under way on all providers.
+    pub in_flight: i64,
+    /// Providers, in config order.
+    pub providers: Vec<ProviderView>,
+    /// Routes, in config order.
+    pub routes: Vec<RouteView>,
+    /// The newest events, oldest first.
+    pub events: Vec<Event>,
+    /// The demo's traffic generator, if any.
+    pub traffic: Option<TrafficView>,
+    /// Where log files go.
+    pub log_dir: Option<String>,
+}
+
+impl Snapshot {
+    /// Faults in force, as (provider, fault).
+    pub fn active_faults(&self) -> impl Iterator<Item = (&ProviderView, &FaultView)> {
+        self.providers.iter().filter_map(|p| p.fault.as_ref().map(|f| (p, f)))
+    }
+}
+
+/// Things the snapshot shows that the live state does not know.
+#[derive(Clone, Default)]
+pub struct Meta {
+    /// Where the gateway listens.
+    pub listen: String,
+    /// Where log files go.
+    pub log_dir: Option<String>,
+    /// Reads the demo's traffic generator, if any.
+    pub traffic: Option<Arc<dyn Fn() -> TrafficView + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meta").field("listen", &self.listen).field("log_dir", &self.log_dir).finish_non_exhaustive()
+    }
+}
+
+/// Events kept in a snapshot.
+pub const SNAPSHOT_EVENTS: usize = 200;
+
+/// Builds a snapshot of `live` at `now`.
+pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
+    let sec = live.sec(now);
+    let now_ms = live.ms(now);
+    let cfg = live.config();
+    let routes: Vec<RouteView> = cfg
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(r, route)| {
+            let mut targets: Vec<TargetView> = route
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(t, target)| {
+                    let w = live.target_window(r, t);
+                    TargetView {
+                        provider: target.provider,
+                        model: target.model.clone(),
+                        weight_config: target.weight,
+                        weight: live.target_weight(r, t),
+                        summary: w.summary(sec),
+                        share_now: None,
+                        share_recent: None,
+                        series: w.series(sec, WINDOW_S),
+                    }
+                })
+                .collect();
+            let served_now: u64 = targets.iter().map(|t| t.summary.served_now).sum();
+            let served_recent: u64 = targets.iter().map(|t| t.summary.served_recent).sum();
+            for t in &mut targets {
+                t.share_now = (served_now > 0).then(|| t.summary.served_now as f64 / served_now as f64);
+                t.share_recent = (served_recent > 0).then(|| t.summary.served_recent as f64 / served_recent as f64);
+            }
+            RouteView { model: route.model.clone(), strategy: format!("{:?}", route.strategy).to_lowercase(), targets }
+        })
+        .collect();
+
+    let providers: Vec<ProviderView> = cfg
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(p, pc)| {
+            let fault = live.fault(p, now).map(|f| FaultView {
+                fault: f.fault,
+                remaining_s: f.until_ms.map(|u| u.saturating_sub(now_ms).div_ceil(1000)),
+            });
+            let (total, failed) = routes
+                .iter()
+                .flat_map(|r| &r.targets)
+                .filter(|t| t.provider == p)
+                .fold((0, 0), |(a, b), t| (a + t.summary.total_now, b + t.summary.failed_now));
+            let drained = live.drained(p);
+            let status = if fault.is_some() {
+                Status::Fault
+            } else if drained {
+                Status::Drained
+            } else if live.cooldown_left(p, now).is_some() {
+                Status::RateLimited
+            } else if total > 0 && failed as f64 / total as f64 > DEGRADED_ERROR_RATE {
+                Status::Degraded
+            } else {
+                Status::Healthy
+            };
+            let last_error = live.last_error(p).map(|e| {
+                let label = match e.status {
+                    Some(s) if e.class.label().starts_with("http") => format!("{s}"),
+                    _ => e.class.label().to_string(),
+                };
+                (label, now_ms.saturating_sub(e.at_ms) as f64 / 1000.0)
+            });
+            ProviderView { name: pc.name.clone(), status, fault, drained, in_flight: live.in_flight(p), last_error }
+        })
+        .collect();
+
+    Snapshot {
+        uptime_s: sec,
+        listen: meta.listen.clone(),
+        requests: live.request_window().summary(sec),
+        in_flight: providers.iter().map(|p| p.in_flight).sum(),
+        providers,
+        routes,
+        events: live.events(SNAPSHOT_EVENTS),
+        traffic: meta.traffic.as_ref().map(|f| f()),
+        log_dir: meta.log_dir.clone(),
+    }
+}
+
+/// How the sampler tells failing providers apart from quiet ones.
+const QUIET_S: u64 = 5;
+
+/// Publishes a snapshot every `period` until `cancel`; also logs failover events (a provider
+/// starting to fail, and recovering) from the attempt counters.
+pub fn spawn_sampler(
+    live: Arc<Live>,
+    meta: Meta,
+    period: Duration,
+    cancel: CancellationToken,
+) -> watch::Receiver<Arc<Snapshot>> {
+    let (tx, rx) = watch::channel(Arc::new(build(&live, &meta, Instant::now())));
+    tokio::spawn(async move {
+        let n = live.config().providers.len();
+        let mut failures: Vec<u64> = (0..n).map(|p| live.failures(p)).collect();
+        let mut last_fail: Vec<Option<u64>> = vec![None; n];
+        let mut failing = vec![false; n];
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let sec = live.sec(now);
+            for p in 0..n {
+                let f = live.failures(p);
+                let name = &live.config().providers[p].name;
+                if f > failures[p] {
+                    if !failing[p] {
+                        let why = live.last_error(p).map_or("errors", |e| e.class.label());
+                        live.event(now, EventKind::Failover, format!("{name} failing ({why}): its requests fail over"));
+                        failing[p] = true;
+                    }
+                    last_fail[p] = Some(sec);
+                    failures[p] = f;
+                } else if failing[p] && last_fail[p].is_some_and(|l| sec >= l + QUIET_S + NOW_S) {
+                    live.event(now, EventKind::Health, format!("{name}: no failures for {} s", QUIET_S + NOW_S));
+                    failing[p] = false;
+                }
+            }
+            if tx.send(Arc::new(build(&live, &meta, now))).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,102 @@
+//! Charts over the chosen window, one dataset per target of the selected route. A second with
+//! no requests is left out (a gap), never drawn as zero.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::symbols::Marker;
+use ratatui::text::Span;
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
+
+use crate::metrics::Second;
+use crate::snapshot::RouteView;
+use crate::tui::app::App;
+use crate::tui::theme::Theme;
+
+/// Width from which the error chart is shown beside the other two.
+const THREE_CHARTS: u16 = 100;
+
+/// The charts row.
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let Some(route) = app.snapshot.routes.get(app.route) else { return };
+    let secs = app.window.seconds();
+    let now = app.snapshot.uptime_s as f64;
+    let n = if area.width >= THREE_CHARTS { 3 } else { 2 };
+    let areas = Layout::horizontal(vec![Constraint::Ratio(1, n); n as usize]).split(area);
+    let latency = series(route, secs, |s, _| (s.ok > 0).then(|| s.p95_us as f64 / 1000.0));
+    let share = series(route, secs, |s, total| (total > 0).then(|| 100.0 * s.served as f64 / total as f64));
+    let errors = series(route, secs, |s, _| (s.total > 0).then(|| 100.0 * s.failed() as f64 / s.total as f64));
+    let w = app.window.label();
+    chart(frame, areas[0], app, theme, &format!(" latency p95 ms · {w} "), &latency, now, secs, None);
+    chart(frame, areas[1], app, theme, &format!(" share of answers % · {w} "), &share, now, secs, Some(100.0));
+    if n == 3 {
+        chart(frame, areas[2], app, theme, &format!(" errors % · {w} "), &errors, now, secs, None);
+    }
+}
+
+/// Points (x = seconds since start, y) per target; `f` gets the second and the route's answers
+/// in that second, and returns `None` for "no sample".
+fn series(route: &RouteView, secs: usize, f: impl Fn(&Second, u32) -> Option<f64>) -> Vec<Vec<(f64, f64)>> {
+    let len = route.targets.iter().map(|t| t.series.len()).max().unwrap_or(0);
+    let start = len.saturating_sub(secs);
+    let served: Vec<u32> =
+        (start..len).map(|i| route.targets.iter().filter_map(|t| t.series.get(i)).map(|s| s.served).sum()).collect();
+    route
+        .targets
+        .iter()
+        .map(|t| {
+            t.series
+                .iter()
+                .enumerate()
+                .skip(start)
+                .filter_map(|(i, s)| f(s, served[i - start]).map(|y| (s.sec as f64, y)))
+                .collect()
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chart(
+    frame: &mut Frame,
+    area: Rect,
+    app: &App,
+    theme: &Theme,
+    title: &str,
+    data: &[Vec<(f64, f64)>],
+    now: f64,
+    secs: usize,
+    y_max: Option<f64>,
+) {
+    let route = &app.snapshot.routes[app.route];
+    let block = Block::bordered().title(Span::styled(title.to_string(), theme.title)).border_style(theme.border);
+    if data.iter().all(|d| d.is_empty()) {
+        let empty =
+            ratatui::widgets::Paragraph::new(Span::styled(" no requests in this window", theme.dim)).block(block);
+        frame.render_widget(empty, area);
+        return;
+    }
+    let max = y_max.unwrap_or_else(|| data.iter().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.1);
+    let datasets = data
+        .iter()
+        .enumerate()
+        .map(|(i, points)| {
+            let (style, marker) = theme.series_style(i);
+            let name = app.snapshot.providers[route.targets[i].provider].name.clone();
+            Dataset::default()
+                .name(name)
+                .marker(if theme.mono { marker } else { Marker::Braille })
+                .graph_type(GraphType::Scatter)
+                .style(style)
+                .data(points)
+        })
+        .collect();
+    let x0 = now - secs as f64;
+    let x_labels = vec![Span::styled(format!("-{}", app.window.label()), theme.dim), Span::styled("now", theme.dim)];
+    let y_labels = vec![Span::styled("0", theme.dim), Span::styled(format!("{max:.0}"), theme.dim)];
+    let chart = Chart::new(datasets)
+        .block(block)
+        .x_axis(Axis::default().bounds([x0, now]).labels(x_labels).style(theme.border))
+        .y_axis(Axis::default().bounds([0.0, max]).labels(y_labels).style(theme.border))
+        .legend_position(Some(ratatui::widgets::LegendPosition::TopLeft))
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
+    frame.render_widget(chart, area);
+}

@@ -1,0 +1,68 @@
+//! The header line and the active-fault banner.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{fmt_duration, fmt_hms};
+use crate::tui::app::App;
+use crate::tui::theme::Theme;
+
+/// ` llmgw 127.0.0.1:8080 up 00:12:31 │ 212 req/s  ok 99.95%  p99 412 ms │ in flight 9 │ traffic 200/s`
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let s = &app.snapshot;
+    let r = &s.requests;
+    let sep = Span::styled(" │ ", theme.border);
+    let ok = if r.total_recent == 0 {
+        Span::styled("ok -", theme.dim)
+    } else {
+        let pct = 100.0 * (1.0 - r.failed_recent as f64 / r.total_recent as f64);
+        let style = if pct >= 99.0 {
+            theme.good
+        } else if pct >= 95.0 {
+            theme.warn
+        } else {
+            theme.bad
+        };
+        Span::styled(format!("ok {pct:.2}%"), style)
+    };
+    let mut spans = vec![
+        Span::styled(" llmgw ", theme.title),
+        Span::raw(s.listen.clone()),
+        Span::styled(format!(" up {}", fmt_hms(s.uptime_s)), theme.dim),
+        sep.clone(),
+        Span::raw(format!("{:.1} req/s  ", r.rate)),
+        ok,
+        Span::raw(format!("  p99 {}", fmt_duration(r.p99_ms))),
+        sep.clone(),
+        Span::raw(format!("in flight {}", s.in_flight)),
+    ];
+    if let Some(t) = s.traffic {
+        spans.push(sep.clone());
+        spans.push(Span::raw(format!("traffic {:.0}/s", t.target_rps)));
+    }
+    let faults = s.active_faults().count();
+    if faults > 0 {
+        spans.push(sep);
+        spans.push(Span::styled(format!("faults {faults}"), theme.bad));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// ` FAULT swift: down (until cleared) · FAULT flaky: errors 50% (12 s left)`
+pub fn render_banner(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    if area.height == 0 {
+        return;
+    }
+    let text: Vec<String> = app
+        .snapshot
+        .active_faults()
+        .map(|(p, f)| {
+            let left = f.remaining_s.map_or("until cleared".to_string(), |s| format!("{s} s left"));
+            format!("FAULT {}: {} ({left})", p.name, f.fault)
+        })
+        .collect();
+    let line = format!(" ⚠ {}   r clears the selected provider's fault", text.join(" · "));
+    frame.render_widget(Paragraph::new(Line::styled(line, theme.banner)).style(theme.banner), area);
+}

@@ -1,0 +1,98 @@
+//! Overlays: key help, confirmation dialogs and the fault menu, centred over the screen.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+
+use crate::fault::Fault;
+use crate::tui::app::{App, DURATIONS, FaultField, Overlay};
+use crate::tui::keymap::help_lines;
+use crate::tui::theme::Theme;
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let [r] = Layout::horizontal([Constraint::Length(w.min(area.width))]).flex(Flex::Center).areas(area);
+    let [r] = Layout::vertical([Constraint::Length(h.min(area.height))]).flex(Flex::Center).areas(r);
+    r
+}
+
+/// Draws the open overlay, if any.
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    match &app.overlay {
+        None => {}
+        Some(Overlay::Help) => help(frame, area, app, theme),
+        Some(Overlay::Confirm(c)) => {
+            let buttons = if c.yes {
+                vec![Span::raw("   [ Cancel ]   "), Span::styled("[ Yes ]", theme.selected)]
+            } else {
+                vec![Span::raw("   "), Span::styled("[ Cancel ]", theme.selected), Span::raw("   [ Yes ]")]
+            };
+            let lines = vec![
+                Line::styled(c.question.clone(), theme.title),
+                Line::raw(c.detail.clone()),
+                Line::default(),
+                Line::from(buttons),
+                Line::styled("y yes · n/Esc cancel · ←/→ choose · Enter", theme.dim),
+            ];
+            dialog(frame, area, theme, " confirm ", lines, 60);
+        }
+        Some(Overlay::FaultMenu(m)) => {
+            let field = |f: FaultField, label: &str, value: String| {
+                let style = if m.field == f { theme.selected } else { theme.text };
+                Line::from(vec![Span::raw(format!("{label:>10}  ")), Span::styled(format!("◀ {value} ▶"), style)])
+            };
+            let param = m.fault.param().map_or("-".to_string(), |(v, unit)| format!("{v} {unit}"));
+            let duration = DURATIONS[m.duration].map_or("until cleared".to_string(), |s| format!("{s} s"));
+            let lines = vec![
+                Line::styled(format!("Inject a fault into '{}'", m.provider), theme.title),
+                Line::raw(m.detail.clone()),
+                Line::default(),
+                field(FaultField::Mode, "mode", m.fault.mode().to_string()),
+                field(FaultField::Param, "setting", param),
+                field(FaultField::Duration, "duration", duration),
+                Line::default(),
+                Line::styled(describe(&m.fault), theme.dim),
+                Line::styled("↑/↓ field · ←/→ change · Enter inject · Esc cancel", theme.dim),
+            ];
+            dialog(frame, area, theme, " fault drill ", lines, 64);
+        }
+    }
+}
+
+fn describe(f: &Fault) -> &'static str {
+    match f {
+        Fault::Down => "connections refused: the provider is unreachable",
+        Fault::Errors { .. } => "HTTP 503 for that share of requests",
+        Fault::Ratelimit { .. } => "HTTP 429 with Retry-After: the provider is held back",
+        Fault::Slow { .. } => "added delay before the first byte",
+        Fault::Hang => "no answer until the attempt times out",
+        Fault::Cut { .. } => "streams dropped after that many events",
+        Fault::Stall { .. } => "streams stop after that many events, connection kept open",
+    }
+}
+
+fn dialog(frame: &mut Frame, area: Rect, theme: &Theme, title: &str, lines: Vec<Line>, width: u16) {
+    let r = centered(area, width, lines.len() as u16 + 2);
+    frame.render_widget(Clear, r);
+    let block = Block::bordered().title(Span::styled(title.to_string(), theme.title)).border_style(theme.title);
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), r);
+}
+
+fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let mut lines: Vec<Line> = help_lines()
+        .map(|b| {
+            let note = if b.mutating && app.read_only { " (disabled: read-only)" } else { "" };
+            Line::from(vec![
+                Span::styled(format!("{:>8}  ", b.label), theme.key),
+                Span::raw(format!("{}{note}", b.help)),
+            ])
+        })
+        .collect();
+    lines.push(Line::styled("   Esc  close this help (any key does)", theme.dim));
+    lines.push(Line::default());
+    lines.push(Line::raw("Draining, faults, clearing and resets ask first; the default is Cancel."));
+    lines.push(Line::raw("share: answers served in the last 5 s · err%: failed attempts, last 60 s"));
+    let logs = app.snapshot.log_dir.as_deref().unwrap_or("(no log files)");
+    lines.push(Line::styled(format!("logs: {logs}"), theme.dim));
+    dialog(frame, area, theme, " keys ", lines, 76);
+}

@@ -1,0 +1,119 @@
+//! The targets of the selected route, one row each.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table};
+
+use super::fmt_ms;
+use crate::snapshot::Status;
+use crate::tui::app::App;
+use crate::tui::theme::Theme;
+
+/// Width from which the optional columns (p95, last error) are shown.
+const WIDE: u16 = 110;
+
+/// The providers table.
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let s = &app.snapshot;
+    let Some(route) = s.routes.get(app.route) else {
+        frame.render_widget(Block::bordered().title(" no routes ").border_style(theme.border), area);
+        return;
+    };
+    let wide = area.width >= WIDE;
+    let title = Line::from(vec![
+        Span::styled(format!(" route {} ", route.model), theme.title),
+        Span::styled(format!("{}/{} · {} ", app.route + 1, s.routes.len(), route.strategy), theme.dim),
+    ]);
+    let mut head = vec![
+        "provider",
+        "state",
+        "weight",
+        "share",
+        "req/s",
+        "p50",
+        "p95",
+        "p99",
+        "ttft",
+        "err% (n)",
+        "infl",
+        "last error",
+    ];
+    if !wide {
+        head.retain(|h| *h != "p95" && *h != "last error");
+    }
+    let rows = route.targets.iter().enumerate().map(|(i, t)| {
+        let p = &s.providers[t.provider];
+        let sum = &t.summary;
+        let state_style = match p.status {
+            Status::Healthy => theme.good,
+            Status::Degraded | Status::RateLimited | Status::Drained => theme.warn,
+            Status::Fault => theme.bad,
+        };
+        let mut state = p.status_text();
+        if p.drained && p.status == Status::Fault {
+            state.push_str("+drained");
+        }
+        let weight = if t.weight != t.weight_config {
+            Cell::from(Span::styled(format!("{}→{}", t.weight_config, t.weight), theme.override_))
+        } else {
+            Cell::from(format!("{}", t.weight))
+        };
+        let share = t.share_now.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
+        let err = if sum.total_recent == 0 {
+            Cell::from(Span::styled("- (0)", theme.dim))
+        } else {
+            let pct = 100.0 * sum.failed_recent as f64 / sum.total_recent as f64;
+            let style = if pct > 5.0 {
+                theme.bad
+            } else if pct > 0.0 {
+                theme.warn
+            } else {
+                theme.text
+            };
+            Cell::from(Span::styled(format!("{pct:.1}% ({})", sum.total_recent), style))
+        };
+        let mut cells = vec![
+            Cell::from(p.name.clone()),
+            Cell::from(Span::styled(state, state_style)),
+            weight,
+            Cell::from(share),
+            Cell::from(format!("{:.1}", sum.rate)),
+            Cell::from(fmt_ms(sum.p50_ms)),
+        ];
+        if wide {
+            cells.push(Cell::from(fmt_ms(sum.p95_ms)));
+        }
+        cells.extend([
+            Cell::from(fmt_ms(sum.p99_ms)),
+            Cell::from(fmt_ms(sum.ttft_p50_ms)),
+            err,
+            Cell::from(format!("{}", p.in_flight)),
+        ]);
+        if wide {
+            let last = p.last_error.as_ref().map_or("-".to_string(), |(label, ago)| format!("{label} {ago:.0}s ago"));
+            cells.push(Cell::from(last));
+        }
+        let row = Row::new(cells);
+        if i == app.selected { row.style(theme.selected) } else { row }
+    });
+    let mut widths = vec![
+        Constraint::Length(10),
+        Constraint::Length(13),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(5),
+    ];
+    if wide {
+        widths.push(Constraint::Length(5));
+    }
+    widths.extend([Constraint::Length(5), Constraint::Length(5), Constraint::Length(12), Constraint::Length(4)]);
+    if wide {
+        widths.push(Constraint::Min(10));
+    }
+    let table = Table::new(rows, widths)
+        .header(Row::new(head).style(theme.title))
+        .block(Block::default().borders(Borders::ALL).border_style(theme.border).title(title));
+    frame.render_widget(table, area);
+}
