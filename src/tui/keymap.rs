@@ -58,136 +58,37 @@ pub struct Binding {
 
 use KeyCode::Char;
 
-/// Every key of the main screen.
+const fn bind(
+    label: &'static str,
+    help: &'static str,
+    hint: &'static str,
+    action: KeyAction,
+    mutating: bool,
+    keys: &'static [KeyCode],
+) -> Binding {
+    Binding { label, help, hint, action, mutating, keys }
+}
+
+/// Every key of the main screen, in footer order. A binding whose `hint` is empty stays out of
+/// the footer; paired keys (`[`/`]`) share the hint of the first of the pair.
+#[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
-    Binding {
-        label: "q",
-        help: "quit (Ctrl-C too)",
-        hint: "quit",
-        action: KeyAction::Quit,
-        mutating: false,
-        keys: &[Char('q')],
-    },
-    Binding {
-        label: "?",
-        help: "show this help",
-        hint: "help",
-        action: KeyAction::Help,
-        mutating: false,
-        keys: &[Char('?')],
-    },
-    Binding {
-        label: "↑/k",
-        help: "select the target above",
-        hint: "",
-        action: KeyAction::Up,
-        mutating: false,
-        keys: &[KeyCode::Up, Char('k')],
-    },
-    Binding {
-        label: "↓/j",
-        help: "select the target below",
-        hint: "select",
-        action: KeyAction::Down,
-        mutating: false,
-        keys: &[KeyCode::Down, Char('j')],
-    },
-    Binding {
-        label: "Tab",
-        help: "next route (Shift-Tab: previous)",
-        hint: "route",
-        action: KeyAction::NextRoute,
-        mutating: false,
-        keys: &[KeyCode::Tab],
-    },
-    Binding {
-        label: "S-Tab",
-        help: "previous route",
-        hint: "",
-        action: KeyAction::PrevRoute,
-        mutating: false,
-        keys: &[KeyCode::BackTab],
-    },
-    Binding {
-        label: "]",
-        help: "raise the selected target's weight",
-        hint: "",
-        action: KeyAction::WeightUp,
-        mutating: true,
-        keys: &[Char(']')],
-    },
-    Binding {
-        label: "[",
-        help: "lower the selected target's weight",
-        hint: "weight",
-        action: KeyAction::WeightDown,
-        mutating: true,
-        keys: &[Char('[')],
-    },
-    Binding {
-        label: "d",
-        help: "drain / undrain the selected provider",
-        hint: "drain",
-        action: KeyAction::Drain,
-        mutating: true,
-        keys: &[Char('d')],
-    },
-    Binding {
-        label: "f",
-        help: "inject a fault into the selected provider",
-        hint: "fault",
-        action: KeyAction::Fault,
-        mutating: true,
-        keys: &[Char('f')],
-    },
-    Binding {
-        label: "r",
-        help: "clear the selected provider's fault",
-        hint: "clear",
-        action: KeyAction::ClearFault,
-        mutating: true,
-        keys: &[Char('r')],
-    },
-    Binding {
-        label: "u",
-        help: "reset all overrides to the config",
-        hint: "reset",
-        action: KeyAction::Reset,
-        mutating: true,
-        keys: &[Char('u')],
-    },
-    Binding {
-        label: "+/-",
-        help: "chart window: 1m / 5m / 15m",
-        hint: "window",
-        action: KeyAction::WindowLonger,
-        mutating: false,
-        keys: &[Char('+'), Char('=')],
-    },
-    Binding {
-        label: "-",
-        help: "shorter chart window",
-        hint: "",
-        action: KeyAction::WindowShorter,
-        mutating: false,
-        keys: &[Char('-')],
-    },
-    Binding {
-        label: "</>",
-        help: "demo traffic rate down / up",
-        hint: "",
-        action: KeyAction::TrafficUp,
-        mutating: false,
-        keys: &[Char('>'), Char('.')],
-    },
-    Binding {
-        label: "<",
-        help: "demo traffic rate down",
-        hint: "",
-        action: KeyAction::TrafficDown,
-        mutating: false,
-        keys: &[Char('<'), Char(',')],
-    },
+    bind("?", "show this help", "help", KeyAction::Help, false, &[Char('?')]),
+    bind("q", "quit (Ctrl-C too)", "quit", KeyAction::Quit, false, &[Char('q')]),
+    bind("↑/k", "select the target above", "", KeyAction::Up, false, &[KeyCode::Up, Char('k')]),
+    bind("↓/j", "select the target below", "sel", KeyAction::Down, false, &[KeyCode::Down, Char('j')]),
+    bind("Tab", "next route", "route", KeyAction::NextRoute, false, &[KeyCode::Tab]),
+    bind("S-Tab", "previous route", "", KeyAction::PrevRoute, false, &[KeyCode::BackTab]),
+    bind("d", "drain / undrain the selected provider", "drain", KeyAction::Drain, true, &[Char('d')]),
+    bind("f", "inject a fault into the selected provider", "fault", KeyAction::Fault, true, &[Char('f')]),
+    bind("r", "clear the selected provider's fault", "clear", KeyAction::ClearFault, true, &[Char('r')]),
+    bind("[/]", "lower / raise the selected target's weight", "weight", KeyAction::WeightDown, true, &[Char('[')]),
+    bind("]", "raise the selected target's weight", "", KeyAction::WeightUp, true, &[Char(']')]),
+    bind("u", "reset all overrides to the config", "reset", KeyAction::Reset, true, &[Char('u')]),
+    bind("+/-", "chart window: 1m / 5m / 15m", "window", KeyAction::WindowLonger, false, &[Char('+'), Char('=')]),
+    bind("-", "shorter chart window", "", KeyAction::WindowShorter, false, &[Char('-')]),
+    bind("</>", "demo traffic rate down / up", "traffic", KeyAction::TrafficDown, false, &[Char('<'), Char(',')]),
+    bind(">", "more demo traffic", "", KeyAction::TrafficUp, false, &[Char('>'), Char('.')]),
 ];
 
 /// The binding a key press selects, if any. Ctrl-C is handled before this, everywhere.
@@ -203,9 +104,9 @@ pub fn is_ctrl_c(key: &KeyEvent) -> bool {
     key.modifiers.contains(KeyModifiers::CONTROL) && key.code == Char('c')
 }
 
-/// Bindings shown in help: the paired ones (`-`, `S-Tab`, `<`) are described by their partner.
+/// Bindings shown in help: the second of a pair (`]`, `-`, `>`) is described by the first.
 pub fn help_lines() -> impl Iterator<Item = &'static Binding> {
     BINDINGS
         .iter()
-        .filter(|b| !matches!(b.action, KeyAction::PrevRoute | KeyAction::WindowShorter | KeyAction::TrafficDown))
+        .filter(|b| !matches!(b.action, KeyAction::WeightUp | KeyAction::WindowShorter | KeyAction::TrafficUp))
 }

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::tui::app::App;
-use crate::tui::keymap::BINDINGS;
+use crate::tui::keymap::{BINDINGS, Binding};
 use crate::tui::theme::Theme;
 
 /// The last acknowledgement or error.
@@ -20,14 +20,22 @@ pub fn render_status(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-/// ` q quit  ? help  ↓/j select ...`
+/// ` ? help  q quit  ↓/j select ...`: the keymap's hints, as many as fit (help lists them all).
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = Vec::new();
-    let disabled = |b: &crate::tui::keymap::Binding| b.mutating && app.read_only;
-    let shown = |b: &&crate::tui::keymap::Binding| !b.hint.is_empty() && !disabled(b);
-    for b in BINDINGS.iter().filter(shown) {
-        spans.push(Span::styled(format!(" {}", b.label), theme.key));
-        spans.push(Span::styled(format!(" {} ", b.hint), theme.dim));
+    let mut width = 0;
+    let disabled = |b: &Binding| b.mutating && app.read_only;
+    for b in BINDINGS.iter().filter(|b| !b.hint.is_empty()) {
+        if disabled(b) {
+            continue;
+        }
+        let (key, hint) = (format!(" {}", b.label), format!(" {} ", b.hint));
+        width += key.chars().count() + hint.chars().count();
+        if width > area.width as usize {
+            break;
+        }
+        spans.push(Span::styled(key, theme.key));
+        spans.push(Span::styled(hint, theme.dim));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

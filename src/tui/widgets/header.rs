@@ -27,26 +27,27 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         };
         Span::styled(format!("ok {pct:.2}%"), style)
     };
+    // Most important first: at 80 columns the tail (traffic, uptime) is what gets cut.
     let mut spans = vec![
         Span::styled(" llmgw ", theme.title),
         Span::raw(s.listen.clone()),
-        Span::styled(format!(" up {}", fmt_hms(s.uptime_s)), theme.dim),
         sep.clone(),
         Span::raw(format!("{:.1} req/s  ", r.rate)),
         ok,
         Span::raw(format!("  p99 {}", fmt_duration(r.p99_ms))),
-        sep.clone(),
-        Span::raw(format!("in flight {}", s.in_flight)),
     ];
+    let faults = s.active_faults().count();
+    if faults > 0 {
+        spans.push(sep.clone());
+        spans.push(Span::styled(format!("FAULTS {faults}"), theme.bad));
+    }
+    spans.push(sep.clone());
+    spans.push(Span::raw(format!("in flight {}", s.in_flight)));
     if let Some(t) = s.traffic {
         spans.push(sep.clone());
         spans.push(Span::raw(format!("traffic {:.0}/s", t.target_rps)));
     }
-    let faults = s.active_faults().count();
-    if faults > 0 {
-        spans.push(sep);
-        spans.push(Span::styled(format!("faults {faults}"), theme.bad));
-    }
+    spans.push(Span::styled(format!("  up {}", fmt_hms(s.uptime_s)), theme.dim));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
