@@ -100,7 +100,7 @@ fn every_bad_config_names_file_line_and_key() {
 fn help_and_version() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("llmgw "));
-    for sub in ["serve", "check", "mock", "demo"] {
+    for sub in ["serve", "check", "mock", "demo", "tui", "load"] {
         let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && text.contains("Examples:"), "{sub}: {text}");
@@ -218,4 +218,32 @@ fn example_configs_are_valid() {
     let specs = llmgw::sim::load_specs(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sim.example.toml"))).unwrap();
     assert_eq!(specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["swift", "steady", "flaky"]);
     assert_eq!(specs[2].behavior.error_rate, 0.2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_reports_latency_and_errors() {
+    let a = sim("a", instant()).await;
+    let gw = gateway(&format!(
+        "{}[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"a\", model = \"m\" }}]\n",
+        providers_toml(&[&a])
+    ))
+    .await;
+    let url = gw.url("/v1");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["load", "--rps", "40", "--duration", "2s", "--stream-ratio", "0.5", "--url", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("latency ms: p50"), "{stdout}");
+    assert!(stdout.contains("first byte of streams ms"), "{stdout}");
+    let errors = stdout.lines().find(|l| l.starts_with("errors: ")).unwrap();
+    let total: u64 = errors.split(" of ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(errors.starts_with("errors: 0 of"), "{errors}");
+    assert!((60..=100).contains(&total), "about 40 req/s for 2 s: {total}");
+    assert_eq!(a.stats.chat.load(std::sync::atomic::Ordering::Relaxed), total);
 }
