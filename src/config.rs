@@ -64,8 +64,68 @@ pub enum ProviderKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
-    /// Random choice in proportion to the targets' weights.
+    /// Random choice in proportion to the targets' weights (of the available ones).
     Weighted,
+    /// Power of two choices over a decaying average of recent latency, penalizing load.
+    Latency,
+    /// The first available target, in config order, takes all traffic.
+    Priority,
+}
+
+/// How providers are probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// `GET <base_url>/models`: cheap, tells the API answers.
+    Models,
+    /// A one-token chat completion: tells the model answers.
+    Completion,
+    /// No active probes (passive outlier detection still runs).
+    Off,
+}
+
+/// `[health]`: active probes and passive outlier detection.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Default probe of every provider.
+    pub probe: ProbeKind,
+    /// Time between probes of one provider.
+    pub probe_interval: Duration,
+    /// A probe slower than this fails.
+    pub probe_timeout: Duration,
+    /// Unhealthy after this many failures ...
+    pub unhealthy_after: u32,
+    /// ... among this many latest probes.
+    pub probe_window: u32,
+    /// Healthy again after this many consecutive successes.
+    pub healthy_after: u32,
+    /// Eject after this many consecutive failed attempts.
+    pub eject_consecutive: u32,
+    /// Eject when this share of attempts failed over the last minute ...
+    pub eject_error_rate: f64,
+    /// ... with at least this many attempts.
+    pub eject_min_requests: u32,
+    /// First ejection's length; each further one doubles it ...
+    pub eject_base: Duration,
+    /// ... up to this.
+    pub eject_max: Duration,
+    /// After a successful trial, the weight ramps back over this long.
+    pub slow_start: Duration,
+    /// How long a 429 without `Retry-After` holds a provider back.
+    pub retry_after_default: Duration,
+}
+
+/// A target's gradual rollout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Canary {
+    /// Weight it starts at.
+    pub start: u32,
+    /// Weight added every `every_s` while it stays healthy, up to the target's weight.
+    pub step: u32,
+    /// Seconds between steps.
+    pub every_s: u64,
+    /// Error rate above which it is rolled back to weight 0.
+    pub max_error_rate: f64,
 }
 
 /// A provider key, read from the environment. Never printed.
@@ -120,6 +180,10 @@ pub struct ProxyConfig {
     pub deadline: Duration,
     /// Default timeouts of an attempt.
     pub timeouts: Timeouts,
+    /// Retries allowed, as a share of the route's recent requests ...
+    pub retry_budget: f64,
+    /// ... plus this many per second.
+    pub retry_floor_per_s: f64,
 }
 
 /// One upstream endpoint.
@@ -137,6 +201,10 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     /// Timeouts for attempts on this provider.
     pub timeouts: Timeouts,
+    /// How it is probed.
+    pub probe: ProbeKind,
+    /// Model named in completion probes.
+    pub probe_model: String,
 }
 
 /// One (provider, upstream model, weight) inside a route.
@@ -148,6 +216,8 @@ pub struct TargetConfig {
     pub model: String,
     /// Relative share of traffic.
     pub weight: u32,
+    /// Gradual rollout, if the target is a canary.
+    pub canary: Option<Canary>,
 }
 
 /// A model name clients ask for, and where it goes.
@@ -163,6 +233,8 @@ pub struct RouteConfig {
     pub deadline: Duration,
     /// Where requests go.
     pub targets: Vec<TargetConfig>,
+    /// Conditions on live metrics that steer traffic.
+    pub rules: Vec<crate::health::rules::Rule>,
 }
 
 /// The resolved, validated configuration.
@@ -174,6 +246,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[proxy]`.
     pub proxy: ProxyConfig,
+    /// `[health]`.
+    pub health: HealthConfig,
     /// `[[providers]]`, in file order.
     pub providers: Vec<ProviderConfig>,
     /// `[[routes]]`, in file order.
@@ -187,6 +261,8 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     proxy: RawProxy,
+    #[serde(default)]
+    health: RawHealth,
     #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
@@ -211,6 +287,44 @@ struct RawProxy {
     first_byte_timeout_ms: Option<Spanned<u64>>,
     attempt_timeout_ms: Option<Spanned<u64>>,
     stream_idle_timeout_ms: Option<Spanned<u64>>,
+    retry_budget: Option<Spanned<f64>>,
+    retry_floor_per_s: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    probe: Option<ProbeKind>,
+    probe_interval_ms: Option<Spanned<u64>>,
+    probe_timeout_ms: Option<Spanned<u64>>,
+    unhealthy_after: Option<Spanned<u32>>,
+    probe_window: Option<Spanned<u32>>,
+    healthy_after: Option<Spanned<u32>>,
+    eject_consecutive: Option<Spanned<u32>>,
+    eject_error_rate: Option<Spanned<f64>>,
+    eject_min_requests: Option<Spanned<u32>>,
+    eject_base_ms: Option<Spanned<u64>>,
+    eject_max_ms: Option<Spanned<u64>>,
+    slow_start_ms: Option<Spanned<u64>>,
+    retry_after_default_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    when: Spanned<String>,
+    provider: Spanned<String>,
+    action: Spanned<String>,
+    value: Option<u32>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    start: u32,
+    step: u32,
+    every_s: u64,
+    max_error_rate: f64,
 }
 
 /// The timeout keys that both `[proxy]` and a provider may set (serde's `flatten` cannot be
@@ -229,6 +343,8 @@ struct RawProvider {
     kind: Option<Spanned<ProviderKind>>,
     base_url: Spanned<String>,
     api_key_env: Option<Spanned<String>>,
+    probe: Option<ProbeKind>,
+    probe_model: Option<String>,
     connect_timeout_ms: Option<Spanned<u64>>,
     first_byte_timeout_ms: Option<Spanned<u64>>,
     attempt_timeout_ms: Option<Spanned<u64>>,
@@ -243,6 +359,8 @@ struct RawRoute {
     max_attempts: Option<Spanned<u32>>,
     deadline_ms: Option<Spanned<u64>>,
     targets: Spanned<Vec<RawTarget>>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
 }
 
 #[derive(Deserialize)]
@@ -251,6 +369,7 @@ struct RawTarget {
     provider: Spanned<String>,
     model: String,
     weight: Option<Spanned<u32>>,
+    canary: Option<Spanned<RawCanary>>,
 }
 
 /// Default values, also quoted by `config.example.toml`.
@@ -275,6 +394,34 @@ pub mod defaults {
     pub const ATTEMPT_TIMEOUT_MS: u64 = 120_000;
     /// `[proxy] stream_idle_timeout_ms`.
     pub const STREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+    /// `[proxy] retry_budget`.
+    pub const RETRY_BUDGET: f64 = 0.2;
+    /// `[proxy] retry_floor_per_s`.
+    pub const RETRY_FLOOR_PER_S: f64 = 3.0;
+    /// `[health] probe_interval_ms`.
+    pub const PROBE_INTERVAL_MS: u64 = 10_000;
+    /// `[health] probe_timeout_ms`.
+    pub const PROBE_TIMEOUT_MS: u64 = 5_000;
+    /// `[health] unhealthy_after`.
+    pub const UNHEALTHY_AFTER: u32 = 3;
+    /// `[health] probe_window`.
+    pub const PROBE_WINDOW: u32 = 5;
+    /// `[health] healthy_after`.
+    pub const HEALTHY_AFTER: u32 = 2;
+    /// `[health] eject_consecutive`.
+    pub const EJECT_CONSECUTIVE: u32 = 5;
+    /// `[health] eject_error_rate`.
+    pub const EJECT_ERROR_RATE: f64 = 0.10;
+    /// `[health] eject_min_requests`.
+    pub const EJECT_MIN_REQUESTS: u32 = 20;
+    /// `[health] eject_base_ms`.
+    pub const EJECT_BASE_MS: u64 = 10_000;
+    /// `[health] eject_max_ms`.
+    pub const EJECT_MAX_MS: u64 = 300_000;
+    /// `[health] slow_start_ms`.
+    pub const SLOW_START_MS: u64 = 30_000;
+    /// `[health] retry_after_default_ms`.
+    pub const RETRY_AFTER_DEFAULT_MS: u64 = 30_000;
 }
 
 macro_rules! raw_timeouts {
@@ -320,6 +467,24 @@ impl Ctx<'_> {
             None => Ok(Duration::from_millis(default)),
             Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
             Some(v) => Ok(Duration::from_millis(*v.get_ref())),
+        }
+    }
+
+    fn count(&self, v: Option<Spanned<u32>>, default: u32, key: &str) -> Result<u32, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
+            Some(v) => Ok(*v.get_ref()),
+        }
+    }
+
+    fn number(&self, v: Option<Spanned<f64>>, default: f64, key: &str, lo: f64, hi: f64) -> Result<f64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) if !(lo..=hi).contains(v.get_ref()) => {
+                Err(self.err(Some(v.span()), key, format!("must be between {lo} and {hi}")))
+            }
+            Some(v) => Ok(*v.get_ref()),
         }
     }
 
@@ -390,7 +555,53 @@ impl Config {
             max_attempts: attempts(&cx, raw.proxy.max_attempts, defaults::MAX_ATTEMPTS, "proxy.max_attempts")?,
             deadline: cx.ms(raw.proxy.deadline_ms, defaults::DEADLINE_MS, "proxy.deadline_ms")?,
             timeouts: cx.timeouts(raw_timeouts!(raw.proxy), base_timeouts, "proxy.")?,
+            retry_budget: cx.number(raw.proxy.retry_budget, defaults::RETRY_BUDGET, "proxy.retry_budget", 0.0, 1.0)?,
+            retry_floor_per_s: cx.number(
+                raw.proxy.retry_floor_per_s,
+                defaults::RETRY_FLOOR_PER_S,
+                "proxy.retry_floor_per_s",
+                0.0,
+                1e6,
+            )?,
         };
+        let h = raw.health;
+        let window_span = h.probe_window.as_ref().map(|w| w.span());
+        let health = HealthConfig {
+            probe: h.probe.unwrap_or(ProbeKind::Models),
+            probe_interval: cx.ms(h.probe_interval_ms, defaults::PROBE_INTERVAL_MS, "health.probe_interval_ms")?,
+            probe_timeout: cx.ms(h.probe_timeout_ms, defaults::PROBE_TIMEOUT_MS, "health.probe_timeout_ms")?,
+            unhealthy_after: cx.count(h.unhealthy_after, defaults::UNHEALTHY_AFTER, "health.unhealthy_after")?,
+            probe_window: cx.count(h.probe_window, defaults::PROBE_WINDOW, "health.probe_window")?,
+            healthy_after: cx.count(h.healthy_after, defaults::HEALTHY_AFTER, "health.healthy_after")?,
+            eject_consecutive: cx.count(
+                h.eject_consecutive,
+                defaults::EJECT_CONSECUTIVE,
+                "health.eject_consecutive",
+            )?,
+            eject_error_rate: cx.number(
+                h.eject_error_rate,
+                defaults::EJECT_ERROR_RATE,
+                "health.eject_error_rate",
+                f64::MIN_POSITIVE,
+                1.0,
+            )?,
+            eject_min_requests: cx.count(
+                h.eject_min_requests,
+                defaults::EJECT_MIN_REQUESTS,
+                "health.eject_min_requests",
+            )?,
+            eject_base: cx.ms(h.eject_base_ms, defaults::EJECT_BASE_MS, "health.eject_base_ms")?,
+            eject_max: cx.ms(h.eject_max_ms, defaults::EJECT_MAX_MS, "health.eject_max_ms")?,
+            slow_start: cx.ms(h.slow_start_ms, defaults::SLOW_START_MS, "health.slow_start_ms")?,
+            retry_after_default: cx.ms(
+                h.retry_after_default_ms,
+                defaults::RETRY_AFTER_DEFAULT_MS,
+                "health.retry_after_default_ms",
+            )?,
+        };
+        if health.unhealthy_after > health.probe_window {
+            return Err(cx.err(window_span, "health.probe_window", "must be at least health.unhealthy_after"));
+        }
 
         let mut providers = Vec::with_capacity(raw.providers.len());
         let mut names = HashSet::new();
@@ -451,7 +662,9 @@ impl Config {
                 }
             };
             let timeouts = cx.timeouts(raw_timeouts!(p), proxy.timeouts, &format!("providers[{i}]."))?;
-            providers.push(ProviderConfig { name, kind, base_url, api_key_env, api_key, timeouts });
+            let probe = p.probe.unwrap_or(health.probe);
+            let probe_model = p.probe_model.clone().unwrap_or_default();
+            providers.push(ProviderConfig { name, kind, base_url, api_key_env, api_key, timeouts, probe, probe_model });
         }
 
         let mut routes = Vec::with_capacity(raw.routes.len());
@@ -492,7 +705,31 @@ impl Config {
                 if t.model.trim().is_empty() {
                     return Err(cx.err(Some(t.provider.span()), tkey("model"), "must not be empty"));
                 }
-                targets.push(TargetConfig { provider, model: t.model, weight: t.weight.map_or(1, |w| *w.get_ref()) });
+                let weight = t.weight.map_or(1, |w| *w.get_ref());
+                let canary = match t.canary {
+                    None => None,
+                    Some(c) => {
+                        let span = c.span();
+                        let c = *c.get_ref();
+                        let bad = |msg: &str| Err(cx.err(Some(span.clone()), tkey("canary"), msg.to_string()));
+                        if c.step == 0 || c.every_s == 0 {
+                            return bad("step and every_s must be greater than 0");
+                        }
+                        if !(c.max_error_rate > 0.0 && c.max_error_rate <= 1.0) {
+                            return bad("max_error_rate must be in (0, 1]");
+                        }
+                        if c.start > weight {
+                            return bad("start must not exceed the target's weight (the weight the rollout ends at)");
+                        }
+                        Some(Canary {
+                            start: c.start,
+                            step: c.step,
+                            every_s: c.every_s,
+                            max_error_rate: c.max_error_rate,
+                        })
+                    }
+                };
+                targets.push(TargetConfig { provider, model: t.model, weight, canary });
             }
             if targets.iter().all(|t| t.weight == 0) {
                 return Err(cx.err(
@@ -501,8 +738,49 @@ impl Config {
                     "weights are all zero: no target could ever be chosen",
                 ));
             }
+            let mut rules = Vec::with_capacity(r.rules.len());
+            for (j, rule) in r.rules.iter().enumerate() {
+                let rkey = |k: &str| format!("routes[{i}].rules[{j}].{k}");
+                let (metric, op, threshold) = crate::health::rules::parse_when(rule.when.get_ref())
+                    .map_err(|e| cx.err(Some(rule.when.span()), rkey("when"), e))?;
+                let pname = rule.provider.get_ref();
+                let provider =
+                    targets.iter().map(|t| t.provider).find(|&p| &providers[p].name == pname).ok_or_else(|| {
+                        cx.err(
+                            Some(rule.provider.span()),
+                            rkey("provider"),
+                            format!("'{pname}' is not a target of this route"),
+                        )
+                    })?;
+                let action = match (rule.action.get_ref().as_str(), rule.value) {
+                    ("avoid", None) => crate::health::rules::RuleAction::Avoid,
+                    ("weight", Some(v)) => crate::health::rules::RuleAction::Weight(v),
+                    ("weight", None) => {
+                        return Err(cx.err(Some(rule.action.span()), rkey("value"), "action 'weight' needs a value"));
+                    }
+                    ("avoid", Some(_)) => {
+                        return Err(cx.err(Some(rule.action.span()), rkey("value"), "action 'avoid' takes no value"));
+                    }
+                    (a, _) => {
+                        return Err(cx.err(
+                            Some(rule.action.span()),
+                            rkey("action"),
+                            format!("unknown action '{a}' (avoid, weight)"),
+                        ));
+                    }
+                };
+                rules.push(crate::health::rules::Rule {
+                    metric,
+                    op,
+                    threshold,
+                    provider,
+                    action,
+                    when: rule.when.get_ref().clone(),
+                });
+            }
             routes.push(RouteConfig {
                 model,
+                rules,
                 strategy: r.strategy.unwrap_or(Strategy::Weighted),
                 max_attempts: attempts(&cx, r.max_attempts, proxy.max_attempts, &key("max_attempts"))?,
                 deadline: cx.ms(r.deadline_ms, proxy.deadline.as_millis() as u64, &key("deadline_ms"))?,
@@ -513,7 +791,14 @@ impl Config {
             return Err(cx.err(None, "routes", "no [[routes]] defined: clients would have nothing to call"));
         }
 
-        Ok(Config { path: path.to_path_buf(), server, proxy, providers, routes })
+        // A completion probe names a model: by default the first one a route sends the provider.
+        for (p, provider) in providers.iter_mut().enumerate() {
+            if provider.probe_model.is_empty() {
+                let first = routes.iter().flat_map(|r| &r.targets).find(|t| t.provider == p);
+                provider.probe_model = first.map_or("probe".to_string(), |t| t.model.clone());
+            }
+        }
+        Ok(Config { path: path.to_path_buf(), server, proxy, health, providers, routes })
     }
 
     /// A human-readable summary of the resolved routes, for `llmgw check`.

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod fault;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;

@@ -289,6 +289,15 @@ impl Window {
         sum
     }
 
+    /// (outcomes, failures) over the `secs` whole seconds before `now`.
+    pub fn counts(&self, now: u64, secs: u64) -> (u64, u64) {
+        let mut w = self.lock();
+        w.advance(now);
+        w.last(now, secs + 1)
+            .filter(|s| s.sec < now)
+            .fold((0, 0), |(t, f), s| (t + s.total as u64, f + s.failed() as u64))
+    }
+
     /// The last `n` seconds (at most [`WINDOW_S`]) as of second `now`, oldest first. Seconds
     /// without outcomes have `total == 0`: charts show them as gaps, not as zero latency.
     pub fn series(&self, now: u64, n: usize) -> Vec<Second> {

@@ -90,4 +90,11 @@ pub struct RequestRecord {
     pub total: Duration,
     /// Time to the first byte of the body sent to the client.
     pub ttft: Option<Duration>,
+    /// Each target of the route when the first attempt was chosen: why it was passed over, or
+    /// `None` if it was a candidate.
+    pub candidates: Vec<Option<crate::router::Skip>>,
+    /// Whether the route was in panic mode (every target unhealthy) for this request.
+    pub panic: bool,
+    /// Whether a retry was refused by the route's retry budget.
+    pub budget_exhausted: bool,
 }

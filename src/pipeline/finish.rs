@@ -19,6 +19,8 @@ pub(super) struct Finish {
     pub start: Instant,
     /// (target, provider, start) of the attempt under way.
     pub current: Option<(usize, usize, Instant)>,
+    /// Whether the attempt under way is its provider's half-open trial.
+    pub trial: bool,
     /// Tokens reported by the answer's `usage`.
     pub tokens: Option<(u32, u32)>,
     emit: bool,
@@ -34,8 +36,11 @@ impl Finish {
             status: 499,
             total: Duration::ZERO,
             ttft: None,
+            candidates: Vec::new(),
+            panic: false,
+            budget_exhausted: false,
         };
-        Finish { gw, record, start: Instant::now(), current: None, tokens: None, emit: true }
+        Finish { gw, record, start: Instant::now(), current: None, trial: false, tokens: None, emit: true }
     }
 
     /// Moves the record out (into a stream relay), leaving a placeholder that emits nothing.
@@ -50,18 +55,23 @@ impl Finish {
                 status: 0,
                 total: Duration::ZERO,
                 ttft: None,
+                candidates: Vec::new(),
+                panic: false,
+                budget_exhausted: false,
             },
             start: self.start,
             current: None,
+            trial: false,
             tokens: None,
             emit: false,
         };
         std::mem::replace(self, placeholder)
     }
 
-    pub fn begin_attempt(&mut self, target: usize, provider: usize) {
+    pub fn begin_attempt(&mut self, target: usize, provider: usize, trial: bool) {
         self.gw.live.attempt_started(provider);
         self.current = Some((target, provider, Instant::now()));
+        self.trial = trial;
     }
 
     /// Ends the attempt under way; returns `class` for the caller's convenience.
@@ -80,7 +90,8 @@ impl Finish {
             let a = Attempt { target, provider, class, status, injected, latency: now - t0 };
             let ttft = if self.record.stream { self.record.ttft } else { None };
             let route = self.record.route.expect("a proxied request has a route");
-            self.gw.live.attempt_finished(route, &a, ttft, self.tokens, now);
+            self.gw.live.attempt_finished(route, &a, self.trial, ttft, self.tokens, now);
+            self.trial = false;
             self.record.attempts.push(a);
         }
         class

@@ -23,7 +23,7 @@ use crate::outcome::{Attempt, OutcomeClass};
 use crate::providers::classify;
 use crate::providers::openai::{ApiPath, Upstream, usage_of};
 use crate::providers::sse::EventFramer;
-use crate::router::pick_weighted;
+use crate::router::{Skip, choose};
 use crate::server::error::ApiError;
 use crate::state::Live;
 use finish::Finish;
@@ -74,6 +74,12 @@ impl Gateway {
         Ok(Gateway { config, live, upstreams, routes })
     }
 
+    /// Probes provider `p` once (see [`crate::health::probe`]).
+    pub async fn probe(&self, p: usize, timeout: Duration) -> bool {
+        let cfg = &self.config.providers[p];
+        self.upstreams[p].probe(cfg.probe, &cfg.probe_model, timeout).await
+    }
+
     /// The route clients call `model`.
     pub fn route_index(&self, model: &str) -> Option<usize> {
         self.routes.get(model).copied()
@@ -89,24 +95,46 @@ impl Gateway {
         let mut last_failed = None;
         let mut out_of_time = false;
 
+        let mut cands = Vec::with_capacity(route.targets.len());
+        self.live.budget_request(req.route, fin.start);
         for n in 0..route.max_attempts {
             let now = Instant::now();
-            let weight = |t: usize| {
-                let p = route.targets[t].provider;
-                if self.live.available(p, now) { self.live.target_weight(req.route, t) } else { 0 }
+            self.live.candidates(req.route, now, &mut cands);
+            if n == 0 {
+                fin.record.candidates = cands.iter().map(|c| c.skip).collect();
+                fin.record.panic = self.live.panicking(req.route, now);
+            }
+            let pick = loop {
+                let Some(t) = choose(route.strategy, &cands, tried, last_failed, &mut rng) else { break None };
+                // A half-open provider takes one trial request at a time; the others look elsewhere.
+                if cands[t].trial && !self.live.claim_trial(route.targets[t].provider) {
+                    cands[t].skip = Some(Skip::Ejected);
+                    continue;
+                }
+                break Some((t, cands[t].trial));
             };
-            let Some(t) = pick_weighted(route.targets.len(), weight, tried, last_failed, &mut rng) else { break };
+            let Some((t, trial)) = pick else { break };
+            if n > 0 && !self.live.budget_retry(req.route, now) {
+                if trial {
+                    self.live.release_trial(route.targets[t].provider);
+                }
+                fin.record.budget_exhausted = true;
+                break;
+            }
             if last_failed.is_some_and(|f| route.targets[f].provider == route.targets[t].provider) {
                 // Same provider again: back off with full jitter so a struggling provider is not hammered.
                 let cap = Duration::from_millis(50u64 << n.min(5));
                 tokio::time::sleep_until((now + cap.mul_f64(rng.f64())).min(deadline)).await;
             }
             if Instant::now() >= deadline {
+                if trial {
+                    self.live.release_trial(route.targets[t].provider);
+                }
                 out_of_time = true;
                 break;
             }
             tried |= 1 << t;
-            fin.begin_attempt(t, route.targets[t].provider);
+            fin.begin_attempt(t, route.targets[t].provider, trial);
             if let Ok(response) = self.attempt(&req, route, t, deadline, &mut fin, &mut rng).await {
                 return response;
             }
@@ -184,9 +212,9 @@ impl Gateway {
         let status = resp.status();
         let code = Some(status.as_u16());
         if status == StatusCode::TOO_MANY_REQUESTS {
-            if let Some(wait) = retry_after(resp.headers()) {
-                self.live.hold_back(target.provider, wait, Instant::now());
-            }
+            // 429 is not ill health: the provider is held back for as long as it asks.
+            let wait = retry_after(resp.headers()).unwrap_or(self.config.health.retry_after_default);
+            self.live.hold_back(target.provider, wait, Instant::now());
             return Err(fin.end_attempt(OutcomeClass::Http429, code));
         }
         if status.is_server_error() {
@@ -287,11 +315,20 @@ impl Gateway {
                 format!("route '{}': no target is available (drained or out of rotation)", route.model),
             );
         }
+        if fin.record.panic {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "no_healthy_target",
+                format!("route '{}': every target is unhealthy (panic mode); {}", route.model, summary()),
+            );
+        }
+        let budget = if fin.record.budget_exhausted { "; the retry budget is spent" } else { "" };
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_error",
             "all_attempts_failed",
-            format!("route '{}': {}", route.model, summary()),
+            format!("route '{}': {}{budget}", route.model, summary()),
         )
     }
 }

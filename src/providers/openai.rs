@@ -85,6 +85,27 @@ impl Upstream {
         }
         req.send()
     }
+
+    /// One health probe: `GET /models`, or a one-token completion of `model`. True on a 2xx
+    /// answer within `timeout`.
+    pub async fn probe(&self, kind: crate::config::ProbeKind, model: &str, timeout: Duration) -> bool {
+        let mut req = match kind {
+            crate::config::ProbeKind::Completion => self.client.post(format!("{}/chat/completions", self.base_url)).json(
+                &serde_json::json!({ "model": model, "max_tokens": 1, "messages": [{ "role": "user", "content": "ping" }] }),
+            ),
+            _ => self.client.get(format!("{}/models", self.base_url)),
+        };
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        let answer = async {
+            let resp = req.send().await.ok()?;
+            let ok = resp.status().is_success();
+            resp.bytes().await.ok()?;
+            Some(ok)
+        };
+        matches!(tokio::time::timeout(timeout, answer).await, Ok(Some(true)))
+    }
 }
 
 #[derive(serde::Deserialize)]

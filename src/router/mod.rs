@@ -1,4 +1,122 @@
-//! Choosing a target for the next attempt of a request.
+//! Choosing a target for the next attempt of a request: the strategies (weighted, latency,
+//! priority) over candidates whose availability and weight the live state has already worked out.
+
+pub mod budget;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Strategy;
+
+/// Why a target was passed over for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// An operator drained its provider.
+    Drained,
+    /// Passive outlier detection ejected its provider.
+    Ejected,
+    /// Its provider fails its active probes.
+    Unhealthy,
+    /// Its provider asked us to back off (429).
+    RateLimited,
+    /// Its weight is 0 (operator, canary rollback).
+    ZeroWeight,
+    /// A rule avoids it.
+    Avoided,
+    /// Already tried by this request.
+    Tried,
+    /// The route's retry budget was spent.
+    Budget,
+}
+
+impl Skip {
+    /// Short label for logs and the console.
+    pub fn label(self) -> &'static str {
+        match self {
+            Skip::Drained => "drained",
+            Skip::Ejected => "ejected",
+            Skip::Unhealthy => "unhealthy",
+            Skip::RateLimited => "ratelimited",
+            Skip::ZeroWeight => "weight 0",
+            Skip::Avoided => "avoided by rule",
+            Skip::Tried => "tried",
+            Skip::Budget => "retry budget",
+        }
+    }
+
+    /// Whether the skip is about health, so the target may serve in panic mode.
+    pub fn health(self) -> bool {
+        matches!(self, Skip::Ejected | Skip::Unhealthy)
+    }
+}
+
+/// One target as the router sees it for one attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Its effective weight now (0 when skipped).
+    pub weight: u32,
+    /// `Some` when it may not take this request.
+    pub skip: Option<Skip>,
+    /// Whether it may take the request only as its provider's half-open trial.
+    pub trial: bool,
+    /// Its latency cost (decayed peak average × load), for the latency strategy.
+    pub cost: f64,
+}
+
+impl Candidate {
+    fn eligible(&self) -> bool {
+        self.skip.is_none() && self.weight > 0
+    }
+}
+
+/// Picks a target among `cands` by `strategy`, avoiding those in `tried` while others remain,
+/// and `last_failed` unless it is the only choice left.
+pub fn choose(
+    strategy: Strategy,
+    cands: &[Candidate],
+    tried: u64,
+    last_failed: Option<usize>,
+    rng: &mut fastrand::Rng,
+) -> Option<usize> {
+    let n = cands.len();
+    let passes: [&dyn Fn(usize) -> bool; 2] = [&|i| tried & (1 << i) == 0, &|i| Some(i) != last_failed];
+    for allow in passes {
+        let ok = |i: usize| cands[i].eligible() && allow(i);
+        let pick = match strategy {
+            Strategy::Weighted => pick_weighted(n, |i| if ok(i) { cands[i].weight } else { 0 }, 0, None, rng),
+            Strategy::Priority => (0..n).find(|&i| ok(i)),
+            Strategy::Latency => pick_p2c(n, ok, |i| cands[i].cost, rng),
+        };
+        if pick.is_some() {
+            return pick;
+        }
+    }
+    last_failed.filter(|&i| cands[i].eligible())
+}
+
+/// Power of two choices: two distinct random eligible targets, the cheaper one wins.
+fn pick_p2c(
+    n: usize,
+    ok: impl Fn(usize) -> bool,
+    cost: impl Fn(usize) -> f64,
+    rng: &mut fastrand::Rng,
+) -> Option<usize> {
+    let count = (0..n).filter(|&i| ok(i)).count();
+    let nth = |k: usize| (0..n).filter(|&i| ok(i)).nth(k);
+    match count {
+        0 => None,
+        1 => nth(0),
+        _ => {
+            let a = rng.usize(..count);
+            let mut b = rng.usize(..count - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (a, b) = (nth(a)?, nth(b)?);
+            Some(if cost(b) < cost(a) { b } else { a })
+        }
+    }
+}
 
 /// At most this many targets per route, so a request's tried set fits in a `u64` bitmask.
 pub const MAX_TARGETS: usize = 64;
@@ -43,6 +161,31 @@ pub fn pick_weighted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cand(weight: u32, cost: f64) -> Candidate {
+        Candidate { weight, skip: None, trial: false, cost }
+    }
+
+    #[test]
+    fn strategies() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut c = [cand(1, 40.0), cand(1, 840.0), cand(1, 50.0)];
+        // Latency: the slow one loses every pairing it is in.
+        let slow = (0..3000).filter(|_| choose(Strategy::Latency, &c, 0, None, &mut rng) == Some(1)).count();
+        assert_eq!(slow, 0);
+        // Priority: the first available takes everything; the next on failure.
+        assert_eq!(choose(Strategy::Priority, &c, 0, None, &mut rng), Some(0));
+        assert_eq!(choose(Strategy::Priority, &c, 0b1, Some(0), &mut rng), Some(1));
+        c[1].skip = Some(Skip::Ejected);
+        assert_eq!(choose(Strategy::Priority, &c, 0b1, Some(0), &mut rng), Some(2));
+        // Weighted: skipped targets' weight is renormalized away.
+        for _ in 0..100 {
+            assert_ne!(choose(Strategy::Weighted, &c, 0, None, &mut rng), Some(1));
+        }
+        c[0].skip = Some(Skip::Drained);
+        c[2].skip = Some(Skip::Ejected);
+        assert_eq!(choose(Strategy::Weighted, &c, 0, None, &mut rng), None);
+    }
 
     #[test]
     fn follows_weights() {

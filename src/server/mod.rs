@@ -44,6 +44,7 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
+    crate::health::spawn(gw.clone(), shutdown.clone());
     let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
     Ok(Running { gw, addr, shutdown, task })
 }

@@ -14,8 +14,13 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::fault::Fault;
+use crate::health::outlier::Outlier;
+use crate::health::probe::ProbeState;
 use crate::metrics::{Sample, Window};
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
+use crate::router::budget::RetryBudget;
+
+mod health;
 
 /// An operator action. Plain data: the TUI, the admin API and tests all send these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +113,9 @@ pub struct LastError {
 
 #[derive(Debug, Default)]
 struct ProviderState {
+    outlier: Mutex<Outlier>,
+    probe: Mutex<ProbeState>,
+    probe_down: AtomicBool,
     cooldown_until_ms: AtomicU64,
     in_flight: AtomicI64,
     drained: AtomicBool,
@@ -122,7 +130,29 @@ struct ProviderState {
 struct TargetState {
     weight: AtomicU32,
     window: Window,
+    /// Peak-EWMA latency cost in µs (f64 bits), and when it was last updated (ms).
+    cost_us: AtomicU64,
+    cost_at_ms: AtomicU64,
+    /// The canary's weight while a rollout runs; `NO_CANARY` otherwise.
+    canary_weight: AtomicU32,
+    canary: Mutex<Option<health::CanaryState>>,
+    /// A firing rule: `RULE_NONE`, `RULE_AVOID`, or a weight.
+    rule: std::sync::atomic::AtomicI64,
 }
+
+const NO_CANARY: u32 = u32::MAX;
+const RULE_NONE: i64 = -1;
+const RULE_AVOID: i64 = -2;
+
+#[derive(Debug, Default)]
+struct RouteState {
+    budget: RetryBudget,
+    /// Until when (ms) the route is shown in panic mode.
+    panic_until_ms: AtomicU64,
+}
+
+/// Client requests kept for "why this provider".
+pub const RECENT_KEPT: usize = 256;
 
 /// Live state of the whole gateway.
 #[derive(Debug)]
@@ -131,8 +161,10 @@ pub struct Live {
     config: Arc<Config>,
     providers: Vec<ProviderState>,
     targets: Vec<Vec<TargetState>>,
+    routes: Vec<RouteState>,
     requests: Window,
     events: Mutex<VecDeque<Event>>,
+    recent: Mutex<VecDeque<RequestRecord>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -143,23 +175,17 @@ impl Live {
     /// State for a config: every target at its configured weight, nothing drained or faulted.
     pub fn new(config: Arc<Config>) -> Live {
         let providers = config.providers.iter().map(|_| ProviderState::default()).collect();
-        let targets = config
-            .routes
-            .iter()
-            .map(|r| {
-                r.targets
-                    .iter()
-                    .map(|t| TargetState { weight: AtomicU32::new(t.weight), window: Window::default() })
-                    .collect()
-            })
-            .collect();
+        let targets = config.routes.iter().map(|r| r.targets.iter().map(TargetState::new).collect()).collect();
+        let routes = config.routes.iter().map(|_| RouteState::default()).collect();
         Live {
             epoch: Instant::now(),
             config,
             providers,
             targets,
+            routes,
             requests: Window::default(),
             events: Mutex::new(VecDeque::new()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_KEPT)),
         }
     }
 
@@ -240,16 +266,19 @@ impl Live {
     }
 
     /// An attempt of route `r` has finished; every attempt that started ends here exactly once.
+    /// `trial` says it was its provider's half-open trial.
     pub fn attempt_finished(
         &self,
         r: usize,
         a: &Attempt,
+        trial: bool,
         ttft: Option<Duration>,
         tokens: Option<(u32, u32)>,
         now: Instant,
     ) {
         let s = &self.providers[a.provider];
         s.in_flight.fetch_sub(1, Relaxed);
+        self.health_outcome(r, a, trial, ttft, now);
         let failed = a.class.retryable();
         if failed {
             s.failures.fetch_add(1, Relaxed);
@@ -262,6 +291,13 @@ impl Live {
 
     /// A client request is over.
     pub fn request_finished(&self, rec: &RequestRecord, now: Instant) {
+        {
+            let mut recent = lock(&self.recent);
+            if recent.len() == RECENT_KEPT {
+                recent.pop_front();
+            }
+            recent.push_back(rec.clone());
+        }
         let last = rec.attempts.last().map(|a| a.class);
         let class = match rec.status {
             499 => OutcomeClass::ClientClosed,
@@ -393,12 +429,13 @@ impl Live {
                         self.targets[r][t].weight.store(target.weight, Relaxed);
                     }
                 }
+                self.restart_canaries(now);
                 for p in &self.providers {
                     p.drained.store(false, Relaxed);
                     p.has_fault.store(false, Relaxed);
                     *lock(&p.fault) = None;
                 }
-                "overrides reset: config weights, no drains, no faults".to_string()
+                "overrides reset: config weights, no drains, no faults, canaries restarted".to_string()
             }
         };
         self.event(now, EventKind::Operator, ack.clone());

@@ -1,0 +1,132 @@
+//! Active health checks: a cheap request to each provider at an interval, apart from client
+//! traffic. A provider is unhealthy after `unhealthy_after` failures among its last
+//! `probe_window` probes, and healthy again after `healthy_after` consecutive successes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{HealthConfig, ProbeKind};
+use crate::fault::Action;
+use crate::pipeline::Gateway;
+
+/// The probe history of one provider.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeState {
+    results: VecDeque<bool>,
+    consecutive_ok: u32,
+    /// Whether the probes say the provider is unhealthy.
+    pub unhealthy: bool,
+    /// The last probe: ok, latency in ms, and when (ms since start).
+    pub last: Option<(bool, u64, u64)>,
+}
+
+/// What the console shows of a provider's probes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeView {
+    /// Successes among the recent probes, e.g. "4/5".
+    pub recent: String,
+    /// Whether the probes say unhealthy.
+    pub unhealthy: bool,
+    /// Latency of the last probe, ms.
+    pub last_ms: Option<u64>,
+}
+
+impl ProbeState {
+    /// Records one probe; returns the new verdict when it changed.
+    pub fn record(&mut self, cfg: &HealthConfig, ok: bool, latency_ms: u64, now_ms: u64) -> Option<bool> {
+        self.last = Some((ok, latency_ms, now_ms));
+        self.results.push_back(ok);
+        while self.results.len() > cfg.probe_window as usize {
+            self.results.pop_front();
+        }
+        self.consecutive_ok = if ok { self.consecutive_ok + 1 } else { 0 };
+        let failures = self.results.iter().filter(|r| !**r).count() as u32;
+        if !self.unhealthy && failures >= cfg.unhealthy_after {
+            self.unhealthy = true;
+            return Some(true);
+        }
+        if self.unhealthy && self.consecutive_ok >= cfg.healthy_after {
+            self.unhealthy = false;
+            self.results.clear();
+            return Some(false);
+        }
+        None
+    }
+
+    /// For the console.
+    pub fn view(&self) -> Option<ProbeView> {
+        self.last.map(|(_, ms, _)| ProbeView {
+            recent: format!("{}/{}", self.results.iter().filter(|r| **r).count(), self.results.len()),
+            unhealthy: self.unhealthy,
+            last_ms: Some(ms),
+        })
+    }
+}
+
+/// Probes every provider whose probe is not `off`, until `cancel`.
+pub fn spawn(gw: Arc<Gateway>, cancel: CancellationToken) {
+    for (p, provider) in gw.config.providers.iter().enumerate() {
+        if provider.probe == ProbeKind::Off {
+            continue;
+        }
+        let gw = gw.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let cfg = &gw.config.health;
+            // Spread the providers' probes over the interval instead of firing them together.
+            let offset = cfg.probe_interval.mul_f64(fastrand::f64());
+            let mut tick = tokio::time::interval_at(Instant::now() + offset, cfg.probe_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let start = Instant::now();
+                let ok = probe_once(&gw, p, cfg.probe_timeout).await;
+                gw.live.probe_result(p, ok, start.elapsed(), Instant::now());
+            }
+        });
+    }
+}
+
+/// One probe. A drill's fault acts on probes as on client requests.
+async fn probe_once(gw: &Gateway, p: usize, timeout: Duration) -> bool {
+    let now = Instant::now();
+    let mut rng = fastrand::Rng::new();
+    match gw.live.fault(p, now).and_then(|f| f.fault.action(&mut rng)) {
+        Some(Action::Refuse | Action::Status(_) | Action::Hang) => return false,
+        Some(Action::Delay(d)) if d >= timeout => return false,
+        Some(Action::Delay(d)) => tokio::time::sleep(d).await,
+        // A rate-limited or stream-cutting provider still answers a probe.
+        Some(Action::RateLimit(_) | Action::Cut(_) | Action::Stall(_)) | None => {}
+    }
+    gw.probe(p, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_of_m_failures_then_k_successes() {
+        let toml = "[[providers]]\nname='a'\nbase_url='http://x/v1'\n[[routes]]\nmodel='r'\ntargets=[{provider='a',model='m'}]\n";
+        let cfg = crate::config::Config::parse(std::path::Path::new("t"), toml, &|_| None).unwrap().health;
+        let mut s = ProbeState::default();
+        assert_eq!(s.record(&cfg, false, 1, 0), None);
+        assert_eq!(s.record(&cfg, true, 1, 1), None);
+        assert_eq!(s.record(&cfg, false, 1, 2), None);
+        assert_eq!(s.record(&cfg, true, 1, 3), None);
+        assert_eq!(s.record(&cfg, false, 1, 4), Some(true), "3 failures of the last 5");
+        assert_eq!(s.record(&cfg, true, 1, 5), None);
+        assert_eq!(s.record(&cfg, false, 1, 6), None, "a failure restarts the count");
+        assert_eq!(s.record(&cfg, true, 1, 7), None);
+        assert_eq!(s.record(&cfg, true, 1, 8), Some(false), "2 consecutive successes");
+        assert_eq!(s.view().unwrap().recent, "0/0");
+    }
+}
