@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::fault::Fault;
+use crate::health::outlier::Phase;
 use crate::metrics::{NOW_S, Second, Summary, WINDOW_S};
 use crate::state::{Event, EventKind, Live};
 
@@ -27,6 +28,14 @@ pub enum Status {
     Drained,
     /// A drill's fault is injected.
     Fault,
+    /// Ejected by outlier detection.
+    Ejected,
+    /// Taking one trial request after an ejection.
+    HalfOpen,
+    /// Back after an ejection, its weight ramping up.
+    Recovering,
+    /// Failing its active probes.
+    Unhealthy,
 }
 
 /// Share of failed attempts over the last few seconds above which a provider is degraded.
@@ -56,6 +65,10 @@ pub struct ProviderView {
     pub in_flight: i64,
     /// The last failure: its label and how long ago, in seconds.
     pub last_error: Option<(String, f64)>,
+    /// Seconds left of an ejection.
+    pub ejected_s: Option<u64>,
+    /// Its active probes.
+    pub probe: Option<crate::health::probe::ProbeView>,
 }
 
 impl ProviderView {
@@ -68,6 +81,10 @@ impl ProviderView {
             (Status::RateLimited, _) => "ratelimited".into(),
             (Status::Drained, _) => "drained".into(),
             (Status::Fault, None) => "FAULT".into(),
+            (Status::Ejected, _) => self.ejected_s.map_or("ejected".into(), |s| format!("ejected {s}s")),
+            (Status::HalfOpen, _) => "half-open".into(),
+            (Status::Recovering, _) => "recovering".into(),
+            (Status::Unhealthy, _) => "unhealthy".into(),
         }
     }
 }
@@ -81,8 +98,11 @@ pub struct TargetView {
     pub model: String,
     /// Weight in the config.
     pub weight_config: u32,
-    /// Weight in force (an operator may have changed it).
+    /// Weight in force now: after operator overrides, canary, rules and slow start; 0 while the
+    /// target cannot take traffic.
     pub weight: u32,
+    /// A firing rule or canary rollout steering it, in words.
+    pub steering: Option<String>,
     /// Its recent metrics (attempts on this target).
     pub summary: Summary,
     /// Its share of the route's answers over the last few seconds; `None` when the route served none.
@@ -102,6 +122,31 @@ pub struct RouteView {
     pub strategy: String,
     /// Its targets, in config order.
     pub targets: Vec<TargetView>,
+    /// Whether every target is unhealthy and the least bad one serves.
+    pub panic: bool,
+}
+
+/// A recent client request, with why its provider was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentRequest {
+    /// Its id.
+    pub request_id: String,
+    /// Index of its route.
+    pub route: usize,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Whether it streamed.
+    pub stream: bool,
+    /// Total time, ms.
+    pub total_ms: u64,
+    /// Each target's provider and why it was passed over (`None`: a candidate).
+    pub candidates: Vec<(String, Option<String>)>,
+    /// Attempts in order: provider, outcome, status, ms, injected.
+    pub attempts: Vec<(String, String, Option<u16>, u64, bool)>,
+    /// Whether the route was in panic mode.
+    pub panic: bool,
+    /// Whether the retry budget refused a retry.
+    pub budget_exhausted: bool,
 }
 
 /// The synthetic traffic generator of `llmgw demo`, when there is one.
@@ -132,6 +177,8 @@ pub struct Snapshot {
     pub traffic: Option<TrafficView>,
     /// Where log files go.
     pub log_dir: Option<String>,
+    /// The newest client requests, oldest first.
+    pub recent: Vec<RecentRequest>,
 }
 
 impl Snapshot {
@@ -181,7 +228,8 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                         provider: target.provider,
                         model: target.model.clone(),
                         weight_config: target.weight,
-                        weight: live.target_weight(r, t),
+                        weight: live.effective_weight(r, t, now),
+                        steering: live.steering(r, t),
                         summary: w.summary(sec),
                         share_now: None,
                         share_recent: None,
@@ -195,7 +243,12 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 t.share_now = (served_now > 0).then(|| t.summary.served_now as f64 / served_now as f64);
                 t.share_recent = (served_recent > 0).then(|| t.summary.served_recent as f64 / served_recent as f64);
             }
-            RouteView { model: route.model.clone(), strategy: format!("{:?}", route.strategy).to_lowercase(), targets }
+            RouteView {
+                model: route.model.clone(),
+                strategy: format!("{:?}", route.strategy).to_lowercase(),
+                targets,
+                panic: live.panicking(r, now),
+            }
         })
         .collect();
 
@@ -214,10 +267,23 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 .filter(|t| t.provider == p)
                 .fold((0, 0), |(a, b), t| (a + t.summary.total_now, b + t.summary.failed_now));
             let drained = live.drained(p);
+            let health = live.provider_health(p);
+            let ejected_s = match health.phase {
+                Phase::Ejected { until_ms } if until_ms > now_ms => Some((until_ms - now_ms).div_ceil(1000)),
+                _ => None,
+            };
             let status = if fault.is_some() {
                 Status::Fault
             } else if drained {
                 Status::Drained
+            } else if ejected_s.is_some() {
+                Status::Ejected
+            } else if matches!(health.phase, Phase::HalfOpen | Phase::Ejected { .. }) {
+                Status::HalfOpen
+            } else if health.probe.as_ref().is_some_and(|p| p.unhealthy) {
+                Status::Unhealthy
+            } else if matches!(health.phase, Phase::SlowStart { .. }) {
+                Status::Recovering
             } else if live.cooldown_left(p, now).is_some() {
                 Status::RateLimited
             } else if total > 0 && failed as f64 / total as f64 > DEGRADED_ERROR_RATE {
@@ -232,7 +298,16 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 };
                 (label, now_ms.saturating_sub(e.at_ms) as f64 / 1000.0)
             });
-            ProviderView { name: pc.name.clone(), status, fault, drained, in_flight: live.in_flight(p), last_error }
+            ProviderView {
+                name: pc.name.clone(),
+                status,
+                fault,
+                drained,
+                in_flight: live.in_flight(p),
+                last_error,
+                ejected_s,
+                probe: health.probe,
+            }
         })
         .collect();
 
@@ -246,6 +321,38 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         events: live.events(SNAPSHOT_EVENTS),
         traffic: meta.traffic.as_ref().map(|f| f()),
         log_dir: meta.log_dir.clone(),
+        recent: live.recent(RECENT_SHOWN).iter().map(|r| recent_view(cfg, r)).collect(),
+    }
+}
+
+/// Recent requests in a snapshot.
+pub const RECENT_SHOWN: usize = 100;
+
+fn recent_view(cfg: &crate::config::Config, r: &crate::outcome::RequestRecord) -> RecentRequest {
+    let route = r.route.unwrap_or(0);
+    let targets = &cfg.routes[route].targets;
+    RecentRequest {
+        request_id: r.request_id.clone(),
+        route,
+        status: r.status,
+        stream: r.stream,
+        total_ms: r.total.as_millis() as u64,
+        candidates: r
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(t, skip)| (cfg.providers[targets[t].provider].name.clone(), skip.map(|s| s.label().to_string())))
+            .collect(),
+        attempts: r
+            .attempts
+            .iter()
+            .map(|a| {
+                let name = cfg.providers[a.provider].name.clone();
+                (name, a.class.label().to_string(), a.status, a.latency.as_millis() as u64, a.injected)
+            })
+            .collect(),
+        panic: r.panic,
+        budget_exhausted: r.budget_exhausted,
     }
 }
 

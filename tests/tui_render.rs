@@ -52,7 +52,16 @@ fn summary(rate: f64, p50: f64, failed: u64, total: u64) -> Summary {
 }
 
 fn provider(name: &str, status: Status) -> ProviderView {
-    ProviderView { name: name.into(), status, fault: None, drained: false, in_flight: 3, last_error: None }
+    ProviderView {
+        name: name.into(),
+        status,
+        fault: None,
+        drained: false,
+        in_flight: 3,
+        last_error: None,
+        ejected_s: None,
+        probe: None,
+    }
 }
 
 /// Three providers on the `chat` route; `busy` fills them with a minute of traffic.
@@ -63,6 +72,7 @@ fn fixture(busy: bool) -> Snapshot {
         model: "sim-chat".into(),
         weight_config: w,
         weight: w,
+        steering: None,
         summary: if busy {
             summary(rate as f64, ms as f64, if fail > 0 { 60 / fail as u64 } else { 0 }, rate as u64 * 60)
         } else {
@@ -87,8 +97,14 @@ fn fixture(busy: bool) -> Snapshot {
                 model: "chat".into(),
                 strategy: "weighted".into(),
                 targets: vec![target(0, 50, 100, 40, 0), target(1, 30, 60, 140, 0), target(2, 20, 40, 70, 20)],
+                panic: false,
             },
-            RouteView { model: "embed".into(), strategy: "weighted".into(), targets: vec![target(0, 1, 10, 5, 0)] },
+            RouteView {
+                model: "embed".into(),
+                strategy: "weighted".into(),
+                targets: vec![target(0, 1, 10, 5, 0)],
+                panic: false,
+            },
         ],
         events: if busy {
             vec![Event {
@@ -101,6 +117,7 @@ fn fixture(busy: bool) -> Snapshot {
         },
         traffic: Some(TrafficView { target_rps: 200.0 }),
         log_dir: Some("llmgw-data/logs".into()),
+        recent: vec![],
     }
 }
 
@@ -223,4 +240,48 @@ fn no_color_is_monochrome_but_keeps_state_as_text() {
     let out = text(&t);
     assert!(out.contains("FAULT:down") && out.contains("FAULT swift: down (30 s left)"));
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn ejected_recovering_and_the_why_overlay() {
+    use llmgw::snapshot::RecentRequest;
+    let mut s = fixture(true);
+    s.providers[0].status = Status::Ejected;
+    s.providers[0].ejected_s = Some(8);
+    s.providers[0].last_error = Some(("connect".into(), 1.0));
+    s.routes[0].targets[0].weight = 0;
+    s.providers[1].status = Status::Recovering;
+    s.routes[0].targets[1].weight = 12;
+    s.routes[0].targets[2].steering = Some("avoided: p95_ms > 700".into());
+    s.recent = vec![RecentRequest {
+        request_id: "r1".into(),
+        route: 0,
+        status: 200,
+        stream: true,
+        total_ms: 48,
+        candidates: vec![("swift".into(), Some("ejected".into())), ("steady".into(), None), ("flaky".into(), None)],
+        attempts: vec![
+            ("flaky".into(), "http_5xx".into(), Some(503), 12, false),
+            ("steady".into(), "ok".into(), Some(200), 36, false),
+        ],
+        panic: false,
+        budget_exhausted: false,
+    }];
+    let mut a = app(s);
+    let out = text(&render(&a, &Theme::color(), 120, 36));
+    assert!(out.contains("ejected 8s") && out.contains("recovering") && out.contains("avoided"), "{out}");
+    assert!(out.contains("50→0") && out.contains("30→12"), "effective weights shown apart from config");
+    insta::assert_snapshot!("ejected_table", out);
+    press(&mut a, &[KeyCode::Char('w')]);
+    let out = text(&render(&a, &Theme::color(), 120, 36));
+    assert!(out.contains("swift ✗ ejected") && out.contains("flaky http_5xx 503 12 ms → steady ok 36 ms"), "{out}");
+    insta::assert_snapshot!("why_overlay", out);
+}
+
+#[test]
+fn panic_mode_is_visible() {
+    let mut s = fixture(true);
+    s.routes[0].panic = true;
+    let out = text(&render(&app(s), &Theme::color(), 120, 36));
+    assert!(out.contains("PANIC: every target unhealthy"), "{out}");
 }

@@ -109,6 +109,9 @@ pub enum Overlay {
     Confirm(Confirm),
     /// The fault menu.
     FaultMenu(FaultMenu),
+    /// Recent requests of the route and why their providers were chosen; `true` shows only
+    /// those that failed over or failed.
+    Why(bool),
 }
 
 /// What `update` asks the outside world to do.
@@ -221,6 +224,7 @@ impl App {
         match b.action {
             KeyAction::Quit => return vec![Effect::Quit],
             KeyAction::Help => self.overlay = Some(Overlay::Help),
+            KeyAction::Why => self.overlay = Some(Overlay::Why(false)),
             KeyAction::Up => self.selected = self.selected.saturating_sub(1),
             KeyAction::Down => self.selected = (self.selected + 1).min(n.saturating_sub(1)),
             KeyAction::NextRoute | KeyAction::PrevRoute => {
@@ -311,6 +315,12 @@ impl App {
 
     fn overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Vec<Effect> {
         match overlay {
+            Overlay::Why(only_failovers) => {
+                if key.code == KeyCode::Char('e') {
+                    self.overlay = Some(Overlay::Why(!only_failovers));
+                }
+                vec![]
+            }
             Overlay::Help => {
                 // Any key closes help; `q` still quits from there.
                 if key.code == KeyCode::Char('q') {
@@ -402,12 +412,15 @@ mod tests {
             drained: false,
             in_flight: 2,
             last_error: None,
+            ejected_s: None,
+            probe: None,
         };
         let target = |p: usize, w: u32| TargetView {
             provider: p,
             model: "m".into(),
             weight_config: w,
             weight: w,
+            steering: None,
             summary: Default::default(),
             share_now: Some(w as f64 / 100.0),
             share_recent: None,
@@ -424,12 +437,19 @@ mod tests {
                     model: "chat".into(),
                     strategy: "weighted".into(),
                     targets: vec![target(0, 70), target(1, 30)],
+                    panic: false,
                 },
-                RouteView { model: "embed".into(), strategy: "weighted".into(), targets: vec![target(1, 1)] },
+                RouteView {
+                    model: "embed".into(),
+                    strategy: "weighted".into(),
+                    targets: vec![target(1, 1)],
+                    panic: false,
+                },
             ],
             events: vec![],
             traffic: Some(TrafficView { target_rps: 100.0 }),
             log_dir: None,
+            recent: vec![],
         })
     }
 

@@ -10,6 +10,8 @@ pub enum KeyAction {
     Quit,
     /// Show or hide the key help.
     Help,
+    /// Show recent requests and why their providers were chosen.
+    Why,
     /// Select the row above.
     Up,
     /// Select the row below.
@@ -85,6 +87,7 @@ pub const BINDINGS: &[Binding] = &[
     bind("[/]", "lower / raise the selected target's weight", "weight", KeyAction::WeightDown, true, &[Char('[')]),
     bind("]", "raise the selected target's weight", "", KeyAction::WeightUp, true, &[Char(']')]),
     bind("u", "reset all overrides to the config", "reset", KeyAction::Reset, true, &[Char('u')]),
+    bind("w", "why: recent requests and their candidates (e: failovers only)", "why", KeyAction::Why, false, &[Char('w')]),
     bind("+/-", "chart window: 1m / 5m / 15m", "window", KeyAction::WindowLonger, false, &[Char('+'), Char('=')]),
     bind("-", "shorter chart window", "", KeyAction::WindowShorter, false, &[Char('-')]),
     bind("</>", "demo traffic rate down / up", "traffic", KeyAction::TrafficDown, false, &[Char('<'), Char(',')]),

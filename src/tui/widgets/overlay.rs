@@ -21,6 +21,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     match &app.overlay {
         None => {}
         Some(Overlay::Help) => help(frame, area, app, theme),
+        Some(Overlay::Why(only)) => why(frame, area, app, theme, *only),
         Some(Overlay::Confirm(c)) => {
             let buttons = if c.yes {
                 vec![Span::raw("   [ Cancel ]   "), Span::styled("[ Yes ]", theme.selected)]
@@ -95,4 +96,68 @@ fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let logs = app.snapshot.log_dir.as_deref().unwrap_or("(no log files)");
     lines.push(Line::styled(format!("logs: {logs}"), theme.dim));
     dialog(frame, area, theme, " keys ", lines, 76);
+}
+
+/// Recent requests of the selected route, newest first: candidates (✓ or why skipped) and
+/// attempts in order.
+fn why(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, only_failovers: bool) {
+    let s = &app.snapshot;
+    let route = s.routes.get(app.route).map_or("", |r| r.model.as_str());
+    let rows = area.height.saturating_sub(6) as usize;
+    let mut lines = vec![Line::styled(
+        if only_failovers {
+            "only requests that failed over or failed (e: all)"
+        } else {
+            "all requests (e: only failovers)"
+        },
+        theme.dim,
+    )];
+    let picked = s
+        .recent
+        .iter()
+        .rev()
+        .filter(|r| r.route == app.route)
+        .filter(|r| !only_failovers || r.attempts.len() > 1 || r.status >= 400)
+        .take(rows / 2);
+    for r in picked {
+        let status_style = if r.status >= 500 || r.status == 429 { theme.bad } else { theme.text };
+        let mut head = vec![
+            Span::styled(format!("{} ", r.status), status_style),
+            Span::raw(format!("{:>6} ms ", r.total_ms)),
+            Span::styled(format!("{} ", if r.stream { "stream" } else { "json  " }), theme.dim),
+        ];
+        for (name, skip) in &r.candidates {
+            match skip {
+                None => head.push(Span::raw(format!("{name} ✓  "))),
+                Some(why) => head.push(Span::styled(format!("{name} ✗ {why}  "), theme.warn)),
+            }
+        }
+        if r.panic {
+            head.push(Span::styled("PANIC ", theme.bad));
+        }
+        if r.budget_exhausted {
+            head.push(Span::styled("budget spent ", theme.bad));
+        }
+        lines.push(Line::from(head));
+        let attempts: Vec<String> = r
+            .attempts
+            .iter()
+            .map(|(p, class, status, ms, injected)| {
+                let st = status.filter(|_| class != "ok").map_or(String::new(), |s| format!(" {s}"));
+                format!("{p} {class}{st}{} {ms} ms", if *injected { " (injected)" } else { "" })
+            })
+            .collect();
+        lines.push(Line::styled(format!("    → {}", attempts.join(" → ")), theme.dim));
+    }
+    if lines.len() == 1 {
+        lines.push(Line::styled("no requests yet", theme.dim));
+    }
+    let width = area.width.saturating_sub(4).min(120);
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = centered(area, width, h);
+    frame.render_widget(Clear, r);
+    let block = Block::bordered()
+        .title(Span::styled(format!(" why: recent requests of '{route}' · Esc closes "), theme.title))
+        .border_style(theme.title);
+    frame.render_widget(Paragraph::new(lines).block(block), r);
 }

@@ -21,10 +21,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         return;
     };
     let wide = area.width >= WIDE;
-    let title = Line::from(vec![
+    let mut title = vec![
         Span::styled(format!(" route {} ", route.model), theme.title),
         Span::styled(format!("{}/{} · {} ", app.route + 1, s.routes.len(), route.strategy), theme.dim),
-    ]);
+    ];
+    if route.panic {
+        title.push(Span::styled(" PANIC: every target unhealthy, using the least bad ", theme.banner));
+    }
+    let title = Line::from(title);
     let mut head = vec![
         "provider",
         "state",
@@ -45,16 +49,29 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let rows = route.targets.iter().enumerate().map(|(i, t)| {
         let p = &s.providers[t.provider];
         let sum = &t.summary;
-        let state_style = match p.status {
+        let mut state_style = match p.status {
             Status::Healthy => theme.good,
-            Status::Degraded | Status::RateLimited | Status::Drained => theme.warn,
-            Status::Fault => theme.bad,
+            Status::Degraded | Status::RateLimited | Status::Drained | Status::HalfOpen | Status::Recovering => {
+                theme.warn
+            }
+            Status::Fault | Status::Ejected | Status::Unhealthy => theme.bad,
         };
         let mut state = p.status_text();
+        if let (Status::Healthy, Some(steer)) = (p.status, &t.steering) {
+            state = if steer.starts_with("avoided") {
+                "avoided"
+            } else if steer.contains("canary") {
+                "canary"
+            } else {
+                "steered"
+            }
+            .into();
+            state_style = theme.override_;
+        }
         if p.drained && p.status == Status::Fault {
             state.push_str("+drained");
         }
-        let weight = if t.weight != t.weight_config {
+        let weight = if t.weight != t.weight_config || t.steering.is_some() {
             Cell::from(Span::styled(format!("{}→{}", t.weight_config, t.weight), theme.override_))
         } else {
             Cell::from(format!("{}", t.weight))
