@@ -914,4 +914,23 @@ targets = [{ provider = "a", model = "m", weight = 3 }]
         assert_eq!(e.line, Some(6));
         assert!(e.message.contains("unknown field `first_bite_ms`"), "{e}");
     }
+
+    #[test]
+    fn rules_canaries_and_health_are_checked() {
+        let with = |extra: &str| GOOD.replace("targets = [{ provider = \"a\", model = \"m\", weight = 3 }]", extra);
+        let e = parse(&with("rules = [{ when = \"p95 > 7\", provider = \"a\", action = \"avoid\" }]\ntargets = [{ provider = \"a\", model = \"m\" }]")).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(10), Some("routes[0].rules[0].when")));
+        assert!(e.message.contains("unknown metric 'p95'"), "{e}");
+        let e = parse(&with("rules = [{ when = \"p95_ms > 7\", provider = \"a\", action = \"weight\" }]\ntargets = [{ provider = \"a\", model = \"m\" }]")).unwrap_err();
+        assert!(e.message.contains("needs a value"), "{e}");
+        let e = parse(&with("targets = [{ provider = \"a\", model = \"m\", weight = 5, canary = { start = 9, step = 1, every_s = 1, max_error_rate = 0.1 } }]")).unwrap_err();
+        assert!(e.message.contains("start must not exceed"), "{e}");
+        let e = parse(&(GOOD.to_string() + "\n[health]\nunhealthy_after = 6\n")).unwrap_err();
+        assert!(e.message.contains("at least health.unhealthy_after"), "{e}");
+        let e = parse(&(GOOD.to_string() + "\n[proxy]\nretry_budget = 2.0\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("proxy.retry_budget"));
+        let c = parse(&with("strategy = \"latency\"\ntargets = [{ provider = \"a\", model = \"m\" }]")).unwrap();
+        assert_eq!(c.routes[0].strategy, Strategy::Latency);
+        assert_eq!(c.providers[0].probe_model, "m", "probes name the model routes send");
+    }
 }

@@ -214,3 +214,24 @@ async fn a_canary_ramps_up_when_healthy_and_rolls_back_when_not() {
     assert_eq!(live.effective_weight(0, 2, Instant::now()), 0, "the flaky one was rolled back");
     assert_eq!(failures(&t), 0, "clients never saw the flaky canary's errors");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_mark_a_provider_unhealthy_and_healthy_again() {
+    let (_sims, gw) = setup("", "probe_interval_ms = 50\nprobe_timeout_ms = 200").await;
+    let live = &gw.gw.live;
+    live.apply(&Command::InjectFault { provider: "b".into(), fault: Fault::Down, duration_s: None }, Instant::now())
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || event_at(&gw, "b unhealthy: 3 of its last 5 probes failed").is_some())
+            .await
+    );
+    let mut cands = vec![];
+    live.candidates(0, Instant::now(), &mut cands);
+    assert_eq!(cands[1].skip, Some(llmgw::router::Skip::Unhealthy), "no client traffic goes there");
+    // No client traffic was sent at all: probes alone found it.
+    assert_eq!(live.request_window().summary(live.sec(Instant::now()) + 1).total_recent, 0);
+    live.apply(&Command::ClearFault { provider: "b".into() }, Instant::now()).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || event_at(&gw, "b healthy again").is_some()).await);
+    live.candidates(0, Instant::now(), &mut cands);
+    assert_eq!(cands[1].skip, None);
+}
