@@ -48,7 +48,10 @@ async fn main() -> anyhow::Result<()> {
         .map(|(name, ms)| SimSpec { name: name.into(), listen: any, api_key_env: None, behavior: personality(ms) })
         .collect();
     let sims = llmgw::sim::spawn_all(&specs).await?;
-    let mut toml = String::from("[server]\nlisten = \"127.0.0.1:0\"\n\n");
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n",
+        std::env::temp_dir().join(format!("llmgw-drill-{}", std::process::id())).display().to_string()
+    );
     for s in &sims {
         toml += &format!("[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n", s.name, s.base_url());
     }

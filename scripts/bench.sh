@@ -18,6 +18,7 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 cat >"$work/gw.toml" <<TOML
 [server]
 listen = "127.0.0.1:19080"
+admin_listen = "127.0.0.1:0"
 data_dir = "$work/data"
 [[providers]]
 name = "bench"

@@ -1,6 +1,7 @@
 //! llmgw: a local gateway in front of LLM providers that routes, retries and fails over, with a
 //! live ops console and an embedded store. See DESIGN.md for the map of modules.
 
+pub mod cli;
 pub mod config;
 pub mod fault;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod server;
 pub mod sim;
 pub mod snapshot;
 pub mod state;
+pub mod store;
 pub mod tui;
 
 /// Installs rustls' `ring` provider as the process default. Call once before building any HTTP

@@ -94,6 +94,11 @@ enum Command {
         after_help = "Examples:\n  llmgw load --rps 200 --duration 60s --url http://127.0.0.1:8080/v1\n  llmgw load --rps 50 --duration 5m --model chat --stream-ratio 0.5\n\nOpen loop: requests start on schedule whether or not earlier ones finished."
     )]
     Load(LoadArgs),
+    /// List, filter, show and summarize recorded requests (works while a gateway runs).
+    #[command(
+        after_help = "Examples:\n  llmgw history -c llmgw.toml\n  llmgw history --route chat --status 5xx --since 1h\n  llmgw history --id llmgw-3f2a...\n  llmgw history --summary --since 7d\n  llmgw history --since 1d --format csv > requests.csv\n\nsled lets one process open the store: with no gateway running this opens it directly; with one\nrunning it asks that gateway's admin API (loopback, token from admin_token_env or <data_dir>/admin.token)."
+    )]
+    History(llmgw::cli::history::Args),
 }
 
 #[derive(clap::Args)]
@@ -173,6 +178,16 @@ fn main() -> ExitCode {
             rt.block_on(run_demo(listen, data_dir, rps, headless, read_only))
         }
         Command::Load(args) => rt.block_on(run_load(args)),
+        Command::History(args) => {
+            let cfg = match Config::load(&args.config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            match rt.block_on(llmgw::cli::history::run(&cfg, &args, &mut std::io::stdout().lock())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 

@@ -97,4 +97,12 @@ pub struct RequestRecord {
     pub panic: bool,
     /// Whether a retry was refused by the route's retry budget.
     pub budget_exhausted: bool,
+    /// When it arrived, Unix ms.
+    pub at_ms: u64,
+    /// What the cache did for it.
+    pub cache: crate::store::cache::CacheStatus,
+    /// Fingerprint of the client's key, if it sent one.
+    pub client: Option<[u8; 8]>,
+    /// (prompt, completion) tokens from the answer's `usage`.
+    pub tokens: Option<(u32, u32)>,
 }

@@ -134,7 +134,8 @@ async fn keys_never_reach_logs_or_error_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let port = dead_addr().await.port();
     let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\n\
+         [cache]\nenabled = false\n\n\
          [[providers]]\nname = \"good\"\nbase_url = \"{}\"\napi_key_env = \"PLANTED_KEY\"\n\n\
          [[providers]]\nname = \"other\"\nbase_url = \"{}\"\napi_key_env = \"PLANTED_KEY\"\n\n\
          [[providers]]\nname = \"failing\"\nbase_url = \"{}\"\napi_key_env = \"PLANTED_KEY\"\n\n\
@@ -189,7 +190,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     let port = dead_addr().await.port();
     let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n{}[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"slow\", model = \"m\" }}]\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n{}[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"slow\", model = \"m\" }}]\n",
         dir.path().join("data").display(),
         providers_toml(&[&slow])
     );

@@ -7,9 +7,13 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
+use bytes::Bytes;
+
 use super::{Gateway, ProxyRequest};
 use crate::config::Config;
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
+use crate::store::cache::CacheStatus;
+use crate::store::history::{AttemptRecord, HistoryRecord, Write};
 
 /// Whatever way the request ends (answered, failed, or dropped because the client went away),
 /// dropping this emits its record exactly once: to the live state and as one log line.
@@ -24,6 +28,10 @@ pub(super) struct Finish {
     /// Tokens reported by the answer's `usage`.
     pub tokens: Option<(u32, u32)>,
     emit: bool,
+    /// The client's body, for history with `store_bodies`.
+    pub request_body: Bytes,
+    /// The answer, for history with `store_bodies`.
+    pub response_body: Option<Bytes>,
 }
 
 impl Finish {
@@ -39,8 +47,22 @@ impl Finish {
             candidates: Vec::new(),
             panic: false,
             budget_exhausted: false,
+            at_ms: crate::store::unix_ms(),
+            cache: CacheStatus::Off,
+            client: req.client,
+            tokens: None,
         };
-        Finish { gw, record, start: Instant::now(), current: None, trial: false, tokens: None, emit: true }
+        Finish {
+            gw,
+            record,
+            start: Instant::now(),
+            current: None,
+            trial: false,
+            tokens: None,
+            emit: true,
+            request_body: req.body.clone(),
+            response_body: None,
+        }
     }
 
     /// Moves the record out (into a stream relay), leaving a placeholder that emits nothing.
@@ -58,12 +80,18 @@ impl Finish {
                 candidates: Vec::new(),
                 panic: false,
                 budget_exhausted: false,
+                at_ms: 0,
+                cache: CacheStatus::Off,
+                client: None,
+                tokens: None,
             },
             start: self.start,
             current: None,
             trial: false,
             tokens: None,
             emit: false,
+            request_body: Bytes::new(),
+            response_body: None,
         };
         std::mem::replace(self, placeholder)
     }
@@ -108,6 +136,9 @@ impl Finish {
         let attempts = self.record.attempts.len() + usize::from(self.current.is_some());
         let id = HeaderValue::from_str(&self.record.request_id).unwrap_or(HeaderValue::from_static(""));
         headers(&self.gw.config, h, &id, self.record.route.unwrap_or(0), provider, attempts);
+        if self.record.cache != CacheStatus::Off {
+            h.insert("x-llmgw-cache", HeaderValue::from_static(self.record.cache.label()));
+        }
     }
 
     /// The attempts so far, as "alpha http_5xx 503 (12 ms); beta connect (1 ms)".
@@ -124,7 +155,11 @@ impl Drop for Finish {
         self.end_attempt(OutcomeClass::ClientClosed, None);
         let now = Instant::now();
         self.record.total = now - self.start;
+        self.record.tokens = self.tokens;
         self.gw.live.request_finished(&self.record, now);
+        if let Some(stores) = self.gw.live.stores() {
+            stores.writer.send(Write::History(Box::new(self.history_record())));
+        }
         let r = &self.record;
         let route = r.route.map_or("-", |i| self.gw.config.routes[i].model.as_str());
         tracing::info!(
@@ -138,6 +173,43 @@ impl Drop for Finish {
             ttft_ms = r.ttft.map(|t| t.as_millis() as u64),
             "request"
         );
+    }
+}
+
+impl Finish {
+    fn history_record(&self) -> HistoryRecord {
+        let cfg = &self.gw.config;
+        let r = &self.record;
+        let route = r.route.unwrap_or(0);
+        let bodies = cfg.history.store_bodies;
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        HistoryRecord {
+            at_ms: r.at_ms,
+            request_id: r.request_id.clone(),
+            route: cfg.routes[route].model.clone(),
+            stream: r.stream,
+            status: r.status,
+            total_ms: r.total.as_secs_f64() * 1000.0,
+            ttft_ms: r.ttft.map(|t| t.as_secs_f64() * 1000.0),
+            attempts: r
+                .attempts
+                .iter()
+                .map(|a| AttemptRecord {
+                    provider: cfg.providers[a.provider].name.clone(),
+                    model: cfg.routes[route].targets[a.target].model.clone(),
+                    outcome: a.class.label().to_string(),
+                    status: a.status,
+                    latency_ms: a.latency.as_secs_f64() * 1000.0,
+                    injected: a.injected,
+                })
+                .collect(),
+            tokens_in: r.tokens.map(|t| t.0),
+            tokens_out: r.tokens.map(|t| t.1),
+            cache: r.cache.label().to_string(),
+            client: r.client.map(|c| c.iter().map(|b| format!("{b:02x}")).collect()),
+            request_body: bodies.then(|| text(&self.request_body)),
+            response_body: if bodies { self.response_body.as_ref().map(text) } else { None },
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every attempt ends in `Finish::end_attempt` and every request in `Finish`'s `Drop`, which hand
 //! their records to the live state and the log. Nothing downstream reaches back in here.
 
+mod cached;
 mod finish;
 mod relay;
 
@@ -27,7 +28,7 @@ use crate::router::{Skip, choose};
 use crate::server::error::ApiError;
 use crate::state::Live;
 use finish::Finish;
-use relay::{Relay, StreamFault};
+use relay::{Capture, Relay, StreamFault};
 
 /// The gateway's shared core: config, upstream adapters and live state.
 #[derive(Debug)]
@@ -55,6 +56,42 @@ pub struct ProxyRequest {
     pub model_span: Range<usize>,
     /// The request's id, given or generated.
     pub request_id: HeaderValue,
+    /// Fingerprint of the client's key (`Authorization`), if it sent one.
+    pub client: Option<[u8; 8]>,
+    /// The client's `Cache-Control` directives.
+    pub cache_control: CacheControl,
+    /// Whether a stream should end with a usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+}
+
+/// Request directives of `Cache-Control`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `no-cache`: do not answer from the cache.
+    pub no_cache: bool,
+    /// `no-store`: do not store the answer.
+    pub no_store: bool,
+    /// `max-age=N`: only answers at most N seconds old.
+    pub max_age: Option<u64>,
+}
+
+impl CacheControl {
+    /// Parses a `Cache-Control` header value.
+    pub fn parse(v: &str) -> CacheControl {
+        let mut c = CacheControl::default();
+        for d in v.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+            match d.as_str() {
+                "no-cache" => c.no_cache = true,
+                "no-store" => c.no_store = true,
+                _ => {
+                    if let Some(n) = d.strip_prefix("max-age=") {
+                        c.max_age = n.trim_matches('"').parse().ok();
+                    }
+                }
+            }
+        }
+        c
+    }
 }
 
 /// Headers that describe one hop and must not be relayed.
@@ -89,6 +126,10 @@ impl Gateway {
     pub async fn proxy(self: Arc<Self>, req: ProxyRequest) -> Response {
         let route = &self.config.routes[req.route];
         let mut fin = Finish::new(self.clone(), &req);
+        let (plan, hit) = self.cache_lookup(&req, route, &mut fin);
+        if let Some(response) = hit {
+            return response;
+        }
         let deadline = fin.start + route.deadline;
         let mut rng = fastrand::Rng::new();
         let mut tried = 0u64;
@@ -135,7 +176,7 @@ impl Gateway {
             }
             tried |= 1 << t;
             fin.begin_attempt(t, route.targets[t].provider, trial);
-            if let Ok(response) = self.attempt(&req, route, t, deadline, &mut fin, &mut rng).await {
+            if let Ok(response) = self.attempt(&req, t, deadline, &mut fin, &mut rng, &plan).await {
                 return response;
             }
             last_failed = Some(t);
@@ -143,6 +184,10 @@ impl Gateway {
             if out_of_time {
                 break;
             }
+        }
+        // stale-if-error: an expired answer beats an error when every target failed.
+        if let Some(response) = self.cache_stale(&req, &plan, &mut fin) {
+            return response;
         }
         let err = self.exhausted(route, &fin, out_of_time);
         fin.record.status = err.status.as_u16();
@@ -156,12 +201,13 @@ impl Gateway {
     async fn attempt(
         &self,
         req: &ProxyRequest,
-        route: &RouteConfig,
         t: usize,
         deadline: Instant,
         fin: &mut Finish,
         rng: &mut fastrand::Rng,
+        plan: &cached::Plan,
     ) -> Result<Response, OutcomeClass> {
+        let route = &self.config.routes[req.route];
         let target = &route.targets[t];
         let up = &self.upstreams[target.provider];
         let t0 = Instant::now();
@@ -245,12 +291,19 @@ impl Gateway {
             *response.status_mut() = status;
             copy_headers(&headers, response.headers_mut());
             fin.decorate(response.headers_mut());
+            // Keep a copy of the stream when the cache or the history wants the whole answer.
+            let capture = (plan.key.is_some() && plan.store || self.config.history.store_bodies).then(|| Capture {
+                key: plan.key.clone().filter(|_| plan.store),
+                max: route.cache.max_entry_bytes as usize * 4,
+                buf: Vec::new(),
+            });
             let relay = Relay {
                 upstream: Box::pin(resp.bytes_stream()),
                 framer,
                 idle: up.timeouts.stream_idle,
                 fin: fin.take(),
                 fault: stream_fault,
+                capture,
             };
             *response.body_mut() = Body::from_stream(relay.into_stream(first));
             return Ok(response);
@@ -264,11 +317,17 @@ impl Gateway {
         fin.ttft();
         let class = if status.is_success() {
             fin.tokens = usage_of(&body);
+            if status == StatusCode::OK {
+                self.cache_store(plan, route, &body);
+            }
             OutcomeClass::Ok
         } else {
             OutcomeClass::Http4xx
         };
         fin.record.status = status.as_u16();
+        if self.config.history.store_bodies {
+            fin.response_body = Some(body.clone());
+        }
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;
         copy_headers(&headers, response.headers_mut());

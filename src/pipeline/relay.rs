@@ -30,6 +30,16 @@ pub(super) struct Relay {
     pub idle: Duration,
     pub fin: Finish,
     pub fault: Option<StreamFault>,
+    pub capture: Option<Capture>,
+}
+
+/// A copy of a stream being relayed, for the cache and the history.
+pub(super) struct Capture {
+    /// Cache key to store the assembled answer under, if it may be stored.
+    pub key: Option<Vec<u8>>,
+    /// Give up copying past this many bytes.
+    pub max: usize,
+    pub buf: Vec<u8>,
 }
 
 impl Relay {
@@ -62,6 +72,7 @@ impl Relay {
                         }
                         Ok(None) if r.framer.done => {
                             r.fin.end_attempt(OutcomeClass::Ok, Some(200));
+                            r.finish_capture();
                             return None;
                         }
                         Ok(None) => "the provider closed the stream before [DONE]".to_string(),
@@ -86,6 +97,30 @@ impl Relay {
     fn note_usage(&mut self, events: &[u8]) {
         if let Some(u) = usage_in_events(events) {
             self.fin.tokens = Some(u);
+        }
+        if let Some(c) = &mut self.capture {
+            if c.buf.len() + events.len() <= c.max {
+                c.buf.extend_from_slice(events);
+            } else {
+                self.capture = None;
+            }
+        }
+    }
+
+    /// A stream completed: its assembled answer goes to the cache, its text to the history.
+    fn finish_capture(&mut self) {
+        let Some(c) = self.capture.take() else { return };
+        let gw = self.fin.gw.clone();
+        if let (Some(key), Some(stores)) = (c.key, gw.live.stores())
+            && let Some(body) = crate::store::cache::assemble_stream(&c.buf)
+        {
+            let route = &gw.config.routes[self.fin.record.route.unwrap_or(0)];
+            if body.len() as u64 <= route.cache.max_entry_bytes {
+                stores.writer.send(crate::store::history::Write::CachePut { key, body });
+            }
+        }
+        if gw.config.history.store_bodies {
+            self.fin.response_body = Some(Bytes::from(c.buf));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP server: the OpenAI-compatible API in front of the pipeline.
 
+pub mod admin;
 pub mod error;
 mod openai;
 
@@ -33,20 +34,46 @@ pub struct Running {
     pub gw: Arc<Gateway>,
     /// Where it listens (the real port when the config said 0).
     pub addr: std::net::SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: std::net::SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Builds a gateway from `config`, binds its listener and serves it in the background.
+/// Builds a gateway from `config`: opens its store (a bad data dir is an error naming it),
+/// restores operator overrides, binds its listeners and serves in the background.
 pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     let listen = config.server.listen;
+    let admin_listen = config.server.admin_listen;
+    let stores = Arc::new(crate::store::Stores::open(&config)?);
+    let token = admin::token(&config)?;
     let gw = Arc::new(Gateway::new(config)?);
+    gw.live.attach_store(stores.clone());
+    let now = tokio::time::Instant::now();
+    if let Some(aside) = &stores.store.moved_aside {
+        let text = format!("the store was corrupt: moved aside to {}; started fresh", aside.display());
+        gw.live.event(now, crate::state::EventKind::Health, text);
+    }
+    for cmd in stores.overrides.load() {
+        if let Ok(ack) = gw.live.apply(&cmd, now) {
+            tracing::info!("restored override: {ack}");
+        }
+    }
     let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {admin_listen} (server.admin_listen): {e}"))?;
+    let admin_addr = admin.local_addr()?;
     let shutdown = CancellationToken::new();
     crate::health::spawn(gw.clone(), shutdown.clone());
+    let admin_app = admin::app(gw.clone(), token);
+    let admin_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(admin, admin_app).with_graceful_shutdown(admin_shutdown.cancelled_owned()).await;
+    });
     let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
-    Ok(Running { gw, addr, shutdown, task })
+    Ok(Running { gw, addr, admin_addr, shutdown, task })
 }
 
 impl Running {
@@ -60,6 +87,9 @@ impl Running {
             Ok(Ok(Err(e))) => return Err(e.into()),
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
+        }
+        if let Some(stores) = self.gw.live.stores() {
+            stores.close().await;
         }
         Ok(())
     }

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
-use crate::pipeline::{Gateway, ProxyRequest};
+use crate::pipeline::{CacheControl, Gateway, ProxyRequest};
 use crate::providers::openai::ApiPath;
+use crate::store::cache::fingerprint;
 
 /// The fields the gateway looks at; everything else is forwarded untouched.
 #[derive(Deserialize)]
@@ -27,6 +28,12 @@ struct Envelope<'a> {
     #[serde(borrow)]
     input: Option<&'a RawValue>,
     stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -120,7 +127,21 @@ async fn prepare(
     let start = model_raw.get().as_ptr() as usize - body.as_ptr() as usize;
     let model_span = start..start + model_raw.get().len();
     let stream = env.stream.unwrap_or(false) && path == ApiPath::ChatCompletions;
-    Ok(ProxyRequest { route, path, stream, body: body.clone(), model_span, request_id })
+    let include_usage = env.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
+    let client = fingerprint(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
+    let cache_control =
+        headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(CacheControl::parse).unwrap_or_default();
+    Ok(ProxyRequest {
+        route,
+        path,
+        stream,
+        body: body.clone(),
+        model_span,
+        request_id,
+        client,
+        cache_control,
+        include_usage,
+    })
 }
 
 /// Gives every answer an `x-request-id`, also those that never reached a handler of ours.

@@ -37,7 +37,10 @@ pub fn personalities() -> Vec<(&'static str, Behavior)> {
 
 /// The demo gateway's config, in the same TOML an operator writes.
 pub fn config_toml(listen: SocketAddr, data_dir: &Path, sims: &[Arc<SimHandle>]) -> String {
-    let mut toml = format!("[server]\nlisten = \"{listen}\"\ndata_dir = {:?}\n\n", data_dir.display().to_string());
+    let mut toml = format!(
+        "[server]\nlisten = \"{listen}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n",
+        data_dir.display().to_string()
+    );
     toml += "[proxy]\nfirst_byte_timeout_ms = 5000\nattempt_timeout_ms = 20000\nstream_idle_timeout_ms = 5000\n\n";
     for s in sims {
         toml += &format!("[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n", s.name, s.base_url());

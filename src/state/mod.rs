@@ -61,6 +61,11 @@ pub enum Command {
     },
     /// Every weight back to the config's, every drain and fault removed.
     ResetOverrides,
+    /// Delete cached answers: all, or one route's.
+    PurgeCache {
+        /// Route name; `None` purges every route.
+        route: Option<String>,
+    },
 }
 
 /// What kind of thing an event reports.
@@ -165,6 +170,7 @@ pub struct Live {
     requests: Window,
     events: Mutex<VecDeque<Event>>,
     recent: Mutex<VecDeque<RequestRecord>>,
+    stores: std::sync::OnceLock<Arc<crate::store::Stores>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -186,6 +192,7 @@ impl Live {
             requests: Window::default(),
             events: Mutex::new(VecDeque::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_KEPT)),
+            stores: std::sync::OnceLock::new(),
         }
     }
 
@@ -362,8 +369,27 @@ impl Live {
         self.config.providers.iter().position(|p| p.name == name).ok_or_else(|| format!("no provider named '{name}'"))
     }
 
+    /// Connects the store: commands are persisted from now on, and cache purges reach it.
+    pub fn attach_store(&self, stores: Arc<crate::store::Stores>) {
+        let _ = self.stores.set(stores);
+    }
+
+    /// The store, when the gateway has one.
+    pub fn stores(&self) -> Option<&Arc<crate::store::Stores>> {
+        self.stores.get()
+    }
+
     /// Applies an operator command; the `Ok` text acknowledges it and is also logged as an event.
+    /// With a store, the override it sets is kept across restarts.
     pub fn apply(&self, cmd: &Command, now: Instant) -> Result<String, String> {
+        let ack = self.apply_inner(cmd, now)?;
+        if let Some(s) = self.stores.get() {
+            s.overrides.record(cmd);
+        }
+        Ok(ack)
+    }
+
+    fn apply_inner(&self, cmd: &Command, now: Instant) -> Result<String, String> {
         let ack = match cmd {
             Command::SetWeight { route, provider, weight } => {
                 let r = self
@@ -422,6 +448,16 @@ impl Live {
                 let ack = format!("fault on {provider} cleared ({})", old.fault);
                 self.event(now, EventKind::Fault, ack.clone());
                 return Ok(ack);
+            }
+            Command::PurgeCache { route } => {
+                let Some(stores) = self.stores.get() else { return Err("this gateway has no cache".into()) };
+                if let Some(r) = route
+                    && !self.config.routes.iter().any(|x| &x.model == r)
+                {
+                    return Err(format!("no route named '{r}'"));
+                }
+                let n = stores.cache.purge(route.as_deref());
+                format!("cache purged: {n} entries{}", route.as_ref().map_or(String::new(), |r| format!(" of '{r}'")))
             }
             Command::ResetOverrides => {
                 for (r, route) in self.config.routes.iter().enumerate() {

@@ -15,6 +15,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod store;
+pub use store::{CacheConfig, HistoryConfig, RouteCache};
+
 /// A configuration problem, located in its file.
 #[derive(Debug, Clone)]
 pub struct ConfigError {
@@ -156,6 +159,13 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
+    /// Address of the admin API (loopback only, token required).
+    pub admin_listen: SocketAddr,
+    /// Environment variable holding the admin token; without it a random token is written to
+    /// `<data_dir>/admin.token` (readable by this user only).
+    pub admin_token_env: Option<String>,
+    /// Memory sled may use for its page cache.
+    pub store_cache_bytes: u64,
 }
 
 /// Timeouts of one attempt against one provider.
@@ -235,6 +245,8 @@ pub struct RouteConfig {
     pub targets: Vec<TargetConfig>,
     /// Conditions on live metrics that steer traffic.
     pub rules: Vec<crate::health::rules::Rule>,
+    /// Its cache settings.
+    pub cache: RouteCache,
 }
 
 /// The resolved, validated configuration.
@@ -248,6 +260,10 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// `[health]`.
     pub health: HealthConfig,
+    /// `[cache]`.
+    pub cache: CacheConfig,
+    /// `[history]`.
+    pub history: HistoryConfig,
     /// `[[providers]]`, in file order.
     pub providers: Vec<ProviderConfig>,
     /// `[[routes]]`, in file order.
@@ -264,6 +280,10 @@ struct RawConfig {
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
+    cache: store::RawCache,
+    #[serde(default)]
+    history: store::RawHistory,
+    #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
     routes: Vec<RawRoute>,
@@ -276,6 +296,9 @@ struct RawServer {
     data_dir: Option<String>,
     max_body_bytes: Option<Spanned<u64>>,
     shutdown_grace_ms: Option<u64>,
+    admin_listen: Option<Spanned<String>>,
+    admin_token_env: Option<Spanned<String>>,
+    store_cache_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -361,6 +384,7 @@ struct RawRoute {
     targets: Spanned<Vec<RawTarget>>,
     #[serde(default)]
     rules: Vec<RawRule>,
+    cache: Option<store::RawRouteCache>,
 }
 
 #[derive(Deserialize)]
@@ -382,6 +406,10 @@ pub mod defaults {
     pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
     /// `[server] shutdown_grace_ms`.
     pub const SHUTDOWN_GRACE_MS: u64 = 30_000;
+    /// `[server] admin_listen`.
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:8081";
+    /// `[server] store_cache_bytes`: 64 MiB.
+    pub const STORE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
     /// `[proxy] max_attempts`.
     pub const MAX_ATTEMPTS: u32 = 3;
     /// `[proxy] deadline_ms`.
@@ -537,13 +565,43 @@ impl Config {
             if let Some((0, span)) = max_body {
                 return Err(cx.err(Some(span), "server.max_body_bytes", "must be greater than 0"));
             }
+            let admin_listen: SocketAddr = match &s.admin_listen {
+                None => defaults::ADMIN_LISTEN.parse().expect("default admin address parses"),
+                Some(l) => l.get_ref().parse().map_err(|_| {
+                    cx.err(Some(l.span()), "server.admin_listen", format!("'{}' is not an address", l.get_ref()))
+                })?,
+            };
+            if !admin_listen.ip().is_loopback() {
+                let span = s.admin_listen.as_ref().map(|l| l.span());
+                return Err(cx.err(
+                    span,
+                    "server.admin_listen",
+                    "the admin API listens on loopback only (127.0.0.1 or ::1)",
+                ));
+            }
+            let admin_token_env = match &s.admin_token_env {
+                None => None,
+                Some(var) if env(var.get_ref()).is_some_and(|v| v.trim().len() >= 16) => Some(var.get_ref().clone()),
+                Some(var) => {
+                    return Err(cx.err(
+                        Some(var.span()),
+                        "server.admin_token_env",
+                        format!("environment variable {} must hold a token of at least 16 characters", var.get_ref()),
+                    ));
+                }
+            };
             ServerConfig {
                 listen,
                 data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or(defaults::DATA_DIR)),
                 max_body_bytes: max_body.map_or(defaults::MAX_BODY_BYTES, |(v, _)| v) as usize,
                 shutdown_grace: Duration::from_millis(s.shutdown_grace_ms.unwrap_or(defaults::SHUTDOWN_GRACE_MS)),
+                admin_listen,
+                admin_token_env,
+                store_cache_bytes: s.store_cache_bytes.unwrap_or(defaults::STORE_CACHE_BYTES),
             }
         };
+        let cache = cx.cache(raw.cache)?;
+        let history = cx.history(raw.history)?;
 
         let base_timeouts = Timeouts {
             connect: Duration::from_millis(defaults::CONNECT_TIMEOUT_MS),
@@ -781,6 +839,7 @@ impl Config {
             routes.push(RouteConfig {
                 model,
                 rules,
+                cache: store::route_cache(&cache, r.cache),
                 strategy: r.strategy.unwrap_or(Strategy::Weighted),
                 max_attempts: attempts(&cx, r.max_attempts, proxy.max_attempts, &key("max_attempts"))?,
                 deadline: cx.ms(r.deadline_ms, proxy.deadline.as_millis() as u64, &key("deadline_ms"))?,
@@ -798,7 +857,7 @@ impl Config {
                 provider.probe_model = first.map_or("probe".to_string(), |t| t.model.clone());
             }
         }
-        Ok(Config { path: path.to_path_buf(), server, proxy, health, providers, routes })
+        Ok(Config { path: path.to_path_buf(), server, proxy, health, cache, history, providers, routes })
     }
 
     /// A human-readable summary of the resolved routes, for `llmgw check`.

@@ -1,0 +1,3 @@
+//! Implementations of `llmgw` subcommands that are more than a few lines.
+
+pub mod history;

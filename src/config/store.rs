@@ -1,0 +1,145 @@
+//! `[cache]` and `[history]`: what the store keeps, and for how long.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Ctx};
+
+/// `[cache]`: the response cache, and the defaults of every route's `cache = { ... }`.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Whether answers are cached (routes may override).
+    pub enabled: bool,
+    /// How long an answer is served as fresh.
+    pub ttl: Duration,
+    /// How long an expired answer may still be served when every target fails.
+    pub stale_ttl: Duration,
+    /// Bound on the bytes of all entries; the oldest are evicted past it.
+    pub max_bytes: u64,
+    /// Answers larger than this are not cached.
+    pub max_entry_bytes: u64,
+    /// Whether requests without a client key share one cache (else they are not cached).
+    pub share_without_key: bool,
+}
+
+/// A route's cache settings, resolved against `[cache]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteCache {
+    /// Whether the route's answers are cached.
+    pub enabled: bool,
+    /// Fresh for this long.
+    pub ttl: Duration,
+    /// Entries larger than this are not stored.
+    pub max_entry_bytes: u64,
+}
+
+/// `[history]`: the request history.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Records older than this are deleted.
+    pub retention: Duration,
+    /// At most this many records are kept (the oldest go first).
+    pub max_records: u64,
+    /// The store is flushed to disk at this interval: a crash loses at most this much.
+    pub flush: Duration,
+    /// Whether prompts and answers are kept (off: metadata only).
+    pub store_bodies: bool,
+    /// Records queued for the writer; past it records are dropped (and counted), never waited on.
+    pub queue: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    enabled: Option<bool>,
+    ttl_s: Option<Spanned<u64>>,
+    stale_ttl_s: Option<u64>,
+    max_bytes: Option<Spanned<u64>>,
+    max_entry_bytes: Option<Spanned<u64>>,
+    share_without_key: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouteCache {
+    enabled: Option<bool>,
+    ttl_s: Option<u64>,
+    max_entry_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHistory {
+    retention_days: Option<Spanned<u64>>,
+    max_records: Option<Spanned<u64>>,
+    flush_ms: Option<Spanned<u64>>,
+    store_bodies: Option<bool>,
+    queue: Option<Spanned<u64>>,
+}
+
+/// Defaults of `[cache]` and `[history]`.
+pub mod defaults {
+    /// `[cache] ttl_s`.
+    pub const TTL_S: u64 = 3600;
+    /// `[cache] stale_ttl_s`.
+    pub const STALE_TTL_S: u64 = 86_400;
+    /// `[cache] max_bytes`: 256 MiB.
+    pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
+    /// `[cache] max_entry_bytes`: 1 MiB.
+    pub const MAX_ENTRY_BYTES: u64 = 1024 * 1024;
+    /// `[history] retention_days`.
+    pub const RETENTION_DAYS: u64 = 7;
+    /// `[history] max_records`.
+    pub const MAX_RECORDS: u64 = 10_000_000;
+    /// `[history] flush_ms`.
+    pub const FLUSH_MS: u64 = 1000;
+    /// `[history] queue`.
+    pub const QUEUE: u64 = 65_536;
+}
+
+impl Ctx<'_> {
+    pub(super) fn cache(&self, r: RawCache) -> Result<CacheConfig, ConfigError> {
+        let positive = |v: Option<Spanned<u64>>, d: u64, key: &str| match v {
+            Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(d),
+        };
+        Ok(CacheConfig {
+            enabled: r.enabled.unwrap_or(true),
+            ttl: Duration::from_secs(positive(r.ttl_s, defaults::TTL_S, "cache.ttl_s")?),
+            stale_ttl: Duration::from_secs(r.stale_ttl_s.unwrap_or(defaults::STALE_TTL_S)),
+            max_bytes: positive(r.max_bytes, defaults::MAX_BYTES, "cache.max_bytes")?,
+            max_entry_bytes: positive(r.max_entry_bytes, defaults::MAX_ENTRY_BYTES, "cache.max_entry_bytes")?,
+            share_without_key: r.share_without_key.unwrap_or(true),
+        })
+    }
+
+    pub(super) fn history(&self, r: RawHistory) -> Result<HistoryConfig, ConfigError> {
+        let positive = |v: Option<Spanned<u64>>, d: u64, key: &str| match v {
+            Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(d),
+        };
+        Ok(HistoryConfig {
+            retention: Duration::from_secs(
+                86_400 * positive(r.retention_days, defaults::RETENTION_DAYS, "history.retention_days")?,
+            ),
+            max_records: positive(r.max_records, defaults::MAX_RECORDS, "history.max_records")?,
+            flush: Duration::from_millis(positive(r.flush_ms, defaults::FLUSH_MS, "history.flush_ms")?),
+            store_bodies: r.store_bodies.unwrap_or(false),
+            queue: positive(r.queue, defaults::QUEUE, "history.queue")? as usize,
+        })
+    }
+}
+
+/// A route's `cache = { ... }` against `[cache]`.
+pub(super) fn route_cache(base: &CacheConfig, r: Option<RawRouteCache>) -> RouteCache {
+    let r = r.unwrap_or_default();
+    RouteCache {
+        enabled: r.enabled.unwrap_or(base.enabled),
+        ttl: r.ttl_s.map_or(base.ttl, Duration::from_secs),
+        max_entry_bytes: r.max_entry_bytes.unwrap_or(base.max_entry_bytes),
+    }
+}

@@ -1,0 +1,105 @@
+//! The cache's part in a request: a lookup before routing, storing a complete answer after,
+//! and a stale answer when every target failed.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::finish::Finish;
+use super::{Gateway, ProxyRequest};
+use crate::config::RouteConfig;
+use crate::store::cache::{self, CacheStatus, replay_as_sse};
+use crate::store::history::Write;
+use crate::store::unix_ms;
+
+/// What the cache may do for one request.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    /// The request's cache key, when the cache takes part.
+    pub key: Option<Vec<u8>>,
+    /// Whether a complete answer may be stored.
+    pub store: bool,
+}
+
+impl Gateway {
+    /// Looks the request up; a fresh entry is the answer.
+    pub(super) fn cache_lookup(
+        &self,
+        req: &ProxyRequest,
+        route: &RouteConfig,
+        fin: &mut Finish,
+    ) -> (Plan, Option<Response>) {
+        let Some(stores) = self.live.stores() else { return (Plan::default(), None) };
+        if !route.cache.enabled {
+            return (Plan::default(), None);
+        }
+        // One tenant never gets another's answer: the key includes the client key's fingerprint.
+        let tenant = match req.client {
+            Some(c) => c,
+            None if self.config.cache.share_without_key => [0; 8],
+            None => {
+                fin.record.cache = CacheStatus::Bypass;
+                return (Plan::default(), None);
+            }
+        };
+        let Some(key) = cache::key(&route.model, &tenant, &req.body) else { return (Plan::default(), None) };
+        let plan = Plan { key: Some(key), store: !req.cache_control.no_store };
+        if req.cache_control.no_cache {
+            fin.record.cache = CacheStatus::Bypass;
+            return (plan, None);
+        }
+        let now = unix_ms();
+        let max_age_ms = req.cache_control.max_age.map_or(u64::MAX, |s| s * 1000);
+        let fresh =
+            |e: &cache::Entry| e.age_ms(now) < route.cache.ttl.as_millis() as u64 && e.age_ms(now) <= max_age_ms;
+        match plan.key.as_deref().and_then(|k| stores.cache.get(k)).filter(fresh) {
+            Some(e) => {
+                stores.cache.count(CacheStatus::Hit);
+                fin.record.cache = CacheStatus::Hit;
+                let hit = self.serve_cached(req, fin, e.body);
+                (plan, hit)
+            }
+            None => {
+                stores.cache.count(CacheStatus::Miss);
+                fin.record.cache = CacheStatus::Miss;
+                (plan, None)
+            }
+        }
+    }
+
+    /// An expired entry younger than `stale_ttl_s`, when every target failed.
+    pub(super) fn cache_stale(&self, req: &ProxyRequest, plan: &Plan, fin: &mut Finish) -> Option<Response> {
+        let stores = self.live.stores()?;
+        let e = stores.cache.get(plan.key.as_deref()?)?;
+        if e.age_ms(unix_ms()) > self.config.cache.stale_ttl.as_millis() as u64 {
+            return None;
+        }
+        stores.cache.count(CacheStatus::Stale);
+        fin.record.cache = CacheStatus::Stale;
+        self.serve_cached(req, fin, e.body)
+    }
+
+    /// Queues a complete answer for the cache (the writer task stores it).
+    pub(super) fn cache_store(&self, plan: &Plan, route: &RouteConfig, body: &Bytes) {
+        let (Some(stores), Some(key), true) = (self.live.stores(), &plan.key, plan.store) else { return };
+        if body.len() as u64 <= route.cache.max_entry_bytes {
+            stores.writer.send(Write::CachePut { key: key.clone(), body: body.clone() });
+        }
+    }
+
+    fn serve_cached(&self, req: &ProxyRequest, fin: &mut Finish, body: Bytes) -> Option<Response> {
+        let (body, content_type) = if req.stream {
+            (replay_as_sse(&body, req.include_usage)?, "text/event-stream")
+        } else {
+            (body, "application/json")
+        };
+        fin.record.status = 200;
+        fin.ttft();
+        fin.tokens = crate::providers::openai::usage_of(&body);
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        fin.decorate(r.headers_mut());
+        Some(r)
+    }
+}

@@ -1,0 +1,129 @@
+//! The admin API: loopback only, bearer token required. Control commands (the same the
+//! dashboard sends) and the request history, so `llmgw history` works while a gateway runs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::error::ApiError;
+use crate::pipeline::Gateway;
+use crate::state::Command;
+use crate::store::history::Filter;
+
+/// The admin token: from the configured environment variable, or a random one written to
+/// `<data_dir>/admin.token` (readable by this user only) for local tools.
+pub fn token(config: &crate::config::Config) -> anyhow::Result<String> {
+    if let Some(var) = &config.server.admin_token_env {
+        return Ok(std::env::var(var)?.trim().to_string());
+    }
+    let token = format!("{:032x}", fastrand::u128(..));
+    let path = token_path(&config.server.data_dir);
+    std::fs::create_dir_all(&config.server.data_dir)?;
+    write_private(&path, &token).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(token)
+}
+
+/// Where a generated admin token is kept.
+pub fn token_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin.token")
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+        f.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    std::fs::write(path, text)
+}
+
+#[derive(Clone)]
+struct AdminState {
+    gw: Arc<Gateway>,
+    token: Arc<str>,
+}
+
+/// The admin app.
+pub fn app(gw: Arc<Gateway>, token: String) -> Router {
+    let state = AdminState { gw, token: token.into() };
+    Router::new()
+        .route("/admin/commands", post(command))
+        .route("/admin/history", get(history))
+        .route("/admin/history/summary", get(summary))
+        .route("/admin/history/{id}", get(one))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+async fn auth(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    let sent =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Compare in constant time: the token guards operator actions.
+    let ok = sent.is_some_and(|t| {
+        t.len() == s.token.len() && t.bytes().zip(s.token.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
+    });
+    if !ok {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_admin_token",
+            "a valid admin token is required",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn command(State(s): State<AdminState>, Json(cmd): Json<Command>) -> Response {
+    match s.gw.live.apply(&cmd, tokio::time::Instant::now()) {
+        Ok(ack) => Json(serde_json::json!({ "ok": true, "message": ack })).into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "command_rejected", e).into_response()
+        }
+    }
+}
+
+fn no_store() -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+        "no_store",
+        "this gateway runs without a store",
+    )
+    .into_response()
+}
+
+async fn history(State(s): State<AdminState>, Query(f): Query<Filter>) -> Response {
+    let Some(stores) = s.gw.live.stores().cloned() else { return no_store() };
+    let records = tokio::task::spawn_blocking(move || stores.history.query(&f)).await.unwrap_or_default();
+    let mut body = String::new();
+    for r in records {
+        body.push_str(&serde_json::to_string(&r).unwrap_or_default());
+        body.push('\n');
+    }
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+async fn summary(State(s): State<AdminState>, Query(f): Query<Filter>) -> Response {
+    let Some(stores) = s.gw.live.stores().cloned() else { return no_store() };
+    Json(tokio::task::spawn_blocking(move || stores.history.summary(&f)).await.unwrap_or_default()).into_response()
+}
+
+async fn one(State(s): State<AdminState>, UrlPath(id): UrlPath<String>) -> Response {
+    let Some(stores) = s.gw.live.stores().cloned() else { return no_store() };
+    match tokio::task::spawn_blocking(move || stores.history.find(&id)).await.ok().flatten() {
+        Some(r) => Json(r).into_response(),
+        None => ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", "no such request")
+            .into_response(),
+    }
+}

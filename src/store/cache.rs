@@ -1,0 +1,396 @@
+//! The response cache: exact-match answers, per tenant, with TTL, stale-if-error and a size
+//! bound. Entries are stored as complete JSON answers; a streaming request that hits one gets
+//! it replayed as a valid SSE stream, and a streamed answer is assembled into JSON to be stored.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{Store, unix_ms};
+
+/// Request fields that never change the answer, left out of the key.
+const IGNORED: [&str; 6] = ["model", "stream", "stream_options", "user", "metadata", "request_id"];
+
+/// A cached answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// When it was stored (Unix ms).
+    pub created_ms: u64,
+    /// The answer, a JSON document.
+    pub body: Bytes,
+}
+
+impl Entry {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + self.body.len());
+        v.extend_from_slice(&self.created_ms.to_be_bytes());
+        v.extend_from_slice(&self.body);
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<Entry> {
+        let created_ms = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        Some(Entry { created_ms, body: Bytes::copy_from_slice(&v[8..]) })
+    }
+
+    /// Its age at `now_ms`.
+    pub fn age_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.created_ms)
+    }
+}
+
+/// What the cache did for a request (`x-llmgw-cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// Served from the cache.
+    Hit,
+    /// Looked up, not found (or expired); the answer may be stored.
+    Miss,
+    /// Skipped at the client's request (`Cache-Control: no-cache`) or not cacheable.
+    Bypass,
+    /// Every target failed; an expired entry was served.
+    Stale,
+    /// The route does not cache.
+    Off,
+}
+
+impl CacheStatus {
+    /// The header value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+            CacheStatus::Stale => "stale",
+            CacheStatus::Off => "off",
+        }
+    }
+}
+
+/// Counters for the console.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CacheStats {
+    /// Entries stored.
+    pub entries: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Lookups that hit.
+    pub hits: u64,
+    /// Lookups that missed.
+    pub misses: u64,
+    /// Stale answers served.
+    pub stale: u64,
+}
+
+/// The cache over its sled trees.
+pub struct Cache {
+    store: Arc<Store>,
+    entries: sled::Tree,
+    /// created_ms (big-endian) ++ key → (), oldest first, for eviction.
+    by_age: sled::Tree,
+    max_bytes: u64,
+    bytes: AtomicU64,
+    count: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+/// The cache key of a request: route, tenant and a hash of what changes the answer.
+pub fn key(route: &str, tenant: &[u8; 8], body: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    for k in IGNORED {
+        obj.remove(k);
+    }
+    // serde_json's map is ordered by key, so this is a canonical form.
+    let canonical = serde_json::to_vec(&v).ok()?;
+    let hash = blake3::hash(&canonical);
+    let mut k = Vec::with_capacity(route.len() + 1 + 8 + 16);
+    k.extend_from_slice(route.as_bytes());
+    k.push(0);
+    k.extend_from_slice(tenant);
+    k.extend_from_slice(&hash.as_bytes()[..16]);
+    Some(k)
+}
+
+/// The tenant of a request: a fingerprint of its client key (never the key), or `None`.
+pub fn fingerprint(authorization: Option<&[u8]>) -> Option<[u8; 8]> {
+    let a = authorization?;
+    let mut f = [0u8; 8];
+    f.copy_from_slice(&blake3::hash(a).as_bytes()[..8]);
+    Some(f)
+}
+
+impl Cache {
+    /// The cache in `store`, bounded to `max_bytes`.
+    pub fn open(store: Arc<Store>, max_bytes: u64) -> Cache {
+        let entries = store.tree("cache");
+        let by_age = store.tree("cache_by_age");
+        let (mut bytes, mut count) = (0, 0);
+        for item in entries.iter() {
+            match item {
+                Ok((k, v)) => {
+                    bytes += (k.len() + v.len()) as u64;
+                    count += 1;
+                }
+                Err(e) => store.error("cache scan", &e),
+            }
+        }
+        Cache {
+            store,
+            entries,
+            by_age,
+            max_bytes,
+            bytes: AtomicU64::new(bytes),
+            count: AtomicU64::new(count),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        }
+    }
+
+    /// The entry for `key`, whatever its age (the caller judges freshness).
+    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        match self.entries.get(key) {
+            Ok(v) => v.and_then(|v| Entry::decode(&v)),
+            Err(e) => {
+                self.store.error("cache read", &e);
+                None
+            }
+        }
+    }
+
+    /// Counts a lookup's result.
+    pub fn count(&self, status: CacheStatus) {
+        match status {
+            CacheStatus::Hit => self.hits.fetch_add(1, Relaxed),
+            CacheStatus::Miss => self.misses.fetch_add(1, Relaxed),
+            CacheStatus::Stale => self.stale.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// Stores an answer (called by the store's writer task, off the request path).
+    pub fn put(&self, key: &[u8], body: &Bytes) {
+        let entry = Entry { created_ms: unix_ms(), body: body.clone() };
+        let mut age_key = entry.created_ms.to_be_bytes().to_vec();
+        age_key.extend_from_slice(key);
+        let value = entry.encode();
+        let size = (key.len() + value.len()) as u64;
+        match self.entries.insert(key, value) {
+            Ok(old) => {
+                if let Some(old) = old {
+                    self.bytes.fetch_sub((key.len() + old.len()) as u64, Relaxed);
+                    if let Some(e) = Entry::decode(&old) {
+                        let mut old_age = e.created_ms.to_be_bytes().to_vec();
+                        old_age.extend_from_slice(key);
+                        let _ = self.by_age.remove(old_age);
+                    }
+                } else {
+                    self.count.fetch_add(1, Relaxed);
+                }
+                self.bytes.fetch_add(size, Relaxed);
+                if let Err(e) = self.by_age.insert(age_key, &[]) {
+                    self.store.error("cache index", &e);
+                }
+            }
+            Err(e) => self.store.error("cache write", &e),
+        }
+        self.evict();
+    }
+
+    /// Removes the oldest entries until the cache is within its bound.
+    fn evict(&self) {
+        while self.bytes.load(Relaxed) > self.max_bytes {
+            let Ok(Some((age_key, _))) = self.by_age.pop_min() else { return };
+            let key = &age_key[8..];
+            if let Ok(Some(old)) = self.entries.remove(key) {
+                self.bytes.fetch_sub((key.len() + old.len()) as u64, Relaxed);
+                self.count.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
+    /// Deletes every entry, or those of one route; returns how many.
+    pub fn purge(&self, route: Option<&str>) -> u64 {
+        let mut n = 0;
+        let prefix: Vec<u8> = route.map(|r| [r.as_bytes(), &[0]].concat()).unwrap_or_default();
+        for item in self.entries.scan_prefix(&prefix) {
+            let Ok((k, v)) = item else { continue };
+            if self.entries.remove(&k).ok().flatten().is_some() {
+                n += 1;
+                self.bytes.fetch_sub((k.len() + v.len()) as u64, Relaxed);
+                self.count.fetch_sub(1, Relaxed);
+                if let Some(e) = Entry::decode(&v) {
+                    let mut age = e.created_ms.to_be_bytes().to_vec();
+                    age.extend_from_slice(&k);
+                    let _ = self.by_age.remove(age);
+                }
+            }
+        }
+        n
+    }
+
+    /// Counters for the console.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.count.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            stale: self.stale.load(Relaxed),
+        }
+    }
+}
+
+/// A stored chat answer replayed as SSE: role chunk, content, finish chunk, usage chunk when
+/// asked for, `[DONE]`.
+pub fn replay_as_sse(body: &[u8], include_usage: bool) -> Option<Bytes> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let choice = v.get("choices")?.get(0)?;
+    let content = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or("");
+    let finish = choice.get("finish_reason").cloned().unwrap_or(json!("stop"));
+    let base = |choices: Value| {
+        let mut c = json!({ "id": v["id"], "object": "chat.completion.chunk", "created": v["created"], "model": v["model"], "choices": choices });
+        if let Some(fp) = v.get("system_fingerprint") {
+            c["system_fingerprint"] = fp.clone();
+        }
+        c
+    };
+    let mut out = String::new();
+    let mut push = |c: Value| out.push_str(&format!("data: {c}\n\n"));
+    push(base(json!([{ "index": 0, "delta": { "role": "assistant", "content": "" }, "finish_reason": null }])));
+    push(base(json!([{ "index": 0, "delta": { "content": content }, "finish_reason": null }])));
+    push(base(json!([{ "index": 0, "delta": {}, "finish_reason": finish }])));
+    if include_usage && let Some(u) = v.get("usage") {
+        let mut c = base(json!([]));
+        c["usage"] = u.clone();
+        push(c);
+    }
+    out.push_str("data: [DONE]\n\n");
+    Some(Bytes::from(out))
+}
+
+/// A completed SSE chat stream assembled into the JSON answer a non-streaming request gets.
+/// `None` for streams this cannot represent (tool calls, several choices, errors).
+pub fn assemble_stream(sse: &[u8]) -> Option<Bytes> {
+    let text = std::str::from_utf8(sse).ok()?;
+    let (mut id, mut created, mut model, mut fingerprint) = (Value::Null, Value::Null, Value::Null, Value::Null);
+    let (mut content, mut finish, mut usage, mut done) = (String::new(), Value::Null, Value::Null, false);
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data:").map(str::trim_start) else { continue };
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let c: Value = serde_json::from_str(data).ok()?;
+        if c.get("error").is_some() {
+            return None;
+        }
+        if id.is_null() {
+            id = c["id"].clone();
+            created = c["created"].clone();
+            model = c["model"].clone();
+            fingerprint = c.get("system_fingerprint").cloned().unwrap_or(Value::Null);
+        }
+        if let Some(u) = c.get("usage").filter(|u| !u.is_null()) {
+            usage = u.clone();
+        }
+        for ch in c["choices"].as_array().into_iter().flatten() {
+            if ch["index"].as_u64().unwrap_or(0) != 0 || ch.pointer("/delta/tool_calls").is_some() {
+                return None;
+            }
+            if let Some(s) = ch.pointer("/delta/content").and_then(Value::as_str) {
+                content.push_str(s);
+            }
+            if !ch["finish_reason"].is_null() {
+                finish = ch["finish_reason"].clone();
+            }
+        }
+    }
+    if !done || finish.is_null() {
+        return None;
+    }
+    let mut v = json!({
+        "id": id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish }],
+    });
+    if !fingerprint.is_null() {
+        v["system_fingerprint"] = fingerprint;
+    }
+    if !usage.is_null() {
+        v["usage"] = usage;
+    }
+    Some(Bytes::from(v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn keys_ignore_what_does_not_change_the_answer() {
+        let t = [1u8; 8];
+        let a = key("chat", &t, br#"{"model":"chat","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"stream":true,"user":"u1"}"#);
+        let b = key("chat", &t, br#"{"temperature":0.2,"messages":[{"content":"hi","role":"user"}],"model":"chat"}"#);
+        assert_eq!(a, b, "order, stream and user do not matter");
+        let c = key("chat", &t, br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.3}"#);
+        assert_ne!(a, c, "temperature does");
+        assert_ne!(
+            a,
+            key("chat", &[2u8; 8], br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#),
+            "tenant does"
+        );
+        assert_ne!(
+            a,
+            key("other", &t, br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#),
+            "route does"
+        );
+    }
+
+    #[test]
+    fn stream_and_json_round_trip() {
+        let json = br#"{"id":"c1","object":"chat.completion","created":5,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"message":{"role":"assistant","content":"hello world"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
+        let sse = replay_as_sse(json, true).unwrap();
+        let text = std::str::from_utf8(&sse).unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        assert_eq!(text.matches("data: ").count(), 5);
+        let back: Value = serde_json::from_slice(&assemble_stream(&sse).unwrap()).unwrap();
+        assert_eq!(back, serde_json::from_slice::<Value>(json).unwrap());
+        assert_eq!(assemble_stream(b"data: {\"id\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\n"), None, "no [DONE]: incomplete");
+    }
+
+    #[test]
+    fn bounded_by_evicting_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap());
+        let cache = Cache::open(store.clone(), 3_000);
+        let body = Bytes::from(vec![b'x'; 900]);
+        for i in 0..5u8 {
+            cache.put(&[b'r', 0, i], &body);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let s = cache.stats();
+        assert!(s.bytes <= 3_000 && s.entries == 3, "{s:?}");
+        assert_eq!(cache.get(&[b'r', 0, 0]), None, "oldest evicted");
+        assert!(cache.get(&[b'r', 0, 4]).is_some());
+        assert_eq!(cache.purge(Some("r")), 3);
+        assert_eq!(cache.stats().entries, 0);
+        drop(cache);
+        // Reopened, the counts are rebuilt from what is stored.
+        let cache = Cache::open(store, 3_000);
+        cache.put(b"q\0a", &body);
+        assert_eq!(cache.stats().entries, 1);
+    }
+}

@@ -1,0 +1,461 @@
+//! Request history: one record per client request, written in batches by one writer task fed
+//! by a bounded channel (the request path never waits on it; when it is full, records are
+//! dropped and counted), kept within an age and a count by a retention task, and queried by
+//! `llmgw history` and the admin API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::cache::Cache;
+use super::{Store, unix_ms};
+use crate::config::HistoryConfig;
+
+/// One attempt of a recorded request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Provider name.
+    pub provider: String,
+    /// Upstream model.
+    pub model: String,
+    /// Outcome label (`ok`, `connect`, `http_5xx`, ...).
+    pub outcome: String,
+    /// Upstream status, if it answered.
+    pub status: Option<u16>,
+    /// Milliseconds.
+    pub latency_ms: f64,
+    /// Caused by an injected fault.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub injected: bool,
+}
+
+/// One client request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// When it arrived (Unix ms).
+    pub at_ms: u64,
+    /// Its `x-request-id`.
+    pub request_id: String,
+    /// The route.
+    pub route: String,
+    /// Whether it streamed.
+    pub stream: bool,
+    /// Status sent to the client (499: the client went away).
+    pub status: u16,
+    /// Total time, ms.
+    pub total_ms: f64,
+    /// Time to first byte, ms.
+    pub ttft_ms: Option<f64>,
+    /// Attempts in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// Prompt tokens, from `usage`.
+    pub tokens_in: Option<u32>,
+    /// Completion tokens.
+    pub tokens_out: Option<u32>,
+    /// `hit`, `miss`, `bypass`, `stale` or `off`.
+    pub cache: String,
+    /// Fingerprint of the client's key (never the key).
+    pub client: Option<String>,
+    /// The request body, with `[history] store_bodies = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// The answer, with `[history] store_bodies = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+}
+
+impl HistoryRecord {
+    /// The provider that answered (the last attempt's).
+    pub fn provider(&self) -> Option<&str> {
+        self.attempts.last().map(|a| a.provider.as_str())
+    }
+}
+
+/// What the writer task writes.
+#[derive(Debug)]
+pub enum Write {
+    /// A finished request.
+    History(Box<HistoryRecord>),
+    /// A complete answer to cache.
+    CachePut {
+        /// Its key.
+        key: Vec<u8>,
+        /// The JSON answer.
+        body: Bytes,
+    },
+}
+
+/// The request path's handle on the writer: never blocks.
+#[derive(Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Write>,
+    dropped: AtomicU64,
+    written: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Queues a write; when the queue is full it is dropped and counted.
+    pub fn send(&self, w: Write) {
+        if self.tx.try_send(w).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Writes dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    /// History records written.
+    pub fn written(&self) -> u64 {
+        self.written.load(Relaxed)
+    }
+}
+
+/// The history tree.
+pub struct History {
+    store: Arc<Store>,
+    tree: sled::Tree,
+    seq: AtomicU32,
+    count: AtomicU64,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("count", &self.count.load(Relaxed)).finish_non_exhaustive()
+    }
+}
+
+/// A query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Only this route.
+    pub route: Option<String>,
+    /// Only requests answered (or last attempted) by this provider.
+    pub provider: Option<String>,
+    /// Only this status: a number (`429`) or a class (`2xx`, `4xx`, `5xx`).
+    pub status: Option<String>,
+    /// From (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Until (Unix ms).
+    pub until_ms: Option<u64>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    fn matches(&self, r: &HistoryRecord) -> bool {
+        self.route.as_ref().is_none_or(|x| &r.route == x)
+            && self.provider.as_ref().is_none_or(|p| r.provider() == Some(p.as_str()))
+            && self.status.as_ref().is_none_or(|s| match s.strip_suffix("xx") {
+                Some(class) => class.parse::<u16>().is_ok_and(|c| r.status / 100 == c),
+                None => s.parse::<u16>().is_ok_and(|c| r.status == c),
+            })
+    }
+}
+
+/// Per-provider summary of a set of requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderSummary {
+    /// Provider name (`-` for requests no provider answered, e.g. cache hits).
+    pub provider: String,
+    /// Requests it answered last.
+    pub requests: u64,
+    /// Of those, answered with a status >= 500 or 429.
+    pub errors: u64,
+    /// Median total latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+}
+
+fn key(at_ms: u64, seq: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&at_ms.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl History {
+    /// The history tree of `store`.
+    pub fn open(store: Arc<Store>) -> History {
+        let tree = store.tree("history");
+        let count = tree.len() as u64;
+        History { store, tree, seq: AtomicU32::new(0), count: AtomicU64::new(count) }
+    }
+
+    /// Records stored.
+    pub fn len(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn write_batch(&self, records: &[Box<HistoryRecord>]) -> usize {
+        let mut batch = sled::Batch::default();
+        for r in records {
+            match serde_json::to_vec(r) {
+                Ok(v) => batch.insert(&key(r.at_ms, self.seq.fetch_add(1, Relaxed))[..], v),
+                Err(e) => self.store.error("history encode", &e),
+            }
+        }
+        match self.tree.apply_batch(batch) {
+            Ok(()) => {
+                self.count.fetch_add(records.len() as u64, Relaxed);
+                records.len()
+            }
+            Err(e) => {
+                self.store.error("history write", &e);
+                0
+            }
+        }
+    }
+
+    /// Deletes records older than `retention` and the oldest beyond `max_records`.
+    pub fn enforce_retention(&self, cfg: &HistoryConfig, now_ms: u64) -> u64 {
+        let cutoff = now_ms.saturating_sub(cfg.retention.as_millis() as u64);
+        let mut removed = 0;
+        let excess = |c: u64| c.saturating_sub(cfg.max_records);
+        for item in self.tree.iter() {
+            let Ok((k, _)) = item else { break };
+            let at = u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]));
+            if at >= cutoff && excess(self.count.load(Relaxed)) == 0 {
+                break;
+            }
+            if self.tree.remove(&k).ok().flatten().is_some() {
+                self.count.fetch_sub(1, Relaxed);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Records matching `f`, newest first.
+    pub fn query(&self, f: &Filter) -> Vec<HistoryRecord> {
+        let from = key(f.since_ms.unwrap_or(0), 0);
+        let to = key(f.until_ms.unwrap_or(u64::MAX), u32::MAX);
+        let limit = f.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for item in self.tree.range(from..=to).rev() {
+            let Ok((_, v)) = item else { continue };
+            match serde_json::from_slice::<HistoryRecord>(&v) {
+                Ok(r) if f.matches(&r) => {
+                    out.push(r);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => self.store.error("history decode", &e),
+            }
+        }
+        out
+    }
+
+    /// The record of one request.
+    pub fn find(&self, request_id: &str) -> Option<HistoryRecord> {
+        self.tree
+            .iter()
+            .rev()
+            .filter_map(|i| i.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<HistoryRecord>(&v).ok())
+            .find(|r| r.request_id == request_id)
+    }
+
+    /// Per-provider summary of the records matching `f`.
+    pub fn summary(&self, f: &Filter) -> Vec<ProviderSummary> {
+        use std::collections::BTreeMap;
+        let mut by: BTreeMap<String, (ProviderSummary, Vec<f64>)> = BTreeMap::new();
+        for r in self.query(&Filter { limit: None, ..f.clone() }) {
+            let name = r.provider().unwrap_or("-").to_string();
+            let (s, lat) = by
+                .entry(name.clone())
+                .or_insert_with(|| (ProviderSummary { provider: name, ..Default::default() }, vec![]));
+            s.requests += 1;
+            if r.status >= 500 || r.status == 429 {
+                s.errors += 1;
+            }
+            s.tokens_in += r.tokens_in.unwrap_or(0) as u64;
+            s.tokens_out += r.tokens_out.unwrap_or(0) as u64;
+            lat.push(r.total_ms);
+        }
+        by.into_values()
+            .map(|(mut s, mut lat)| {
+                lat.sort_by(f64::total_cmp);
+                let q = |q: f64| {
+                    lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0)
+                };
+                s.p50_ms = q(0.5);
+                s.p99_ms = q(0.99);
+                s
+            })
+            .collect()
+    }
+}
+
+/// Starts the writer task (history batches and cache puts) and the retention task. The
+/// returned handle stops them; they flush before they end.
+pub fn spawn_writer(
+    history: Arc<History>,
+    cache: Option<Arc<Cache>>,
+    cfg: HistoryConfig,
+    cancel: CancellationToken,
+) -> (Arc<Writer>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Write>(cfg.queue);
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = Arc::new(Writer { tx, dropped: AtomicU64::new(0), written: written.clone() });
+    let h = history.clone();
+    let retention_cfg = cfg.clone();
+    let retention_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = retention_cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let h = h.clone();
+            let cfg = retention_cfg.clone();
+            let _ = tokio::task::spawn_blocking(move || h.enforce_retention(&cfg, unix_ms())).await;
+        }
+    });
+    let task = tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(1024);
+        let mut records = Vec::with_capacity(1024);
+        loop {
+            let n = tokio::select! {
+                n = rx.recv_many(&mut buf, 1024) => n,
+                _ = cancel.cancelled() => {
+                    // Drain what is queued, then stop.
+                    rx.close();
+                    rx.recv_many(&mut buf, usize::MAX).await
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            for w in buf.drain(..) {
+                match w {
+                    Write::History(r) => records.push(r),
+                    Write::CachePut { key, body } => {
+                        if let Some(c) = &cache {
+                            c.put(&key, &body);
+                        }
+                    }
+                }
+            }
+            if !records.is_empty() {
+                let hist = history.clone();
+                let batch = std::mem::take(&mut records);
+                let (done, back) =
+                    tokio::task::spawn_blocking(move || (hist.write_batch(&batch), batch)).await.unwrap_or((0, vec![]));
+                written.fetch_add(done as u64, Relaxed);
+                records = back;
+                records.clear();
+            }
+            if rx.is_closed() && rx.is_empty() {
+                break;
+            }
+        }
+        history.store.flush();
+    });
+    (writer, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at_ms: u64, route: &str, provider: &str, status: u16) -> Box<HistoryRecord> {
+        Box::new(HistoryRecord {
+            at_ms,
+            request_id: format!("r{at_ms}"),
+            route: route.into(),
+            stream: false,
+            status,
+            total_ms: at_ms as f64 % 100.0,
+            ttft_ms: None,
+            attempts: vec![AttemptRecord {
+                provider: provider.into(),
+                model: "m".into(),
+                outcome: "ok".into(),
+                status: Some(status),
+                latency_ms: 1.0,
+                injected: false,
+            }],
+            tokens_in: Some(3),
+            tokens_out: Some(5),
+            cache: "miss".into(),
+            client: None,
+            request_body: None,
+            response_body: None,
+        })
+    }
+
+    fn cfg(days: u64, max: u64) -> HistoryConfig {
+        HistoryConfig {
+            retention: Duration::from_secs(days * 86_400),
+            max_records: max,
+            flush: Duration::from_secs(1),
+            store_bodies: false,
+            queue: 1024,
+        }
+    }
+
+    #[test]
+    fn queries_filter_and_summarize() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap());
+        let h = History::open(store);
+        let recs: Vec<_> = (0..100)
+            .map(|i| {
+                record(
+                    1_000 + i,
+                    if i % 2 == 0 { "chat" } else { "embed" },
+                    if i % 4 == 0 { "a" } else { "b" },
+                    if i % 10 == 0 { 502 } else { 200 },
+                )
+            })
+            .collect();
+        assert_eq!(h.write_batch(&recs), 100);
+        assert_eq!(h.len(), 100);
+        let chat = h.query(&Filter { route: Some("chat".into()), limit: Some(5), ..Default::default() });
+        assert_eq!(chat.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [1098, 1096, 1094, 1092, 1090], "newest first");
+        let errors = h.query(&Filter { status: Some("5xx".into()), ..Default::default() });
+        assert_eq!(errors.len(), 10);
+        let window = h.query(&Filter { since_ms: Some(1_010), until_ms: Some(1_019), ..Default::default() });
+        assert_eq!(window.len(), 10);
+        assert_eq!(h.find("r1042").unwrap().route, "chat");
+        let s = h.summary(&Filter::default());
+        let a = s.iter().find(|s| s.provider == "a").unwrap();
+        assert_eq!((a.requests, a.errors, a.tokens_in), (25, 5, 75), "a answers every 4th, fails every 20th");
+    }
+
+    #[test]
+    fn retention_by_age_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap());
+        let h = History::open(store);
+        let day = 86_400_000;
+        let recs: Vec<_> = (0..50).map(|i| record(i * day / 5, "chat", "a", 200)).collect();
+        h.write_batch(&recs);
+        // 10 days of records; keep 7 days.
+        let removed = h.enforce_retention(&cfg(7, 1_000), 10 * day);
+        assert_eq!(removed, 15);
+        assert_eq!(h.len(), 35);
+        assert_eq!(h.enforce_retention(&cfg(7, 20), 10 * day), 15);
+        assert_eq!(h.query(&Filter::default()).len(), 20, "the newest 20 are left");
+    }
+}
