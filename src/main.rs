@@ -202,6 +202,9 @@ fn fail(e: anyhow::Error) -> ExitCode {
 }
 
 async fn run_serve(cfg: Config) -> ExitCode {
+    if let Err(e) = llmgw::store::prepare_data_dir(&cfg.server.data_dir) {
+        return fail(e.into());
+    }
     let log = match logging::init(LogTarget::StderrAndFile(&cfg.server.data_dir)) {
         Ok(g) => g,
         Err(e) => return fail(e),
@@ -273,6 +276,9 @@ async fn run_mock(args: MockArgs) -> ExitCode {
 /// `llmgw tui`: the gateway and the dashboard in one process.
 async fn run_tui(cfg: Config, read_only: bool) -> ExitCode {
     let data_dir = cfg.server.data_dir.clone();
+    if let Err(e) = llmgw::store::prepare_data_dir(&data_dir) {
+        return fail(e.into());
+    }
     let log = match logging::init(LogTarget::File(&data_dir)) {
         Ok(g) => g,
         Err(e) => return fail(e),
@@ -357,6 +363,9 @@ async fn terminal_signal() {
 
 /// `llmgw demo`.
 async fn run_demo(listen: SocketAddr, data_dir: PathBuf, rps: f64, headless: bool, read_only: bool) -> ExitCode {
+    if let Err(e) = llmgw::store::prepare_data_dir(&data_dir) {
+        return fail(e.into());
+    }
     let target = if headless { LogTarget::StderrAndFile(&data_dir) } else { LogTarget::File(&data_dir) };
     let log = match logging::init(target) {
         Ok(g) => g,

@@ -66,7 +66,10 @@ impl Source {
         match Store::open(&cfg.server.data_dir, 16 << 20, cfg.history.flush) {
             Ok(store) => Ok(Source::Local(History::open(std::sync::Arc::new(store)))),
             Err(StoreError::Locked(path)) => {
-                let base = format!("http://{}/admin", cfg.server.admin_listen);
+                let addr = std::fs::read_to_string(crate::server::admin::addr_path(&cfg.server.data_dir))
+                    .map(|a| a.trim().to_string())
+                    .unwrap_or_else(|_| cfg.server.admin_listen.to_string());
+                let base = format!("http://{addr}/admin");
                 eprintln!(
                     "{} is in use by a running gateway: asking it through its admin API at {base}",
                     path.display()

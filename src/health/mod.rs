@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::Gateway;
 
 /// Starts the gateway's health work: probes, and a tick each second for error-rate ejection,
-/// rules and canaries. Stops with `cancel`.
-pub fn spawn(gw: Arc<Gateway>, cancel: CancellationToken) {
-    probe::spawn(gw.clone(), cancel.clone());
-    tokio::spawn(async move {
+/// rules and canaries. Stops with `cancel`; the handles finish once stopped.
+pub fn spawn(gw: Arc<Gateway>, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = probe::spawn(gw.clone(), cancel.clone());
+    tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -26,5 +26,6 @@ pub fn spawn(gw: Arc<Gateway>, cancel: CancellationToken) {
                 _ = tick.tick() => gw.live.health_tick(tokio::time::Instant::now()),
             }
         }
-    });
+    }));
+    tasks
 }

@@ -69,14 +69,15 @@ impl ProbeState {
 }
 
 /// Probes every provider whose probe is not `off`, until `cancel`.
-pub fn spawn(gw: Arc<Gateway>, cancel: CancellationToken) {
+pub fn spawn(gw: Arc<Gateway>, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
     for (p, provider) in gw.config.providers.iter().enumerate() {
         if provider.probe == ProbeKind::Off {
             continue;
         }
         let gw = gw.clone();
         let cancel = cancel.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let cfg = &gw.config.health;
             // Spread the providers' probes over the interval instead of firing them together.
             let offset = cfg.probe_interval.mul_f64(fastrand::f64());
@@ -88,11 +89,15 @@ pub fn spawn(gw: Arc<Gateway>, cancel: CancellationToken) {
                     _ = tick.tick() => {}
                 }
                 let start = Instant::now();
-                let ok = probe_once(&gw, p, cfg.probe_timeout).await;
+                let ok = tokio::select! {
+                    ok = probe_once(&gw, p, cfg.probe_timeout) => ok,
+                    _ = cancel.cancelled() => return,
+                };
                 gw.live.probe_result(p, ok, start.elapsed(), Instant::now());
             }
-        });
+        }));
     }
+    tasks
 }
 
 /// One probe. A drill's fault acts on probes as on client requests.

@@ -51,8 +51,8 @@ impl Gateway {
         }
         let now = unix_ms();
         let max_age_ms = req.cache_control.max_age.map_or(u64::MAX, |s| s * 1000);
-        let fresh =
-            |e: &cache::Entry| e.age_ms(now) < route.cache.ttl.as_millis() as u64 && e.age_ms(now) <= max_age_ms;
+        // `max-age=N`: younger than N seconds (so `max-age=0` never takes a stored answer).
+        let fresh = |e: &cache::Entry| e.age_ms(now) < route.cache.ttl.as_millis() as u64 && e.age_ms(now) < max_age_ms;
         match plan.key.as_deref().and_then(|k| stores.cache.get(k)).filter(fresh) {
             Some(e) => {
                 stores.cache.count(CacheStatus::Hit);

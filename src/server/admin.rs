@@ -30,6 +30,11 @@ pub fn token(config: &crate::config::Config) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// Where the running gateway writes its admin API's address.
+pub fn addr_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin.addr")
+}
+
 /// Where a generated admin token is kept.
 pub fn token_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("admin.token")

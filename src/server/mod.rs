@@ -38,6 +38,7 @@ pub struct Running {
     pub admin_addr: std::net::SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Builds a gateway from `config`: opens its store (a bad data dir is an error naming it),
@@ -65,19 +66,25 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {admin_listen} (server.admin_listen): {e}"))?;
     let admin_addr = admin.local_addr()?;
+    // Local tools (`llmgw history`) find the admin API here, also when the config said port 0.
+    let addr_file = admin::addr_path(&gw.config.server.data_dir);
+    std::fs::write(&addr_file, admin_addr.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", addr_file.display()))?;
     let shutdown = CancellationToken::new();
-    crate::health::spawn(gw.clone(), shutdown.clone());
+    let mut background = crate::health::spawn(gw.clone(), shutdown.clone());
     let admin_app = admin::app(gw.clone(), token);
     let admin_shutdown = shutdown.clone();
-    tokio::spawn(async move {
+    background.push(tokio::spawn(async move {
         let _ = axum::serve(admin, admin_app).with_graceful_shutdown(admin_shutdown.cancelled_owned()).await;
-    });
+    }));
     let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
-    Ok(Running { gw, addr, admin_addr, shutdown, task })
+    Ok(Running { gw, addr, admin_addr, shutdown, task, background })
 }
 
 impl Running {
-    /// Stops accepting, then waits up to `server.shutdown_grace` for requests in flight.
+    /// Stops accepting, then waits up to `server.shutdown_grace` for requests in flight; stops
+    /// the background tasks and flushes the store. Once the last handle on the gateway is
+    /// dropped, the store's lock is released.
     pub async fn stop(self) -> anyhow::Result<()> {
         let grace = self.gw.config.server.shutdown_grace;
         tracing::info!("shutting down: no new connections; waiting up to {grace:?} for requests in flight");
@@ -87,6 +94,9 @@ impl Running {
             Ok(Ok(Err(e))) => return Err(e.into()),
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
+        }
+        for t in self.background {
+            let _ = tokio::time::timeout(grace, t).await;
         }
         if let Some(stores) = self.gw.live.stores() {
             stores.close().await;

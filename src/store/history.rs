@@ -312,14 +312,14 @@ pub fn spawn_writer(
     cache: Option<Arc<Cache>>,
     cfg: HistoryConfig,
     cancel: CancellationToken,
-) -> (Arc<Writer>, tokio::task::JoinHandle<()>) {
+) -> (Arc<Writer>, Vec<tokio::task::JoinHandle<()>>) {
     let (tx, mut rx) = mpsc::channel::<Write>(cfg.queue);
     let written = Arc::new(AtomicU64::new(0));
     let writer = Arc::new(Writer { tx, dropped: AtomicU64::new(0), written: written.clone() });
     let h = history.clone();
     let retention_cfg = cfg.clone();
     let retention_cancel = cancel.clone();
-    tokio::spawn(async move {
+    let retention = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tokio::select! {
@@ -331,47 +331,63 @@ pub fn spawn_writer(
             let _ = tokio::task::spawn_blocking(move || h.enforce_retention(&cfg, unix_ms())).await;
         }
     });
+    let flush_every = cfg.flush;
     let task = tokio::spawn(async move {
-        let mut buf = Vec::with_capacity(1024);
-        let mut records = Vec::with_capacity(1024);
+        let mut buf: Vec<Write> = Vec::with_capacity(1024);
+        let mut closing = false;
+        let mut dirty = false;
+        let mut last_flush = tokio::time::Instant::now();
         loop {
             let n = tokio::select! {
                 n = rx.recv_many(&mut buf, 1024) => n,
-                _ = cancel.cancelled() => {
-                    // Drain what is queued, then stop.
+                // Wake up at least once a flush interval, so written records reach the disk.
+                _ = tokio::time::sleep(flush_every) => usize::MAX,
+                _ = cancel.cancelled(), if !closing => {
+                    // Write what is queued, then stop.
                     rx.close();
-                    rx.recv_many(&mut buf, usize::MAX).await
+                    closing = true;
+                    continue;
                 }
             };
             if n == 0 {
                 break;
             }
-            for w in buf.drain(..) {
-                match w {
-                    Write::History(r) => records.push(r),
-                    Write::CachePut { key, body } => {
-                        if let Some(c) = &cache {
-                            c.put(&key, &body);
+            if !buf.is_empty() {
+                let (hist, cache) = (history.clone(), cache.clone());
+                let batch = std::mem::take(&mut buf);
+                let (done, back) = tokio::task::spawn_blocking(move || {
+                    let mut records = Vec::with_capacity(batch.len());
+                    let mut batch = batch;
+                    for w in batch.drain(..) {
+                        match w {
+                            Write::History(r) => records.push(r),
+                            Write::CachePut { key, body } => {
+                                if let Some(c) = &cache {
+                                    c.put(&key, &body);
+                                }
+                            }
                         }
                     }
-                }
-            }
-            if !records.is_empty() {
-                let hist = history.clone();
-                let batch = std::mem::take(&mut records);
-                let (done, back) =
-                    tokio::task::spawn_blocking(move || (hist.write_batch(&batch), batch)).await.unwrap_or((0, vec![]));
+                    let done = if records.is_empty() { 0 } else { hist.write_batch(&records) };
+                    (done, batch)
+                })
+                .await
+                .unwrap_or((0, Vec::new()));
                 written.fetch_add(done as u64, Relaxed);
-                records = back;
-                records.clear();
+                buf = back;
+                dirty = true;
             }
-            if rx.is_closed() && rx.is_empty() {
-                break;
+            // Durability is explicit: whatever was written is on disk within one flush interval.
+            if dirty && last_flush.elapsed() >= flush_every {
+                let h = history.clone();
+                let _ = tokio::task::spawn_blocking(move || h.store.flush()).await;
+                last_flush = tokio::time::Instant::now();
+                dirty = false;
             }
         }
         history.store.flush();
     });
-    (writer, task)
+    (writer, vec![task, retention])
 }
 
 #[cfg(test)]

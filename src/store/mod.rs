@@ -14,6 +14,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Checks that `data_dir` can hold llmgw's files (creating it if needed): the same messages as
+/// opening the store, before anything else (logs) is written there.
+pub fn prepare_data_dir(data_dir: &Path) -> Result<(), StoreError> {
+    if data_dir.exists() && !data_dir.is_dir() {
+        return Err(StoreError::NotADirectory(data_dir.to_path_buf()));
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| StoreError::NotWritable(data_dir.to_path_buf(), e))?;
+    // sled's own error for a read-only directory is vague; check first so the message is not.
+    let probe = data_dir.join(".llmgw-write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| StoreError::NotWritable(data_dir.to_path_buf(), e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,14 +71,7 @@ impl Store {
     /// Opens (or creates) the store in `<data_dir>/store`. A corrupt store is moved aside with a
     /// timestamp and a fresh one started; every other problem is an error naming the path.
     pub fn open(data_dir: &Path, cache_bytes: u64, flush: Duration) -> Result<Store, StoreError> {
-        if data_dir.exists() && !data_dir.is_dir() {
-            return Err(StoreError::NotADirectory(data_dir.to_path_buf()));
-        }
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::NotWritable(data_dir.to_path_buf(), e))?;
-        // sled's own error for a read-only directory is vague; check first so the message is not.
-        let probe = data_dir.join(".llmgw-write-test");
-        std::fs::write(&probe, b"ok").map_err(|e| StoreError::NotWritable(data_dir.to_path_buf(), e))?;
-        let _ = std::fs::remove_file(&probe);
+        prepare_data_dir(data_dir)?;
         let path = data_dir.join("store");
         match Self::open_at(&path, cache_bytes, flush) {
             Ok(db) => Ok(Store { db, path, errors: AtomicU64::new(0), moved_aside: None }),
@@ -92,6 +99,7 @@ impl Store {
         sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
+            // The writer task flushes every interval itself; sled's own flusher is a backstop.
             .flush_every_ms(Some(flush.as_millis().max(1) as u64))
             .open()
     }
@@ -147,7 +155,7 @@ pub struct Stores {
     pub overrides: overrides::Overrides,
     /// The writer task's queue.
     pub writer: Arc<history::Writer>,
-    writer_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stop: tokio_util::sync::CancellationToken,
 }
 
@@ -160,16 +168,16 @@ impl Stores {
         let history = Arc::new(history::History::open(store.clone()));
         let overrides = overrides::Overrides::open(store.clone());
         let stop = tokio_util::sync::CancellationToken::new();
-        let (writer, task) =
+        let (writer, tasks) =
             history::spawn_writer(history.clone(), Some(cache.clone()), config.history.clone(), stop.clone());
-        Ok(Stores { store, cache, history, overrides, writer, writer_task: std::sync::Mutex::new(Some(task)), stop })
+        Ok(Stores { store, cache, history, overrides, writer, tasks: std::sync::Mutex::new(tasks), stop })
     }
 
     /// Stops the writer after it wrote what is queued, and flushes to disk.
     pub async fn close(&self) {
         self.stop.cancel();
-        let task = self.writer_task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = task {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
             let _ = t.await;
         }
         self.store.flush();

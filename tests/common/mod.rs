@@ -54,7 +54,7 @@ pub async fn gateway(toml: &str) -> TestGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    llmgw::health::spawn(gw.clone(), shutdown.clone());
+    let _ = llmgw::health::spawn(gw.clone(), shutdown.clone());
     tokio::spawn(llmgw::server::serve(gw.clone(), listener, shutdown.clone()));
     TestGateway { addr, gw, shutdown }
 }
