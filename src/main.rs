@@ -192,12 +192,15 @@ fn main() -> ExitCode {
 }
 
 fn config_error(e: &llmgw::config::ConfigError) -> ExitCode {
-    eprintln!("error: {e}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "error: {e}");
     ExitCode::from(2)
 }
 
 fn fail(e: anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    use std::io::Write;
+    // stderr may be a terminal that is gone: report, never panic.
+    let _ = writeln!(std::io::stderr(), "error: {e:#}");
     ExitCode::FAILURE
 }
 
@@ -319,29 +322,38 @@ async fn console(
         theme: Theme::from_env(),
         stop: stop.clone(),
     };
-    let ui = std::thread::Builder::new().name(term::UI_THREAD.into()).spawn(move || term::run(c));
-    let ui = match ui {
-        Ok(h) => h,
-        Err(e) => return fail(e.into()),
-    };
-    // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP arrive here and ask the UI to leave.
-    let signals = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            terminal_signal().await;
-            stop.store(true, Ordering::Relaxed);
-        }
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let ui = std::thread::Builder::new().name(term::UI_THREAD.into()).spawn(move || {
+        let _ = done_tx.send(term::run(c));
     });
-    let result = tokio::task::spawn_blocking(move || ui.join()).await;
-    signals.abort();
+    if let Err(e) = ui {
+        return fail(e.into());
+    }
+    // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP arrive here and ask the UI to leave. A
+    // hung-up terminal can keep the UI thread in a read, so it gets a moment, not forever: the
+    // process must end either way.
+    let result = tokio::select! {
+        r = &mut done_rx => r.unwrap_or_else(|_| Err(anyhow::anyhow!("the dashboard crashed (see the log)"))),
+        _ = terminal_signal() => {
+            stop.store(true, Ordering::Relaxed);
+            match tokio::time::timeout(Duration::from_secs(2), &mut done_rx).await {
+                Ok(Ok(r)) => r,
+                _ => {
+                    term::restore();
+                    Ok(())
+                }
+            }
+        }
+    };
     cancel.cancel();
     if let Some(dir) = &log.dir {
-        println!("llmgw: logs are in {}", dir.display());
+        use std::io::Write;
+        // The terminal may be gone (SIGHUP): never panic on printing.
+        let _ = writeln!(std::io::stdout(), "llmgw: logs are in {}", dir.display());
     }
     match result {
-        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
-        Ok(Ok(Err(e))) => fail(e),
-        _ => fail(anyhow::anyhow!("the dashboard crashed (see the log)")),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
     }
 }
 

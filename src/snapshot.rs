@@ -179,6 +179,29 @@ pub struct Snapshot {
     pub log_dir: Option<String>,
     /// The newest client requests, oldest first.
     pub recent: Vec<RecentRequest>,
+    /// The store, when the gateway has one.
+    pub store: Option<StoreView>,
+}
+
+/// The store, for the console.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StoreView {
+    /// Cache counters.
+    pub cache: crate::store::cache::CacheStats,
+    /// History records stored.
+    pub history_records: u64,
+    /// Writes dropped because the writer's queue was full.
+    pub dropped: u64,
+    /// Store errors since start.
+    pub errors: u64,
+}
+
+impl StoreView {
+    /// Share of cache lookups that hit, when there were any.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let looked = self.cache.hits + self.cache.misses;
+        (looked > 0).then(|| self.cache.hits as f64 / looked as f64)
+    }
 }
 
 impl Snapshot {
@@ -322,6 +345,12 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         traffic: meta.traffic.as_ref().map(|f| f()),
         log_dir: meta.log_dir.clone(),
         recent: live.recent(RECENT_SHOWN).iter().map(|r| recent_view(cfg, r)).collect(),
+        store: live.stores().map(|s| StoreView {
+            cache: s.cache.stats(),
+            history_records: s.history.len(),
+            dropped: s.writer.dropped(),
+            errors: s.store.errors(),
+        }),
     }
 }
 

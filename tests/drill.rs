@@ -173,3 +173,25 @@ fn sigterm_restores_the_terminal() {
     assert!(!screen.contains("route chat"), "{screen}");
     assert_eq!(tmux.cmd(&["display", "-p", "-t", "drill", "#{alternate_on}"]).trim(), "0");
 }
+
+#[test]
+fn a_hung_up_terminal_ends_the_dashboard() {
+    let tmux = Tmux { socket: format!("llmgw-hup-{}", std::process::id()) };
+    let data = tempfile::tempdir().unwrap();
+    let run = format!("{BIN} demo --listen 127.0.0.1:0 --rps 20 --data-dir {}", data.path().display());
+    tmux.cmd(&["new-session", "-d", "-s", "drill", "-x", "100", "-y", "30", &run]);
+    tmux.wait("the dashboard", Duration::from_secs(30), |s| rows(s).map(|_| ()));
+    let pid = tmux.cmd(&["display", "-p", "-t", "drill", "#{pane_pid}"]).trim().to_string();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // The terminal goes away (an ssh session dropped): the process must not linger.
+    tmux.cmd(&["kill-server"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "llmgw {pid} still running after its terminal hung up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

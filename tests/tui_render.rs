@@ -118,6 +118,7 @@ fn fixture(busy: bool) -> Snapshot {
         traffic: Some(TrafficView { target_rps: 200.0 }),
         log_dir: Some("llmgw-data/logs".into()),
         recent: vec![],
+        store: None,
     }
 }
 

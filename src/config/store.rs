@@ -38,6 +38,8 @@ pub struct RouteCache {
 /// `[history]`: the request history.
 #[derive(Debug, Clone)]
 pub struct HistoryConfig {
+    /// Whether requests are recorded at all.
+    pub enabled: bool,
     /// Records older than this are deleted.
     pub retention: Duration,
     /// At most this many records are kept (the oldest go first).
@@ -72,6 +74,7 @@ pub(super) struct RawRouteCache {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHistory {
+    enabled: Option<bool>,
     retention_days: Option<Spanned<u64>>,
     max_records: Option<Spanned<u64>>,
     flush_ms: Option<Spanned<u64>>,
@@ -92,7 +95,7 @@ pub mod defaults {
     /// `[history] retention_days`.
     pub const RETENTION_DAYS: u64 = 7;
     /// `[history] max_records`.
-    pub const MAX_RECORDS: u64 = 10_000_000;
+    pub const MAX_RECORDS: u64 = 2_000_000;
     /// `[history] flush_ms`.
     pub const FLUSH_MS: u64 = 1000;
     /// `[history] queue`.
@@ -123,6 +126,7 @@ impl Ctx<'_> {
             None => Ok(d),
         };
         Ok(HistoryConfig {
+            enabled: r.enabled.unwrap_or(true),
             retention: Duration::from_secs(
                 86_400 * positive(r.retention_days, defaults::RETENTION_DAYS, "history.retention_days")?,
             ),

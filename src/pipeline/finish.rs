@@ -157,7 +157,9 @@ impl Drop for Finish {
         self.record.total = now - self.start;
         self.record.tokens = self.tokens;
         self.gw.live.request_finished(&self.record, now);
-        if let Some(stores) = self.gw.live.stores() {
+        if let Some(stores) = self.gw.live.stores()
+            && self.gw.config.history.enabled
+        {
             stores.writer.send(Write::History(Box::new(self.history_record())));
         }
         let r = &self.record;

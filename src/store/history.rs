@@ -422,6 +422,7 @@ mod tests {
 
     fn cfg(days: u64, max: u64) -> HistoryConfig {
         HistoryConfig {
+            enabled: true,
             retention: Duration::from_secs(days * 86_400),
             max_records: max,
             flush: Duration::from_secs(1),

@@ -450,6 +450,7 @@ mod tests {
             traffic: Some(TrafficView { target_rps: 100.0 }),
             log_dir: None,
             recent: vec![],
+            store: None,
         })
     }
 

@@ -41,7 +41,8 @@ pub struct Console {
     pub stop: Arc<AtomicBool>,
 }
 
-fn restore() {
+/// Gives the terminal back: cooked mode, main screen, cursor shown. Safe to call twice.
+pub fn restore() {
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
 }

@@ -36,6 +36,17 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ok,
         Span::raw(format!("  p99 {}", fmt_duration(r.p99_ms))),
     ];
+    if let Some(st) = &s.store {
+        if let Some(hit) = st.hit_ratio() {
+            spans.push(Span::raw(format!("  cache {:.0}%", hit * 100.0)));
+        }
+        if st.dropped > 0 {
+            spans.push(Span::styled(format!("  history dropped {}", st.dropped), theme.bad));
+        }
+        if st.errors > 0 {
+            spans.push(Span::styled(format!("  store errors {}", st.errors), theme.bad));
+        }
+    }
     let faults = s.active_faults().count();
     if faults > 0 {
         spans.push(sep.clone());

@@ -1,0 +1,107 @@
+//! Store benchmark: history writer throughput (records/s through the real writer task, with
+//! 0 drops), store size per million records, and resident memory with the default sled cache.
+//!
+//!   cargo run --release --example store_bench [-- RECORDS]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llmgw::store::history::{AttemptRecord, HistoryRecord, Write, spawn_writer};
+use llmgw::store::{Store, unix_ms};
+
+fn record(i: u64) -> HistoryRecord {
+    HistoryRecord {
+        at_ms: unix_ms(),
+        request_id: format!("llmgw-{i:032x}"),
+        route: "chat".into(),
+        stream: i % 3 == 0,
+        status: 200,
+        total_ms: 123.4,
+        ttft_ms: Some(45.6),
+        attempts: vec![AttemptRecord {
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            outcome: "ok".into(),
+            status: Some(200),
+            latency_ms: 120.0,
+            injected: false,
+        }],
+        tokens_in: Some(42),
+        tokens_out: Some(180),
+        cache: "miss".into(),
+        client: Some("3f2a9c0d11e4b7a8".into()),
+        request_body: None,
+        response_body: None,
+    }
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(500_000);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = llmgw::config::Config::parse(
+        std::path::Path::new("<bench>"),
+        "[[providers]]\nname='a'\nbase_url='http://127.0.0.1:9/v1'\n[[routes]]\nmodel='chat'\ntargets=[{provider='a',model='m'}]\n",
+        &|_| None,
+    )
+    .unwrap();
+    let store = Arc::new(Store::open(dir.path(), cfg.server.store_cache_bytes, cfg.history.flush).unwrap());
+    let history = Arc::new(llmgw::store::history::History::open(store.clone()));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (writer, tasks) = spawn_writer(history.clone(), None, cfg.history.clone(), cancel.clone());
+    println!(
+        "writing {n} history records through the writer task (queue {}, flush every {:?}) ...",
+        cfg.history.queue, cfg.history.flush
+    );
+    let start = Instant::now();
+    let mut i = 0;
+    let mut backpressure = 0u64;
+    while i < n {
+        // Offer records as fast as the writer takes them: never more than the queue holds.
+        if i - writer.written() < cfg.history.queue as u64 / 2 {
+            writer.send(Write::History(Box::new(record(i))));
+            i += 1;
+        } else {
+            backpressure += 1;
+            tokio::task::yield_now().await;
+        }
+    }
+    while writer.written() < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    cancel.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    store.flush();
+    let size = store.size_on_disk() as f64;
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| history writer throughput | {:.0} records/s ({n} records in {secs:.1} s) |", n as f64 / secs);
+    println!("| records dropped | {} |", writer.dropped());
+    println!(
+        "| store size per million records | {:.0} MiB (on disk after {n} records: {:.1} MiB) |",
+        size / n as f64 * 1e6 / 1048576.0,
+        size / 1048576.0
+    );
+    println!(
+        "| resident memory, default sled cache ({} MiB) | {:.0} MiB |",
+        cfg.server.store_cache_bytes >> 20,
+        rss_mib()
+    );
+    let _ = backpressure;
+    assert_eq!(history.len(), n);
+}
