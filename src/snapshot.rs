@@ -111,6 +111,8 @@ pub struct TargetView {
     pub share_recent: Option<f64>,
     /// Per-second history, oldest first, up to [`WINDOW_S`] seconds.
     pub series: Vec<Second>,
+    /// Per-minute history of the last hours (kept across restarts), oldest first.
+    pub minutes: Vec<crate::store::rollups::Minute>,
 }
 
 /// One route.
@@ -161,6 +163,8 @@ pub struct TrafficView {
 pub struct Snapshot {
     /// Seconds since the gateway started.
     pub uptime_s: u64,
+    /// The current Unix minute (the long charts' clock).
+    pub unix_minute: u64,
     /// Where the gateway listens.
     pub listen: String,
     /// Client requests, over the same windows as targets.
@@ -257,6 +261,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                         share_now: None,
                         share_recent: None,
                         series: w.series(sec, WINDOW_S),
+                        minutes: live.minutes(r, t),
                     }
                 })
                 .collect();
@@ -336,6 +341,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
 
     Snapshot {
         uptime_s: sec,
+        unix_minute: live.unix_minute(now),
         listen: meta.listen.clone(),
         requests: live.request_window().summary(sec),
         in_flight: providers.iter().map(|p| p.in_flight).sum(),

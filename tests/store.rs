@@ -435,3 +435,36 @@ async fn kill_9_loses_at_most_the_last_flush_interval() {
     let overrides = llmgw::store::overrides::Overrides::open(store).load();
     assert_eq!(overrides, vec![Command::SetWeight { route: "chat".into(), provider: "a".into(), weight: 42 }]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_minute_history_is_there_right_after_a_restart() {
+    let a = sim("a", instant()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), &[&a], "");
+    {
+        // Two hours of minutes, as a previous run would have left them.
+        let store = Arc::new(llmgw::store::Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap());
+        let rollups = llmgw::store::rollups::Rollups::open(store.clone());
+        let now = llmgw::store::unix_ms() / 60_000;
+        for m in now - 120..now {
+            let minute =
+                llmgw::store::rollups::Minute { minute: m, total: 60, served: 60, p95_ms: 42.0, ..Default::default() };
+            rollups.put("chat", "a", &minute);
+        }
+        // A minute older than the charts' 6 hours stays out of memory.
+        rollups.put(
+            "chat",
+            "a",
+            &llmgw::store::rollups::Minute { minute: now - 400, total: 1, served: 1, ..Default::default() },
+        );
+        store.flush();
+    }
+    let gw = start(&text, dir.path()).await;
+    let minutes = gw.gw.live.minutes(0, 0);
+    assert_eq!(minutes.len(), 120, "the last two hours, loaded at start");
+    assert!(minutes.windows(2).all(|w| w[0].minute < w[1].minute));
+    let meta = llmgw::snapshot::Meta { listen: gw.addr.to_string(), ..Default::default() };
+    let snap = llmgw::snapshot::build(&gw.gw.live, &meta, Instant::now());
+    assert_eq!(snap.routes[0].targets[0].minutes.len(), 120, "the console gets them in its snapshot");
+    gw.stop().await.unwrap();
+}

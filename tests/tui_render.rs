@@ -81,9 +81,11 @@ fn fixture(busy: bool) -> Snapshot {
         share_now: busy.then_some(w as f64 / 100.0),
         share_recent: busy.then_some(w as f64 / 100.0),
         series: if busy { series(now, rate, ms, fail) } else { vec![] },
+        minutes: vec![],
     };
     Snapshot {
         uptime_s: now,
+        unix_minute: 29_000_000,
         listen: "127.0.0.1:8080".into(),
         requests: if busy { summary(200.0, 120.0, 0, 12_000) } else { Summary::default() },
         in_flight: if busy { 9 } else { 0 },
@@ -285,4 +287,28 @@ fn panic_mode_is_visible() {
     s.routes[0].panic = true;
     let out = text(&render(&app(s), &Theme::color(), 120, 36));
     assert!(out.contains("PANIC: every target unhealthy"), "{out}");
+}
+
+#[test]
+fn the_6h_chart_draws_per_minute_history() {
+    use llmgw::store::rollups::Minute;
+    let mut s = fixture(true);
+    for (i, t) in s.routes[0].targets.iter_mut().enumerate() {
+        t.minutes = (0..300)
+            .map(|m| Minute {
+                minute: 29_000_000 - 300 + m,
+                total: 100,
+                served: 100 - i as u32 * 10,
+                failed: (m % 7 == 0) as u32,
+                p95_ms: 40.0 + i as f64 * 50.0,
+                ..Default::default()
+            })
+            .collect();
+    }
+    let mut a = app(s);
+    press(&mut a, &[KeyCode::Char('+'), KeyCode::Char('+'), KeyCode::Char('+'), KeyCode::Char('+')]);
+    let out = text(&render(&a, &Theme::color(), 120, 36));
+    assert!(out.contains("latency p95 ms · 6h") && out.contains("-6h"), "{out}");
+    assert!(!out.contains("no requests in this window"), "drawn from the minutes");
+    insta::assert_snapshot!(out);
 }

@@ -72,6 +72,7 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", addr_file.display()))?;
     let shutdown = CancellationToken::new();
     let mut background = crate::health::spawn(gw.clone(), shutdown.clone());
+    background.push(spawn_rollups(gw.clone(), shutdown.clone()));
     let admin_app = admin::app(gw.clone(), token);
     let admin_shutdown = shutdown.clone();
     background.push(tokio::spawn(async move {
@@ -103,6 +104,33 @@ impl Running {
         }
         Ok(())
     }
+}
+
+/// Rolls up each whole minute into per-minute aggregates (charts, store), and prunes the stored
+/// ones past the history's retention once an hour.
+fn spawn_rollups(gw: Arc<Gateway>, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = gw.live.unix_minute(tokio::time::Instant::now()).saturating_sub(1);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        let mut pruned_at = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let gw2 = gw.clone();
+            last = tokio::task::spawn_blocking(move || gw2.live.roll_up(last, tokio::time::Instant::now()))
+                .await
+                .unwrap_or(last);
+            if last >= pruned_at + 60
+                && let Some(stores) = gw.live.stores().cloned()
+            {
+                pruned_at = last;
+                let keep = gw.config.history.retention.as_secs() / 60;
+                let _ = tokio::task::spawn_blocking(move || stores.rollups.prune(last.saturating_sub(keep))).await;
+            }
+        }
+    })
 }
 
 /// Serves `app(gw)` on `listener` until `shutdown` is cancelled, then lets requests in flight

@@ -36,6 +36,7 @@ impl TargetState {
             canary_weight: std::sync::atomic::AtomicU32::new(t.canary.map_or(NO_CANARY, |c| c.start)),
             canary: std::sync::Mutex::new(t.canary.map(|_| CanaryState { last_step_s: 0, rolled_back: false })),
             rule: std::sync::atomic::AtomicI64::new(RULE_NONE),
+            minutes: Default::default(),
         }
     }
 

@@ -143,7 +143,12 @@ struct TargetState {
     canary: Mutex<Option<health::CanaryState>>,
     /// A firing rule: `RULE_NONE`, `RULE_AVOID`, or a weight.
     rule: std::sync::atomic::AtomicI64,
+    /// Per-minute aggregates of the last hours (from the store at start, then rolled up).
+    minutes: Mutex<VecDeque<crate::store::rollups::Minute>>,
 }
+
+/// Minutes of history kept in memory for the long charts: 6 hours.
+pub const MINUTES_KEPT: usize = 360;
 
 const NO_CANARY: u32 = u32::MAX;
 const RULE_NONE: i64 = -1;
@@ -163,6 +168,8 @@ pub const RECENT_KEPT: usize = 256;
 #[derive(Debug)]
 pub struct Live {
     epoch: Instant,
+    /// Unix ms at `epoch`: maps the metrics' seconds to wall-clock minutes.
+    started_unix_ms: u64,
     config: Arc<Config>,
     providers: Vec<ProviderState>,
     targets: Vec<Vec<TargetState>>,
@@ -185,6 +192,7 @@ impl Live {
         let routes = config.routes.iter().map(|_| RouteState::default()).collect();
         Live {
             epoch: Instant::now(),
+            started_unix_ms: crate::store::unix_ms(),
             config,
             providers,
             targets,
@@ -369,9 +377,65 @@ impl Live {
         self.config.providers.iter().position(|p| p.name == name).ok_or_else(|| format!("no provider named '{name}'"))
     }
 
-    /// Connects the store: commands are persisted from now on, and cache purges reach it.
+    /// Connects the store: commands are persisted from now on, cache purges reach it, and the
+    /// last hours of per-minute aggregates are loaded for the charts.
     pub fn attach_store(&self, stores: Arc<crate::store::Stores>) {
+        let since = (crate::store::unix_ms() / 60_000).saturating_sub(MINUTES_KEPT as u64);
+        for (r, route) in self.config.routes.iter().enumerate() {
+            for (t, target) in route.targets.iter().enumerate() {
+                let provider = &self.config.providers[target.provider].name;
+                let loaded = stores.rollups.load(&route.model, provider, since);
+                lock(&self.targets[r][t].minutes).extend(loaded);
+            }
+        }
         let _ = self.stores.set(stores);
+    }
+
+    /// Rolls up the whole minutes that ended since `last` (a Unix minute) into the in-memory
+    /// series and the store; returns the last minute rolled.
+    pub fn roll_up(&self, last: u64, now: Instant) -> u64 {
+        let sec = self.sec(now);
+        let start_s = self.started_unix_ms / 1000;
+        let current = (start_s + sec) / 60;
+        let mut rolled = last;
+        for minute in (last + 1).max(current.saturating_sub(10))..current {
+            // The metrics' seconds of this wall-clock minute.
+            let first = (minute * 60).saturating_sub(start_s);
+            let back = sec.saturating_sub(first) as usize + 1;
+            for (r, route) in self.config.routes.iter().enumerate() {
+                for (t, target) in route.targets.iter().enumerate() {
+                    let ts = &self.targets[r][t];
+                    let secs: Vec<_> =
+                        ts.window.series(sec, back).into_iter().filter(|s| (start_s + s.sec) / 60 == minute).collect();
+                    let m = crate::store::rollups::aggregate(minute, &secs);
+                    if m.total == 0 {
+                        continue;
+                    }
+                    {
+                        let mut q = lock(&ts.minutes);
+                        if q.len() == MINUTES_KEPT {
+                            q.pop_front();
+                        }
+                        q.push_back(m);
+                    }
+                    if let Some(st) = self.stores.get() {
+                        st.rollups.put(&route.model, &self.config.providers[target.provider].name, &m);
+                    }
+                }
+            }
+            rolled = minute;
+        }
+        rolled.max(current.saturating_sub(1))
+    }
+
+    /// The per-minute series of target `t` of route `r`, oldest first.
+    pub fn minutes(&self, r: usize, t: usize) -> Vec<crate::store::rollups::Minute> {
+        lock(&self.targets[r][t].minutes).iter().copied().collect()
+    }
+
+    /// The current Unix minute at `now`.
+    pub fn unix_minute(&self, now: Instant) -> u64 {
+        (self.started_unix_ms / 1000 + self.sec(now)) / 60
     }
 
     /// The store, when the gateway has one.
@@ -527,6 +591,35 @@ targets = [{ provider = "a", model = "m", weight = 3 }, { provider = "b", model 
             kinds,
             [EventKind::Operator, EventKind::Operator, EventKind::Fault, EventKind::Fault, EventKind::Operator]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn whole_minutes_roll_up() {
+        let l = live();
+        let start = Instant::now();
+        let last = l.unix_minute(start).saturating_sub(1);
+        let a = Attempt {
+            target: 0,
+            provider: 0,
+            class: OutcomeClass::Ok,
+            status: Some(200),
+            injected: false,
+            latency: Duration::from_millis(40),
+        };
+        for _ in 0..30 {
+            l.attempt_started(0);
+            l.attempt_finished(0, &a, false, None, Some((2, 3)), Instant::now());
+        }
+        assert_eq!(l.roll_up(last, Instant::now()), last, "the minute is not over yet");
+        assert!(l.minutes(0, 0).is_empty());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let rolled = l.roll_up(last, Instant::now());
+        assert_eq!(rolled, l.unix_minute(Instant::now()) - 1);
+        let m = l.minutes(0, 0);
+        assert_eq!(m.iter().map(|m| m.total).sum::<u32>(), 30, "{m:?}");
+        assert_eq!(m.iter().map(|m| m.tokens_out).sum::<u32>(), 90);
+        assert!(m.iter().all(|m| m.total == 0 || (m.p95_ms - 40.0).abs() < 1.0));
+        assert!(l.minutes(0, 1).is_empty(), "idle targets get no minutes");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod history;
 pub mod overrides;
+pub mod rollups;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -153,6 +154,8 @@ pub struct Stores {
     pub history: Arc<history::History>,
     /// Operator overrides.
     pub overrides: overrides::Overrides,
+    /// Per-minute aggregates.
+    pub rollups: rollups::Rollups,
     /// The writer task's queue.
     pub writer: Arc<history::Writer>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -167,10 +170,11 @@ impl Stores {
         let cache = Arc::new(cache::Cache::open(store.clone(), config.cache.max_bytes));
         let history = Arc::new(history::History::open(store.clone()));
         let overrides = overrides::Overrides::open(store.clone());
+        let rollups = rollups::Rollups::open(store.clone());
         let stop = tokio_util::sync::CancellationToken::new();
         let (writer, tasks) =
             history::spawn_writer(history.clone(), Some(cache.clone()), config.history.clone(), stop.clone());
-        Ok(Stores { store, cache, history, overrides, writer, tasks: std::sync::Mutex::new(tasks), stop })
+        Ok(Stores { store, cache, history, overrides, rollups, writer, tasks: std::sync::Mutex::new(tasks), stop })
     }
 
     /// Stops the writer after it wrote what is queued, and flushes to disk.

@@ -19,6 +19,10 @@ pub enum ChartWindow {
     M5,
     /// The last 15 minutes.
     M15,
+    /// The last hour, by minute (kept across restarts).
+    H1,
+    /// The last 6 hours, by minute.
+    H6,
 }
 
 impl ChartWindow {
@@ -28,6 +32,8 @@ impl ChartWindow {
             ChartWindow::M1 => 60,
             ChartWindow::M5 => 300,
             ChartWindow::M15 => 900,
+            ChartWindow::H1 => 3600,
+            ChartWindow::H6 => 21_600,
         }
     }
 
@@ -37,18 +43,29 @@ impl ChartWindow {
             ChartWindow::M1 => "1m",
             ChartWindow::M5 => "5m",
             ChartWindow::M15 => "15m",
+            ChartWindow::H1 => "1h",
+            ChartWindow::H6 => "6h",
         }
+    }
+
+    /// Whether the window is drawn from per-minute aggregates rather than seconds.
+    pub fn by_minute(self) -> bool {
+        matches!(self, ChartWindow::H1 | ChartWindow::H6)
     }
 
     fn longer(self) -> ChartWindow {
         match self {
             ChartWindow::M1 => ChartWindow::M5,
-            _ => ChartWindow::M15,
+            ChartWindow::M5 => ChartWindow::M15,
+            ChartWindow::M15 => ChartWindow::H1,
+            _ => ChartWindow::H6,
         }
     }
 
     fn shorter(self) -> ChartWindow {
         match self {
+            ChartWindow::H6 => ChartWindow::H1,
+            ChartWindow::H1 => ChartWindow::M15,
             ChartWindow::M15 => ChartWindow::M5,
             _ => ChartWindow::M1,
         }
@@ -425,9 +442,11 @@ mod tests {
             share_now: Some(w as f64 / 100.0),
             share_recent: None,
             series: vec![],
+            minutes: vec![],
         };
         Arc::new(Snapshot {
             uptime_s: 10,
+            unix_minute: 29_000_000,
             listen: "127.0.0.1:8080".into(),
             requests: Default::default(),
             in_flight: 4,
@@ -547,7 +566,9 @@ mod tests {
             vec![Effect::Send(Command::SetWeight { route: "embed".into(), provider: "steady".into(), weight: 0 })]
         );
         press(&mut app, &[KeyCode::BackTab, KeyCode::Char('+'), KeyCode::Char('+'), KeyCode::Char('+')]);
-        assert_eq!((app.route, app.window), (0, ChartWindow::M15));
+        assert_eq!((app.route, app.window), (0, ChartWindow::H1));
+        press(&mut app, &[KeyCode::Char('+'), KeyCode::Char('+'), KeyCode::Char('-')]);
+        assert_eq!(app.window, ChartWindow::H1, "6h is the longest");
         assert_eq!(press(&mut app, &[KeyCode::Char('>')]), vec![Effect::SetTrafficRate(150.0)]);
         // Selection stays within the rows.
         press(&mut app, &[KeyCode::Down, KeyCode::Down, KeyCode::Down]);

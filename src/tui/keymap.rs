@@ -88,7 +88,7 @@ pub const BINDINGS: &[Binding] = &[
     bind("]", "raise the selected target's weight", "", KeyAction::WeightUp, true, &[Char(']')]),
     bind("u", "reset all overrides to the config", "reset", KeyAction::Reset, true, &[Char('u')]),
     bind("w", "why: recent requests and their candidates (e: failovers only)", "why", KeyAction::Why, false, &[Char('w')]),
-    bind("+/-", "chart window: 1m / 5m / 15m", "window", KeyAction::WindowLonger, false, &[Char('+'), Char('=')]),
+    bind("+/-", "chart window: 1m / 5m / 15m / 1h / 6h", "window", KeyAction::WindowLonger, false, &[Char('+'), Char('=')]),
     bind("-", "shorter chart window", "", KeyAction::WindowShorter, false, &[Char('-')]),
     bind("</>", "demo traffic rate down / up", "traffic", KeyAction::TrafficDown, false, &[Char('<'), Char(',')]),
     bind(">", "more demo traffic", "", KeyAction::TrafficUp, false, &[Char('>'), Char('.')]),

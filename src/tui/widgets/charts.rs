@@ -9,6 +9,7 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
 
 use crate::metrics::Second;
 use crate::snapshot::RouteView;
+use crate::store::rollups::Minute;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 
@@ -19,12 +20,25 @@ const THREE_CHARTS: u16 = 100;
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let Some(route) = app.snapshot.routes.get(app.route) else { return };
     let secs = app.window.seconds();
-    let now = app.snapshot.uptime_s as f64;
     let n = if area.width >= THREE_CHARTS { 3 } else { 2 };
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, n); n as usize]).split(area);
-    let latency = series(route, secs, |s, _| (s.ok > 0).then(|| s.p95_us as f64 / 1000.0));
-    let share = series(route, secs, |s, total| (total > 0).then(|| 100.0 * s.served as f64 / total as f64));
-    let errors = series(route, secs, |s, _| (s.total > 0).then(|| 100.0 * s.failed() as f64 / s.total as f64));
+    // x is in seconds: since start for the short windows, Unix seconds for the per-minute ones.
+    let (now, latency, share, errors) = if app.window.by_minute() {
+        let now = (app.snapshot.unix_minute * 60) as f64;
+        (
+            now,
+            minutes(route, |m, _| (m.served > 0 && m.p95_ms > 0.0).then_some(m.p95_ms)),
+            minutes(route, |m, total| (total > 0).then(|| 100.0 * m.served as f64 / total as f64)),
+            minutes(route, |m, _| (m.total > 0).then(|| 100.0 * m.failed as f64 / m.total as f64)),
+        )
+    } else {
+        (
+            app.snapshot.uptime_s as f64,
+            series(route, secs, |s, _| (s.ok > 0).then(|| s.p95_us as f64 / 1000.0)),
+            series(route, secs, |s, total| (total > 0).then(|| 100.0 * s.served as f64 / total as f64)),
+            series(route, secs, |s, _| (s.total > 0).then(|| 100.0 * s.failed() as f64 / s.total as f64)),
+        )
+    };
     let w = app.window.label();
     chart(frame, areas[0], app, theme, &format!(" latency p95 ms · {w} "), &latency, now, secs, None);
     chart(frame, areas[1], app, theme, &format!(" share of answers % · {w} "), &share, now, secs, Some(100.0));
@@ -50,6 +64,24 @@ fn series(route: &RouteView, secs: usize, f: impl Fn(&Second, u32) -> Option<f64
                 .skip(start)
                 .filter_map(|(i, s)| f(s, served[i - start]).map(|y| (s.sec as f64, y)))
                 .collect()
+        })
+        .collect()
+}
+
+/// Points per target from the per-minute aggregates; `f` gets the minute and the route's
+/// answers in that minute.
+fn minutes(route: &RouteView, f: impl Fn(&Minute, u32) -> Option<f64>) -> Vec<Vec<(f64, f64)>> {
+    let mut served: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    for t in &route.targets {
+        for m in &t.minutes {
+            *served.entry(m.minute).or_default() += m.served;
+        }
+    }
+    route
+        .targets
+        .iter()
+        .map(|t| {
+            t.minutes.iter().filter_map(|m| f(m, served[&m.minute]).map(|y| ((m.minute * 60 + 30) as f64, y))).collect()
         })
         .collect()
 }

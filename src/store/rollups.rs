@@ -1,0 +1,146 @@
+//! Per-minute, per-target aggregates, persisted, so the console's long charts (1 h, 6 h) show
+//! the past hours right after a restart.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::Store;
+use crate::metrics::Second;
+
+/// One target's minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Minute {
+    /// Unix minute (Unix seconds / 60).
+    pub minute: u64,
+    /// Attempts.
+    pub total: u32,
+    /// Answers served to clients.
+    pub served: u32,
+    /// Failed attempts.
+    pub failed: u32,
+    /// Prompt tokens.
+    pub tokens_in: u32,
+    /// Completion tokens.
+    pub tokens_out: u32,
+    /// p95 latency of successes, ms: the per-second p95s averaged by their successes (the
+    /// per-second histograms are not kept that long); 0 without a sample.
+    pub p95_ms: f64,
+}
+
+/// Sums the seconds of one minute.
+pub fn aggregate(minute: u64, seconds: &[Second]) -> Minute {
+    let mut m = Minute { minute, ..Minute::default() };
+    let (mut weighted, mut oks) = (0.0, 0u64);
+    for s in seconds {
+        m.total += s.total;
+        m.served += s.served;
+        m.failed += s.failed();
+        m.tokens_in += s.tokens_in;
+        m.tokens_out += s.tokens_out;
+        if s.ok > 0 {
+            weighted += s.p95_us as f64 / 1000.0 * s.ok as f64;
+            oks += s.ok as u64;
+        }
+    }
+    if oks > 0 {
+        m.p95_ms = weighted / oks as f64;
+    }
+    m
+}
+
+/// The rollups tree.
+pub struct Rollups {
+    store: Arc<Store>,
+    tree: sled::Tree,
+}
+
+impl std::fmt::Debug for Rollups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollups").finish_non_exhaustive()
+    }
+}
+
+fn key(route: &str, provider: &str, minute: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(route.len() + provider.len() + 10);
+    k.extend_from_slice(route.as_bytes());
+    k.push(0);
+    k.extend_from_slice(provider.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&minute.to_be_bytes());
+    k
+}
+
+impl Rollups {
+    /// The rollups of `store`.
+    pub fn open(store: Arc<Store>) -> Rollups {
+        let tree = store.tree("rollups");
+        Rollups { store, tree }
+    }
+
+    /// Stores a minute of (route, provider)'s target; minutes without traffic are not stored.
+    pub fn put(&self, route: &str, provider: &str, m: &Minute) {
+        if m.total == 0 {
+            return;
+        }
+        let v = serde_json::to_vec(m).expect("minutes serialize");
+        if let Err(e) = self.tree.insert(key(route, provider, m.minute), v) {
+            self.store.error("rollup write", &e);
+        }
+    }
+
+    /// The stored minutes of (route, provider) from `since` (a Unix minute), oldest first.
+    pub fn load(&self, route: &str, provider: &str, since: u64) -> Vec<Minute> {
+        let from = key(route, provider, since);
+        let to = key(route, provider, u64::MAX);
+        self.tree.range(from..=to).filter_map(|i| i.ok()).filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect()
+    }
+
+    /// Deletes minutes older than `before` (a Unix minute).
+    pub fn prune(&self, before: u64) -> u64 {
+        let mut n = 0;
+        for item in self.tree.iter() {
+            let Ok((k, _)) = item else { break };
+            let minute =
+                k.get(k.len().saturating_sub(8)..).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+            if minute < before && self.tree.remove(&k).ok().flatten().is_some() {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn minutes_aggregate_store_and_prune() {
+        let secs: Vec<Second> = (0..60)
+            .map(|i| Second {
+                sec: i,
+                total: 10,
+                ok: 9,
+                served: 9,
+                errors: [1, 0, 0, 0, 0, 0],
+                p95_us: 40_000 + i as u32 * 1000,
+                ..Default::default()
+            })
+            .collect();
+        let m = aggregate(29_000_000, &secs);
+        assert_eq!((m.total, m.served, m.failed), (600, 540, 60));
+        assert!((m.p95_ms - 69.5).abs() < 1e-9, "{}", m.p95_ms);
+        let dir = tempfile::tempdir().unwrap();
+        let r = Rollups::open(Arc::new(Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap()));
+        r.put("chat", "a", &m);
+        r.put("chat", "a", &Minute { minute: 29_000_001, total: 1, ..m });
+        r.put("chat", "b", &m);
+        r.put("chat", "a", &Minute { minute: 29_000_002, total: 0, ..m });
+        assert_eq!(r.load("chat", "a", 0).len(), 2, "idle minutes are not stored; others' are apart");
+        assert_eq!(r.load("chat", "a", 29_000_001).len(), 1);
+        assert_eq!(r.prune(29_000_001), 2);
+        assert_eq!(r.load("chat", "a", 0).len(), 1);
+    }
+}
