@@ -108,7 +108,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Cell::from(format!("{}", p.in_flight)),
         ]);
         if wide {
-            let last = p.last_error.as_ref().map_or("-".to_string(), |(label, ago)| format!("{label} {ago:.0}s ago"));
+            let mut last =
+                p.last_error.as_ref().map_or("-".to_string(), |(label, ago)| format!("{label} {ago:.0}s ago"));
+            if let Some(probe) = &p.probe {
+                last.push_str(&format!(" · probe {}", probe.recent));
+            }
             cells.push(Cell::from(last));
         }
         let row = Row::new(cells);
