@@ -1,6 +1,8 @@
 //! The cache's part in a request: a lookup before routing, storing a complete answer after,
 //! and a stale answer when every target failed.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
@@ -12,6 +14,30 @@ use crate::config::RouteConfig;
 use crate::store::cache::{self, CacheStatus, replay_as_sse};
 use crate::store::history::Write;
 use crate::store::unix_ms;
+
+/// How usable a stored answer of a given age is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Freshness {
+    /// Within the TTL (and the client's `max-age`): an answer.
+    Fresh,
+    /// Past it but within `stale_ttl`: an answer only when every target fails.
+    Stale,
+    /// Too old for anything.
+    Expired,
+}
+
+/// Pure, so the TTL rules are tested with any clock: `max-age=N` means younger than N seconds
+/// (`max-age=0` never takes a stored answer); stale-if-error ignores `max-age`.
+pub(super) fn freshness(age_ms: u64, ttl: Duration, max_age_s: Option<u64>, stale_ttl: Duration) -> Freshness {
+    let max_age_ms = max_age_s.map_or(u64::MAX, |s| s.saturating_mul(1000));
+    if age_ms < ttl.as_millis() as u64 && age_ms < max_age_ms {
+        Freshness::Fresh
+    } else if age_ms <= stale_ttl.as_millis() as u64 {
+        Freshness::Stale
+    } else {
+        Freshness::Expired
+    }
+}
 
 /// What the cache may do for one request.
 #[derive(Debug, Default)]
@@ -50,9 +76,10 @@ impl Gateway {
             return (plan, None);
         }
         let now = unix_ms();
-        let max_age_ms = req.cache_control.max_age.map_or(u64::MAX, |s| s * 1000);
-        // `max-age=N`: younger than N seconds (so `max-age=0` never takes a stored answer).
-        let fresh = |e: &cache::Entry| e.age_ms(now) < route.cache.ttl.as_millis() as u64 && e.age_ms(now) < max_age_ms;
+        let fresh = |e: &cache::Entry| {
+            freshness(e.age_ms(now), route.cache.ttl, req.cache_control.max_age, self.config.cache.stale_ttl)
+                == Freshness::Fresh
+        };
         match plan.key.as_deref().and_then(|k| stores.cache.get(k)).filter(fresh) {
             Some(e) => {
                 stores.cache.count(CacheStatus::Hit);
@@ -72,7 +99,8 @@ impl Gateway {
     pub(super) fn cache_stale(&self, req: &ProxyRequest, plan: &Plan, fin: &mut Finish) -> Option<Response> {
         let stores = self.live.stores()?;
         let e = stores.cache.get(plan.key.as_deref()?)?;
-        if e.age_ms(unix_ms()) > self.config.cache.stale_ttl.as_millis() as u64 {
+        let cfg = &self.config.cache;
+        if freshness(e.age_ms(unix_ms()), cfg.ttl, None, cfg.stale_ttl) == Freshness::Expired {
             return None;
         }
         stores.cache.count(CacheStatus::Stale);
@@ -101,5 +129,23 @@ impl Gateway {
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         fin.decorate(r.headers_mut());
         Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_max_age_and_stale_with_an_injected_clock() {
+        let (ttl, stale) = (Duration::from_secs(600), Duration::from_secs(86_400));
+        assert_eq!(freshness(0, ttl, None, stale), Freshness::Fresh);
+        assert_eq!(freshness(599_999, ttl, None, stale), Freshness::Fresh);
+        assert_eq!(freshness(600_000, ttl, None, stale), Freshness::Stale, "expired at the TTL");
+        assert_eq!(freshness(86_400_000, ttl, None, stale), Freshness::Stale);
+        assert_eq!(freshness(86_400_001, ttl, None, stale), Freshness::Expired);
+        assert_eq!(freshness(30_000, ttl, Some(60), stale), Freshness::Fresh);
+        assert_eq!(freshness(60_000, ttl, Some(60), stale), Freshness::Stale, "older than the client accepts");
+        assert_eq!(freshness(0, ttl, Some(0), stale), Freshness::Stale, "max-age=0 never takes a stored answer");
     }
 }
