@@ -490,12 +490,17 @@ impl Ctx<'_> {
         }
     }
 
-    fn ms(&self, v: Option<Spanned<u64>>, default: u64, key: &str) -> Result<Duration, ConfigError> {
+    /// A number that must be greater than 0, or its default.
+    fn positive(&self, v: Option<Spanned<u64>>, default: u64, key: &str) -> Result<u64, ConfigError> {
         match v {
-            None => Ok(Duration::from_millis(default)),
+            None => Ok(default),
             Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
-            Some(v) => Ok(Duration::from_millis(*v.get_ref())),
+            Some(v) => Ok(*v.get_ref()),
         }
+    }
+
+    fn ms(&self, v: Option<Spanned<u64>>, default: u64, key: &str) -> Result<Duration, ConfigError> {
+        self.positive(v, default, key).map(Duration::from_millis)
     }
 
     fn count(&self, v: Option<Spanned<u32>>, default: u32, key: &str) -> Result<u32, ConfigError> {

@@ -104,11 +104,7 @@ pub mod defaults {
 
 impl Ctx<'_> {
     pub(super) fn cache(&self, r: RawCache) -> Result<CacheConfig, ConfigError> {
-        let positive = |v: Option<Spanned<u64>>, d: u64, key: &str| match v {
-            Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
-            Some(v) => Ok(*v.get_ref()),
-            None => Ok(d),
-        };
+        let positive = |v, d, key: &str| self.positive(v, d, key);
         Ok(CacheConfig {
             enabled: r.enabled.unwrap_or(true),
             ttl: Duration::from_secs(positive(r.ttl_s, defaults::TTL_S, "cache.ttl_s")?),
@@ -120,11 +116,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn history(&self, r: RawHistory) -> Result<HistoryConfig, ConfigError> {
-        let positive = |v: Option<Spanned<u64>>, d: u64, key: &str| match v {
-            Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
-            Some(v) => Ok(*v.get_ref()),
-            None => Ok(d),
-        };
+        let positive = |v, d, key: &str| self.positive(v, d, key);
         Ok(HistoryConfig {
             enabled: r.enabled.unwrap_or(true),
             retention: Duration::from_secs(
