@@ -32,7 +32,7 @@ tmux -L $sock new-session -d -s m -x 120 -y 36 "$bin demo --rps 200 --listen 127
 sleep 2
 pid=$(tmux -L $sock display -p -t m '#{pane_pid}')
 sleep 8
-ui_ticks() { for t in /proc/"$pid"/task/*; do [ "$(cat "$t/comm")" = llmgw-ui ] && awk '{print $14 + $15}' "$t/stat"; done; }
+ui_ticks() { for t in /proc/"$pid"/task/*; do [ "$(cat "$t/comm")" = llmgw-ui ] && awk '{print $14 + $15}' "$t/stat"; done; true; }
 u0=$(ui_ticks)
 t=$(cpu "$pid" "$secs")
 u1=$(ui_ticks)
