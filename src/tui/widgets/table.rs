@@ -108,11 +108,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Cell::from(format!("{}", p.in_flight)),
         ]);
         if wide {
-            let mut last =
-                p.last_error.as_ref().map_or("-".to_string(), |(label, ago)| format!("{label} {ago:.0}s ago"));
-            if let Some(probe) = &p.probe {
-                last.push_str(&format!(" · probe {}", probe.recent));
-            }
+            let error = p.last_error.as_ref().map(|(label, ago)| format!("{label} {ago:.0}s ago"));
+            let probe = p.probe.as_ref().map(|probe| format!("probe {}", probe.recent));
+            let last = match (error, probe) {
+                (Some(e), Some(p)) => format!("{e} · {p}"),
+                (e, p) => e.or(p).unwrap_or_else(|| "-".into()),
+            };
             cells.push(Cell::from(last));
         }
         let row = Row::new(cells);
