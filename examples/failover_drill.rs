@@ -18,14 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 fn phase(base_url: &str) -> (Arc<Traffic>, CancellationToken) {
     let cancel = CancellationToken::new();
-    let spec = TrafficSpec {
-        base_url: base_url.to_string(),
-        chat_models: vec![("chat".into(), 1)],
-        embed_models: vec![],
-        stream_ratio: 0.3,
-        embed_ratio: 0.0,
-        max_in_flight: 2048,
-    };
+    let spec = TrafficSpec::chat(base_url, &["chat"], 0.3);
     (traffic::spawn(spec, 200.0, cancel.clone()), cancel)
 }
 

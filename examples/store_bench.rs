@@ -59,7 +59,7 @@ async fn main() {
     let store = Arc::new(Store::open(dir.path(), cfg.server.store_cache_bytes, cfg.history.flush).unwrap());
     let history = Arc::new(llmgw::store::history::History::open(store.clone()));
     let cancel = tokio_util::sync::CancellationToken::new();
-    let (writer, tasks) = spawn_writer(history.clone(), None, cfg.history.clone(), cancel.clone());
+    let (writer, tasks) = spawn_writer(history.clone(), None, Arc::new(cfg.clone()), cancel.clone());
     println!(
         "writing {n} history records through the writer task (queue {}, flush every {:?}) ...",
         cfg.history.queue, cfg.history.flush

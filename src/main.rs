@@ -410,14 +410,9 @@ async fn run_demo(listen: SocketAddr, data_dir: PathBuf, rps: f64, headless: boo
 async fn run_load(a: LoadArgs) -> ExitCode {
     use std::sync::atomic::Ordering::Relaxed;
     let _log = logging::init(LogTarget::Stderr);
-    let spec = TrafficSpec {
-        base_url: a.url.trim_end_matches('/').to_string(),
-        chat_models: a.model.iter().map(|m| (m.clone(), 1)).collect(),
-        embed_models: vec![],
-        stream_ratio: a.stream_ratio.clamp(0.0, 1.0),
-        embed_ratio: 0.0,
-        max_in_flight: a.max_in_flight.max(1),
-    };
+    let models: Vec<&str> = a.model.iter().map(String::as_str).collect();
+    let spec =
+        TrafficSpec { max_in_flight: a.max_in_flight.max(1), ..TrafficSpec::chat(&a.url, &models, a.stream_ratio) };
     let cancel = CancellationToken::new();
     let t = llmgw::sim::traffic::spawn(spec, a.rps, cancel.clone());
     let start = tokio::time::Instant::now();

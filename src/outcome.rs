@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum OutcomeClass {
     /// A 2xx answer, fully relayed (or, for a stream, relayed to its end).
     Ok,
@@ -23,6 +23,7 @@ pub enum OutcomeClass {
     /// A fault injected by an operator's drill.
     Injected,
     /// The client went away before the attempt finished.
+    #[default]
     ClientClosed,
 }
 
@@ -74,7 +75,7 @@ pub struct Attempt {
 }
 
 /// Everything about one client request, emitted once when it is over.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestRecord {
     /// `x-request-id`, given or generated.
     pub request_id: String,

@@ -169,7 +169,7 @@ pub struct Snapshot {
     pub listen: String,
     /// Client requests, over the same windows as targets.
     pub requests: Summary,
-    /// Client requests under way... counted as attempts under way on all providers.
+    /// Attempts under way, over all providers.
     pub in_flight: i64,
     /// Providers, in config order.
     pub providers: Vec<ProviderView>,
@@ -245,6 +245,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         .iter()
         .enumerate()
         .map(|(r, route)| {
+            let weights = live.effective_weights(r, now);
             let mut targets: Vec<TargetView> = route
                 .targets
                 .iter()
@@ -255,7 +256,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                         provider: target.provider,
                         model: target.model.clone(),
                         weight_config: target.weight,
-                        weight: live.effective_weight(r, t, now),
+                        weight: weights[t],
                         steering: live.steering(r, t),
                         summary: w.summary(sec),
                         share_now: None,

@@ -88,8 +88,12 @@ async fn cache_hits_misses_bypasses_and_keeps_tenants_apart() {
 
     // no-store: answered, not kept.
     stored(&gw, 3).await;
+    let writer = gw.gw.live.stores().unwrap().writer.clone();
+    let before = writer.written();
     send(c.post(url(&gw)).header("cache-control", "no-store").json(&body("private", false))).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A request's cache write is queued before its history record: once that is written, so
+    // is anything the request would have stored.
+    assert!(wait_for(Duration::from_secs(5), || writer.written() > before).await);
     assert_eq!(send(c.post(url(&gw)).json(&body("private", false))).await.1, "miss");
 
     // Purge is a control command.
@@ -160,7 +164,9 @@ async fn errors_and_truncated_streams_are_not_cached() {
         assert_eq!(cache, "miss");
         assert!(text.contains("stream_broken"));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each request's cache write (if any) is queued before its history record.
+    let writer = gw.gw.live.stores().unwrap().writer.clone();
+    assert!(wait_for(Duration::from_secs(5), || writer.written() == 4).await);
     assert_eq!(gw.gw.live.stores().unwrap().cache.stats().entries, 0);
     assert_eq!(bad.stats.chat.load(Relaxed), 2);
     gw.stop().await.unwrap();

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
@@ -13,7 +12,7 @@ use super::{Gateway, ProxyRequest};
 use crate::config::Config;
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
 use crate::store::cache::CacheStatus;
-use crate::store::history::{AttemptRecord, HistoryRecord, Write};
+use crate::store::history::Write;
 
 /// Whatever way the request ends (answered, failed, or dropped because the client went away),
 /// dropping this emits its record exactly once: to the live state and as one log line.
@@ -42,15 +41,9 @@ impl Finish {
             stream: req.stream,
             attempts: Vec::with_capacity(2),
             status: 499,
-            total: Duration::ZERO,
-            ttft: None,
-            candidates: Vec::new(),
-            panic: false,
-            budget_exhausted: false,
             at_ms: crate::store::unix_ms(),
-            cache: CacheStatus::Off,
             client: req.client,
-            tokens: None,
+            ..RequestRecord::default()
         };
         Finish {
             gw,
@@ -69,22 +62,7 @@ impl Finish {
     pub fn take(&mut self) -> Finish {
         let placeholder = Finish {
             gw: self.gw.clone(),
-            record: RequestRecord {
-                request_id: String::new(),
-                route: None,
-                stream: false,
-                attempts: Vec::new(),
-                status: 0,
-                total: Duration::ZERO,
-                ttft: None,
-                candidates: Vec::new(),
-                panic: false,
-                budget_exhausted: false,
-                at_ms: 0,
-                cache: CacheStatus::Off,
-                client: None,
-                tokens: None,
-            },
+            record: RequestRecord::default(),
             start: self.start,
             current: None,
             trial: false,
@@ -156,12 +134,6 @@ impl Drop for Finish {
         let now = Instant::now();
         self.record.total = now - self.start;
         self.record.tokens = self.tokens;
-        self.gw.live.request_finished(&self.record, now);
-        if let Some(stores) = self.gw.live.stores()
-            && self.gw.config.history.enabled
-        {
-            stores.writer.send(Write::History(Box::new(self.history_record())));
-        }
         let r = &self.record;
         let route = r.route.map_or("-", |i| self.gw.config.routes[i].model.as_str());
         tracing::info!(
@@ -175,42 +147,20 @@ impl Drop for Finish {
             ttft_ms = r.ttft.map(|t| t.as_millis() as u64),
             "request"
         );
-    }
-}
-
-impl Finish {
-    fn history_record(&self) -> HistoryRecord {
-        let cfg = &self.gw.config;
-        let r = &self.record;
-        let route = r.route.unwrap_or(0);
-        let bodies = cfg.history.store_bodies;
-        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
-        HistoryRecord {
-            at_ms: r.at_ms,
-            request_id: r.request_id.clone(),
-            route: cfg.routes[route].model.clone(),
-            stream: r.stream,
-            status: r.status,
-            total_ms: r.total.as_secs_f64() * 1000.0,
-            ttft_ms: r.ttft.map(|t| t.as_secs_f64() * 1000.0),
-            attempts: r
-                .attempts
-                .iter()
-                .map(|a| AttemptRecord {
-                    provider: cfg.providers[a.provider].name.clone(),
-                    model: cfg.routes[route].targets[a.target].model.clone(),
-                    outcome: a.class.label().to_string(),
-                    status: a.status,
-                    latency_ms: a.latency.as_secs_f64() * 1000.0,
-                    injected: a.injected,
-                })
-                .collect(),
-            tokens_in: r.tokens.map(|t| t.0),
-            tokens_out: r.tokens.map(|t| t.1),
-            cache: r.cache.label().to_string(),
-            client: r.client.map(|c| c.iter().map(|b| format!("{b:02x}")).collect()),
-            request_body: bodies.then(|| text(&self.request_body)),
-            response_body: if bodies { self.response_body.as_ref().map(text) } else { None },
+        // One shared record for the live state and the history writer, which turns it into
+        // strings and JSON off the request path.
+        let record = Arc::new(std::mem::take(&mut self.record));
+        self.gw.live.request_finished(&record, now);
+        let history = &self.gw.config.history;
+        if let Some(stores) = self.gw.live.stores()
+            && history.enabled
+        {
+            let (request_body, response_body) = if history.store_bodies {
+                (Some(self.request_body.clone()), self.response_body.take())
+            } else {
+                (None, None)
+            };
+            stores.writer.send(Write::Request { record, request_body, response_body });
         }
     }
 }

@@ -140,10 +140,13 @@ impl Gateway {
         self.live.budget_request(req.route, fin.start);
         for n in 0..route.max_attempts {
             let now = Instant::now();
-            self.live.candidates(req.route, now, &mut cands);
+            let panic = self.live.candidates(req.route, now, &mut cands);
+            if panic {
+                self.live.note_panic(req.route, now);
+            }
             if n == 0 {
                 fin.record.candidates = cands.iter().map(|c| c.skip).collect();
-                fin.record.panic = self.live.panicking(req.route, now);
+                fin.record.panic = panic;
             }
             let pick = loop {
                 let Some(t) = choose(route.strategy, &cands, tried, last_failed, &mut rng) else { break None };

@@ -28,6 +28,20 @@ pub struct TrafficSpec {
     pub max_in_flight: usize,
 }
 
+impl TrafficSpec {
+    /// Chat requests only, spread evenly over `models`, a `stream_ratio` share streaming.
+    pub fn chat(base_url: &str, models: &[&str], stream_ratio: f64) -> TrafficSpec {
+        TrafficSpec {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            chat_models: models.iter().map(|m| (m.to_string(), 1)).collect(),
+            embed_models: vec![],
+            stream_ratio: stream_ratio.clamp(0.0, 1.0),
+            embed_ratio: 0.0,
+            max_in_flight: 2048,
+        }
+    }
+}
+
 /// Counters of what was sent and how it went.
 #[derive(Debug, Default)]
 pub struct TrafficStats {

@@ -77,8 +77,9 @@ pub struct ProviderHealth {
 }
 
 impl Live {
-    /// The candidates of route `r` for one attempt, in target order, into `out`.
-    pub fn candidates(&self, r: usize, now: Instant, out: &mut Vec<Candidate>) {
+    /// The candidates of route `r` for one attempt, in target order, into `out`. Returns true
+    /// when every target was unhealthy and the least bad one was let through (panic mode).
+    pub fn candidates(&self, r: usize, now: Instant, out: &mut Vec<Candidate>) -> bool {
         out.clear();
         let now_ms = self.ms(now);
         let cfg = &self.config.health;
@@ -112,14 +113,14 @@ impl Live {
             out.push(c);
         }
         if out.iter().any(|c| c.skip.is_none()) {
-            return;
+            return false;
         }
         // A rule avoids a target only while another can take the traffic.
         for c in out.iter_mut().filter(|c| c.skip == Some(Skip::Avoided)) {
             c.skip = None;
         }
         if out.iter().any(|c| c.skip.is_none()) {
-            return;
+            return false;
         }
         // Never eject everything: the least bad target (whose ejection ends first, or that only
         // fails probes) serves, and the route shows panic mode.
@@ -128,19 +129,24 @@ impl Live {
             _ => 0,
         };
         let least_bad = (0..out.len()).filter(|&t| out[t].skip.is_some_and(Skip::health)).min_by_key(|&t| until(t));
-        if let Some(t) = least_bad {
-            out[t].skip = None;
-            out[t].trial = false;
-            out[t].weight = out[t].weight.max(1);
-            let was = self.routes[r].panic_until_ms.swap(now_ms + 5_000, Relaxed);
-            if was < now_ms {
-                let route = &self.config.routes[r].model;
-                self.event(
-                    now,
-                    EventKind::Health,
-                    format!("PANIC route {route}: every target is unhealthy; using the least bad"),
-                );
-            }
+        let Some(t) = least_bad else { return false };
+        out[t].skip = None;
+        out[t].trial = false;
+        out[t].weight = out[t].weight.max(1);
+        true
+    }
+
+    /// Route `r` served a request in panic mode: show it for a few seconds, and log its start.
+    pub fn note_panic(&self, r: usize, now: Instant) {
+        let now_ms = self.ms(now);
+        let was = self.routes[r].panic_until_ms.swap(now_ms + 5_000, Relaxed);
+        if was < now_ms {
+            let route = &self.config.routes[r].model;
+            self.event(
+                now,
+                EventKind::Health,
+                format!("PANIC route {route}: every target is unhealthy; using the least bad"),
+            );
         }
     }
 
@@ -232,18 +238,12 @@ impl Live {
         ProviderHealth { phase: lock(&s.outlier).phase, probe: lock(&s.probe).view() }
     }
 
-    /// The weight target `t` of route `r` gets now, after canary, rule and slow start.
-    pub fn effective_weight(&self, r: usize, t: usize, now: Instant) -> u32 {
+    /// The weights the targets of route `r` get now, after canary, rule and slow start; 0 for a
+    /// target that cannot take traffic.
+    pub fn effective_weights(&self, r: usize, now: Instant) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.targets[r].len());
-        self.candidates_quiet(r, now, &mut out);
-        out.get(t).map_or(0, |c| if c.skip.is_some() { 0 } else { c.weight })
-    }
-
-    /// `candidates` without side effects on panic state, for display.
-    fn candidates_quiet(&self, r: usize, now: Instant, out: &mut Vec<Candidate>) {
-        let until = self.routes[r].panic_until_ms.load(Relaxed);
-        self.candidates(r, now, out);
-        self.routes[r].panic_until_ms.store(until, Relaxed);
+        self.candidates(r, now, &mut out);
+        out.iter().map(|c| if c.skip.is_some() { 0 } else { c.weight }).collect()
     }
 
     /// What steers target `t` of route `r` besides its weight: a firing rule, a canary.
@@ -272,7 +272,7 @@ impl Live {
     }
 
     /// The newest `n` client requests, oldest first.
-    pub fn recent(&self, n: usize) -> Vec<RequestRecord> {
+    pub fn recent(&self, n: usize) -> Vec<std::sync::Arc<RequestRecord>> {
         let r = lock(&self.recent);
         r.iter().skip(r.len().saturating_sub(n)).cloned().collect()
     }

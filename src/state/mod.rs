@@ -176,7 +176,7 @@ pub struct Live {
     routes: Vec<RouteState>,
     requests: Window,
     events: Mutex<VecDeque<Event>>,
-    recent: Mutex<VecDeque<RequestRecord>>,
+    recent: Mutex<VecDeque<Arc<RequestRecord>>>,
     stores: std::sync::OnceLock<Arc<crate::store::Stores>>,
 }
 
@@ -305,7 +305,7 @@ impl Live {
     }
 
     /// A client request is over.
-    pub fn request_finished(&self, rec: &RequestRecord, now: Instant) {
+    pub fn request_finished(&self, rec: &Arc<RequestRecord>, now: Instant) {
         {
             let mut recent = lock(&self.recent);
             if recent.len() == RECENT_KEPT {

@@ -42,7 +42,7 @@ impl Entry {
 }
 
 /// What the cache did for a request (`x-llmgw-cache`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheStatus {
     /// Served from the cache.
@@ -54,6 +54,7 @@ pub enum CacheStatus {
     /// Every target failed; an expired entry was served.
     Stale,
     /// The route does not cache.
+    #[default]
     Off,
 }
 

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::Cache;
 use super::{Store, unix_ms};
-use crate::config::HistoryConfig;
+use crate::config::{Config, HistoryConfig};
+use crate::outcome::RequestRecord;
 
 /// One attempt of a recorded request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,7 +80,16 @@ impl HistoryRecord {
 /// What the writer task writes.
 #[derive(Debug)]
 pub enum Write {
-    /// A finished request.
+    /// A finished request, as the request path left it (turned into a record by the writer).
+    Request {
+        /// The request.
+        record: Arc<RequestRecord>,
+        /// Its body, with `store_bodies`.
+        request_body: Option<Bytes>,
+        /// The answer, with `store_bodies`.
+        response_body: Option<Bytes>,
+    },
+    /// A history record ready to store.
     History(Box<HistoryRecord>),
     /// A complete answer to cache.
     CachePut {
@@ -88,6 +98,44 @@ pub enum Write {
         /// The JSON answer.
         body: Bytes,
     },
+}
+
+/// The history record of a finished request (names from the config, bodies if given).
+pub fn record_of(
+    cfg: &Config,
+    r: &RequestRecord,
+    request_body: Option<&Bytes>,
+    response_body: Option<&Bytes>,
+) -> HistoryRecord {
+    let route = r.route.unwrap_or(0);
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    HistoryRecord {
+        at_ms: r.at_ms,
+        request_id: r.request_id.clone(),
+        route: cfg.routes[route].model.clone(),
+        stream: r.stream,
+        status: r.status,
+        total_ms: r.total.as_secs_f64() * 1000.0,
+        ttft_ms: r.ttft.map(|t| t.as_secs_f64() * 1000.0),
+        attempts: r
+            .attempts
+            .iter()
+            .map(|a| AttemptRecord {
+                provider: cfg.providers[a.provider].name.clone(),
+                model: cfg.routes[route].targets[a.target].model.clone(),
+                outcome: a.class.label().to_string(),
+                status: a.status,
+                latency_ms: a.latency.as_secs_f64() * 1000.0,
+                injected: a.injected,
+            })
+            .collect(),
+        tokens_in: r.tokens.map(|t| t.0),
+        tokens_out: r.tokens.map(|t| t.1),
+        cache: r.cache.label().to_string(),
+        client: r.client.map(|c| c.iter().map(|b| format!("{b:02x}")).collect()),
+        request_body: request_body.map(text),
+        response_body: response_body.map(text),
+    }
 }
 
 /// The request path's handle on the writer: never blocks.
@@ -356,9 +404,10 @@ impl History {
 pub fn spawn_writer(
     history: Arc<History>,
     cache: Option<Arc<Cache>>,
-    cfg: HistoryConfig,
+    config: Arc<Config>,
     cancel: CancellationToken,
 ) -> (Arc<Writer>, Vec<tokio::task::JoinHandle<()>>) {
+    let cfg = config.history.clone();
     let (tx, mut rx) = mpsc::channel::<Write>(cfg.queue);
     let written = Arc::new(AtomicU64::new(0));
     let writer = Arc::new(Writer { tx, dropped: AtomicU64::new(0), written: written.clone() });
@@ -410,7 +459,7 @@ pub fn spawn_writer(
                 }
             }
             if !buf.is_empty() {
-                let (hist, cache) = (history.clone(), cache.clone());
+                let (hist, cache, config) = (history.clone(), cache.clone(), config.clone());
                 let batch = std::mem::take(&mut buf);
                 let (done, back) = tokio::task::spawn_blocking(move || {
                     let mut records = Vec::with_capacity(batch.len());
@@ -418,6 +467,9 @@ pub fn spawn_writer(
                     for w in batch.drain(..) {
                         match w {
                             Write::History(r) => records.push(r),
+                            Write::Request { record, request_body, response_body } => records.push(Box::new(
+                                record_of(&config, &record, request_body.as_ref(), response_body.as_ref()),
+                            )),
                             Write::CachePut { key, body } => {
                                 if let Some(c) = &cache {
                                     c.put(&key, &body);

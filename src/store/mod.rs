@@ -173,7 +173,7 @@ impl Stores {
         let rollups = rollups::Rollups::open(store.clone());
         let stop = tokio_util::sync::CancellationToken::new();
         let (writer, tasks) =
-            history::spawn_writer(history.clone(), Some(cache.clone()), config.history.clone(), stop.clone());
+            history::spawn_writer(history.clone(), Some(cache.clone()), Arc::new(config.clone()), stop.clone());
         Ok(Stores { store, cache, history, overrides, rollups, writer, tasks: std::sync::Mutex::new(tasks), stop })
     }
 
