@@ -24,10 +24,18 @@ pub struct LogGuard {
     pub dir: Option<PathBuf>,
 }
 
+/// Colour only on a terminal, and never with `NO_COLOR` set (to anything but empty): escapes in
+/// a file or a pipe are noise to every tool that reads it.
+fn stderr_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber. Fails with a message naming the directory it cannot use.
 pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let stderr =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(stderr_colour());
     match target {
         LogTarget::Stderr => {
             tracing_subscriber::registry().with(filter()).with(stderr).try_init()?;

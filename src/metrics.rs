@@ -10,7 +10,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::OutcomeClass;
+use crate::outcome::{OutcomeClass, Tally};
 
 /// Seconds kept per window: 15 minutes.
 pub const WINDOW_S: usize = 900;
@@ -19,30 +19,16 @@ pub const RECENT_S: u64 = 60;
 /// Whole seconds (before the current one) over which the current rate and share are computed.
 pub const NOW_S: u64 = 5;
 
-/// Error classes counted separately, in this order.
-pub const ERROR_CLASSES: [OutcomeClass; 6] = [
-    OutcomeClass::Connect,
-    OutcomeClass::Timeout,
-    OutcomeClass::Http429,
-    OutcomeClass::Http5xx,
-    OutcomeClass::Http4xx,
-    OutcomeClass::StreamBroken,
-];
-
 /// Counts of one second. Latencies are in microseconds; 0 means no sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Second {
     /// Which second (since start) this is.
     pub sec: u64,
-    /// Outcomes recorded (attempts for a target, client requests for the gateway).
-    pub total: u32,
-    /// Those that succeeded.
-    pub ok: u32,
+    /// Outcomes recorded by class (attempts for a target, client requests for the gateway).
+    pub outcomes: Tally,
     /// Answers given to clients (for a target: attempts whose answer the client got).
     pub served: u32,
-    /// Failures by [`ERROR_CLASSES`].
-    pub errors: [u32; 6],
-    /// Failures caused by an injected fault (also counted in `errors`).
+    /// Failures caused by an injected fault (also counted in `outcomes`).
     pub injected: u32,
     /// Prompt tokens, from `usage`.
     pub tokens_in: u32,
@@ -57,9 +43,9 @@ pub struct Second {
 }
 
 impl Second {
-    /// Failures of any class.
-    pub fn failed(&self) -> u32 {
-        self.errors.iter().sum()
+    /// Outcomes of any class.
+    pub fn total(&self) -> u64 {
+        self.outcomes.total()
     }
 }
 
@@ -87,18 +73,13 @@ pub struct Summary {
     pub rate: f64,
     /// Answers served over the last [`NOW_S`] seconds.
     pub served_now: u64,
-    /// Outcomes over the last [`NOW_S`] seconds.
-    pub total_now: u64,
-    /// Failures over the last [`NOW_S`] seconds.
-    pub failed_now: u64,
+    /// Outcomes by class over the last [`NOW_S`] seconds.
+    pub now: Tally,
     /// Answers served over the last [`RECENT_S`] seconds.
     pub served_recent: u64,
-    /// Outcomes over the last [`RECENT_S`] seconds (the error rate's denominator).
-    pub total_recent: u64,
-    /// Failures over the last [`RECENT_S`] seconds.
-    pub failed_recent: u64,
-    /// Failures by [`ERROR_CLASSES`] over the last [`RECENT_S`] seconds.
-    pub errors_recent: [u64; 6],
+    /// Outcomes by class over the last [`RECENT_S`] seconds: failures, client errors and rate
+    /// limits are told apart by the failure policy ([`Tally::failure_rate`] and friends).
+    pub recent: Tally,
     /// Injected failures over the last [`RECENT_S`] seconds.
     pub injected_recent: u64,
     /// Latency percentiles of successes over the last [`RECENT_S`] seconds (None: no sample).
@@ -196,7 +177,7 @@ impl Inner {
     fn record(&mut self, now: u64, s: &Sample) {
         self.advance(now);
         let sec = &mut self.secs[(self.cur as usize) % WINDOW_S];
-        sec.total += 1;
+        sec.outcomes.add(s.class);
         if s.served {
             sec.served += 1;
         }
@@ -205,17 +186,13 @@ impl Inner {
             sec.tokens_out += o;
         }
         if s.class == OutcomeClass::Ok {
-            sec.ok += 1;
             let r = (self.cur % RECENT_S) as usize;
             self.lat[r].saturating_record(us(s.latency));
             if let Some(t) = s.ttft {
                 self.ttft[r].saturating_record(us(t));
             }
-        } else if let Some(i) = ERROR_CLASSES.iter().position(|c| *c == s.class) {
-            sec.errors[i] += 1;
-            if s.injected {
-                sec.injected += 1;
-            }
+        } else if s.injected {
+            sec.injected += 1;
         }
     }
 
@@ -260,23 +237,18 @@ impl Window {
         w.advance(now);
         let mut sum = Summary::default();
         for s in w.last(now, RECENT_S) {
-            sum.total_recent += s.total as u64;
+            sum.recent.merge(&s.outcomes);
             sum.served_recent += s.served as u64;
-            sum.failed_recent += s.failed() as u64;
             sum.injected_recent += s.injected as u64;
-            for (a, b) in sum.errors_recent.iter_mut().zip(s.errors) {
-                *a += b as u64;
-            }
             sum.tokens_recent.0 += s.tokens_in as u64;
             sum.tokens_recent.1 += s.tokens_out as u64;
             // The current second is still filling: rates use the whole seconds before it.
             if s.sec < now && s.sec + NOW_S >= now {
-                sum.total_now += s.total as u64;
-                sum.failed_now += s.failed() as u64;
+                sum.now.merge(&s.outcomes);
                 sum.served_now += s.served as u64;
             }
         }
-        sum.rate = sum.total_now as f64 / NOW_S as f64;
+        sum.rate = sum.now.total() as f64 / NOW_S as f64;
         let r = (w.cur % RECENT_S) as usize;
         let mut lat = w.lat_sum.clone();
         let _ = lat.add(&w.lat[r]);
@@ -289,13 +261,15 @@ impl Window {
         sum
     }
 
-    /// (outcomes, failures) over the `secs` whole seconds before `now`.
-    pub fn counts(&self, now: u64, secs: u64) -> (u64, u64) {
+    /// Outcomes by class over the `secs` whole seconds before `now`.
+    pub fn counts(&self, now: u64, secs: u64) -> Tally {
         let mut w = self.lock();
         w.advance(now);
-        w.last(now, secs + 1)
-            .filter(|s| s.sec < now)
-            .fold((0, 0), |(t, f), s| (t + s.total as u64, f + s.failed() as u64))
+        let mut t = Tally::default();
+        for s in w.last(now, secs + 1).filter(|s| s.sec < now) {
+            t.merge(&s.outcomes);
+        }
+        t
     }
 
     /// The last `n` seconds (at most [`WINDOW_S`]) as of second `now`, oldest first. Seconds
@@ -334,9 +308,9 @@ mod tests {
         }
         w.record(11, &err(OutcomeClass::Connect));
         let s = w.summary(12);
-        assert_eq!(s.total_recent, 101);
-        assert_eq!(s.failed_recent, 1);
-        assert_eq!(s.errors_recent[0], 1);
+        assert_eq!(s.recent.total(), 101);
+        assert_eq!(s.recent.provider_failures(), 1);
+        assert_eq!(s.recent.of(OutcomeClass::Connect), 1);
         assert_eq!(s.injected_recent, 1);
         assert_eq!(s.tokens_recent, (300, 700));
         assert!((s.p50_ms.unwrap() - 50.0).abs() < 1.0, "{s:?}");
@@ -345,13 +319,13 @@ mod tests {
 
         // 60 s later the samples have left the percentile window; 15 min later, everything.
         let s = w.summary(10 + RECENT_S);
-        assert_eq!((s.total_recent, s.p50_ms, s.total_now), (1, None, 0));
+        assert_eq!((s.recent.total(), s.p50_ms, s.now.total()), (1, None, 0));
         let series = w.series(10 + RECENT_S, WINDOW_S);
         assert_eq!(series.len(), 10 + RECENT_S as usize + 1, "no seconds before the start");
-        assert_eq!(series.iter().map(|s| s.total).sum::<u32>(), 101, "the chart still has them");
+        assert_eq!(series.iter().map(|s| s.total()).sum::<u64>(), 101, "the chart still has them");
         let closed = series.iter().find(|s| s.sec == 10).unwrap();
         assert!((closed.p95_us as f64 / 1000.0 - 95.0).abs() < 1.0);
-        assert_eq!(w.series(10 + WINDOW_S as u64 + 5, WINDOW_S).iter().map(|s| s.total).sum::<u32>(), 0);
+        assert_eq!(w.series(10 + WINDOW_S as u64 + 5, WINDOW_S).iter().map(|s| s.total()).sum::<u64>(), 0);
     }
 
     #[test]
@@ -360,8 +334,8 @@ mod tests {
         w.record(3, &ok(40));
         let series = w.series(6, 4);
         assert_eq!(series.iter().map(|s| s.sec).collect::<Vec<_>>(), [3, 4, 5, 6]);
-        assert_eq!(series[0].total, 1);
-        assert!(series[1..].iter().all(|s| s.total == 0 && s.p50_us == 0));
+        assert_eq!(series[0].total(), 1);
+        assert!(series[1..].iter().all(|s| s.total() == 0 && s.p50_us == 0));
         assert_eq!(w.summary(6).p50_ms.map(|v| v.round()), Some(40.0));
     }
 
@@ -372,7 +346,7 @@ mod tests {
         let later = 1 + 3 * WINDOW_S as u64;
         w.record(later, &ok(9));
         let s = w.summary(later);
-        assert_eq!(s.total_recent, 1);
+        assert_eq!(s.recent.total(), 1);
         assert_eq!(s.p50_ms.map(|v| v.round()), Some(9.0));
         let series = w.series(later, 3);
         assert_eq!(series.iter().map(|s| s.sec).collect::<Vec<_>>(), [later - 2, later - 1, later]);

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fault::Fault;
 use crate::health::outlier::Phase;
 use crate::metrics::{NOW_S, Second, Summary, WINDOW_S};
+use crate::outcome::Tally;
 use crate::state::{Event, EventKind, Live};
 
 /// A provider's state, as the console names it.
@@ -290,11 +291,10 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 fault: f.fault,
                 remaining_s: f.until_ms.map(|u| u.saturating_sub(now_ms).div_ceil(1000)),
             });
-            let (total, failed) = routes
-                .iter()
-                .flat_map(|r| &r.targets)
-                .filter(|t| t.provider == p)
-                .fold((0, 0), |(a, b), t| (a + t.summary.total_now, b + t.summary.failed_now));
+            let mut now_outcomes = Tally::default();
+            for t in routes.iter().flat_map(|r| &r.targets).filter(|t| t.provider == p) {
+                now_outcomes.merge(&t.summary.now);
+            }
             let drained = live.drained(p);
             let health = live.provider_health(p);
             let ejected_s = match health.phase {
@@ -315,7 +315,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 Status::Recovering
             } else if live.cooldown_left(p, now).is_some() {
                 Status::RateLimited
-            } else if total > 0 && failed as f64 / total as f64 > DEGRADED_ERROR_RATE {
+            } else if now_outcomes.failure_rate().is_some_and(|r| r > DEGRADED_ERROR_RATE) {
                 Status::Degraded
             } else {
                 Status::Healthy

@@ -224,9 +224,9 @@ async fn probes_mark_a_provider_unhealthy_and_healthy_again() {
     );
     let mut cands = vec![];
     live.candidates(0, Instant::now(), &mut cands);
-    assert_eq!(cands[1].skip, Some(llmgw::router::Skip::Unhealthy), "no client traffic goes there");
+    assert_eq!(cands[1].skip, Some(llmgw::outcome::Skip::Unhealthy), "no client traffic goes there");
     // No client traffic was sent at all: probes alone found it.
-    assert_eq!(live.request_window().summary(live.sec(Instant::now()) + 1).total_recent, 0);
+    assert_eq!(live.request_window().summary(live.sec(Instant::now()) + 1).recent.total(), 0);
     live.apply(&Command::ClearFault { provider: "b".into() }, Instant::now()).unwrap();
     assert!(wait_for(Duration::from_secs(5), || event_at(&gw, "b healthy again").is_some()).await);
     live.candidates(0, Instant::now(), &mut cands);

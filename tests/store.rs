@@ -253,7 +253,9 @@ async fn history_is_recorded_and_queried_live_and_after_stop() {
     let csv = history(dir.path(), &["--format", "csv", "--status", "2xx", "--since", "1h"]);
     assert_eq!(csv.lines().count(), 21, "header and 20 rows");
     let summary = history(dir.path(), &["--summary", "--format", "csv"]);
-    assert!(summary.lines().any(|l| l.starts_with("a,20,0,0.00,")), "{summary}");
+    assert!(summary.lines().any(|l| l.starts_with("a,20,20,0,0.00,0,0,")), "{summary}");
+    let b_row: Vec<&str> = summary.lines().find(|l| l.starts_with("b,")).unwrap().split(',').collect();
+    assert_eq!((b_row[1], b_row[4]), ("0", "100.00"), "b answered nothing and failed every attempt: {summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use llmgw::fault::Fault;
 use llmgw::metrics::{Second, Summary};
+use llmgw::outcome::{OutcomeClass, Tally};
 use llmgw::snapshot::{FaultView, ProviderView, RouteView, Snapshot, Status, TargetView, TrafficView};
 use llmgw::state::{Event, EventKind};
 use llmgw::tui::app::{App, Msg};
@@ -21,10 +22,8 @@ fn series(now: u64, rate: u32, ms: u32, fail_every: u32) -> Vec<Second> {
             let failed = if fail_every > 0 && sec % fail_every as u64 == 0 { 1 } else { 0 };
             Second {
                 sec,
-                total: rate,
-                ok: rate - failed,
+                outcomes: tally(rate - failed, failed as u64, 0),
                 served: rate - failed,
-                errors: [0, 0, 0, failed, 0, 0],
                 p50_us: ms * 700,
                 p95_us: (ms + (sec % 7) as u32 * 3) * 1000,
                 p99_us: ms * 1200,
@@ -34,15 +33,23 @@ fn series(now: u64, rate: u32, ms: u32, fail_every: u32) -> Vec<Second> {
         .collect()
 }
 
+/// Outcomes: `ok` successes, `failed` provider failures (503) and `refused` client errors (400).
+fn tally(ok: u32, failed: u64, refused: u64) -> Tally {
+    let mut t = Tally::default();
+    t.by_class[OutcomeClass::Ok.index()] = ok as u64;
+    t.by_class[OutcomeClass::Http5xx.index()] = failed;
+    t.by_class[OutcomeClass::Http4xx.index()] = refused;
+    t
+}
+
 fn summary(rate: f64, p50: f64, failed: u64, total: u64) -> Summary {
     Summary {
         rate,
         served_now: (rate * 5.0) as u64,
-        total_now: (rate * 5.0) as u64,
-        failed_now: 0,
+        now: tally((rate * 5.0) as u32, 0, 0),
         served_recent: total - failed,
-        total_recent: total,
-        failed_recent: failed,
+        // Every busy target also refused a few of the clients' requests: shown apart from err%.
+        recent: tally((total - failed - 3) as u32, failed, 3),
         p50_ms: Some(p50),
         p95_ms: Some(p50 * 1.4),
         p99_ms: Some(p50 * 1.7),

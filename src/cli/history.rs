@@ -295,15 +295,21 @@ fn summary(s: &[ProviderSummary], format: Format, out: &mut impl std::io::Write)
             }
         }
         Format::Csv => {
-            writeln!(out, "provider,requests,errors,error_pct,p50_ms,p99_ms,tokens_in,tokens_out")?;
+            writeln!(
+                out,
+                "provider,requests,attempts,failures,failure_pct,client_errors,rate_limited,p50_ms,p99_ms,tokens_in,tokens_out"
+            )?;
             for p in s {
-                let pct = 100.0 * p.errors as f64 / p.requests.max(1) as f64;
+                let pct = p.failure_pct.map_or(String::new(), |v| format!("{v:.2}"));
                 writeln!(
                     out,
-                    "{},{},{},{pct:.2},{:.1},{:.1},{},{}",
+                    "{},{},{},{},{pct},{},{},{:.1},{:.1},{},{}",
                     csv(&p.provider),
                     p.requests,
-                    p.errors,
+                    p.attempts,
+                    p.failures,
+                    p.client_errors,
+                    p.rate_limited,
                     p.p50_ms,
                     p.p99_ms,
                     p.tokens_in,
@@ -312,17 +318,36 @@ fn summary(s: &[ProviderSummary], format: Format, out: &mut impl std::io::Write)
             }
         }
         Format::Table => {
+            // Failures are the provider's; client errors (4xx) and rate limits (429) are apart.
             writeln!(
                 out,
-                "{:<14} {:>9} {:>8} {:>9} {:>9} {:>11} {:>11}",
-                "provider", "requests", "error %", "p50 ms", "p99 ms", "tokens in", "tokens out"
+                "{:<14} {:>9} {:>9} {:>7} {:>6} {:>6} {:>9} {:>9} {:>11} {:>11}",
+                "provider",
+                "requests",
+                "attempts",
+                "fail %",
+                "4xx",
+                "429",
+                "p50 ms",
+                "p99 ms",
+                "tokens in",
+                "tokens out"
             )?;
             for p in s {
-                let pct = 100.0 * p.errors as f64 / p.requests.max(1) as f64;
+                let pct = p.failure_pct.map_or("-".to_string(), |v| format!("{v:.2}"));
                 writeln!(
                     out,
-                    "{:<14} {:>9} {:>8.2} {:>9.1} {:>9.1} {:>11} {:>11}",
-                    p.provider, p.requests, pct, p.p50_ms, p.p99_ms, p.tokens_in, p.tokens_out
+                    "{:<14} {:>9} {:>9} {:>7} {:>6} {:>6} {:>9.1} {:>9.1} {:>11} {:>11}",
+                    p.provider,
+                    p.requests,
+                    p.attempts,
+                    pct,
+                    p.client_errors,
+                    p.rate_limited,
+                    p.p50_ms,
+                    p.p99_ms,
+                    p.tokens_in,
+                    p.tokens_out
                 )?;
             }
         }

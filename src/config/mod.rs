@@ -909,6 +909,12 @@ impl Config {
                 r.max_attempts,
                 secs(r.deadline)
             );
+            let cache = if r.cache.enabled {
+                format!("caches answers for {} (x-llmgw-cache: off skips it)", secs(r.cache.ttl))
+            } else {
+                "no caching (a request may opt in with x-llmgw-cache: on)".to_string()
+            };
+            let _ = writeln!(out, "    cache: {cache}");
             for t in &r.targets {
                 let share = 100.0 * t.weight as f64 / total as f64;
                 let _ = writeln!(

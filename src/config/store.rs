@@ -10,7 +10,7 @@ use super::{ConfigError, Ctx};
 /// `[cache]`: the response cache, and the defaults of every route's `cache = { ... }`.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
-    /// Whether answers are cached (routes may override).
+    /// Whether answers are cached by default (off; routes and requests may opt in).
     pub enabled: bool,
     /// How long an answer is served as fresh.
     pub ttl: Duration,
@@ -106,7 +106,9 @@ impl Ctx<'_> {
     pub(super) fn cache(&self, r: RawCache) -> Result<CacheConfig, ConfigError> {
         let positive = |v, d, key: &str| self.positive(v, d, key);
         Ok(CacheConfig {
-            enabled: r.enabled.unwrap_or(true),
+            // Opt-in, as in other gateways: two users asking the same question at temperature 1
+            // must not get one answer unless the operator chose that.
+            enabled: r.enabled.unwrap_or(false),
             ttl: Duration::from_secs(positive(r.ttl_s, defaults::TTL_S, "cache.ttl_s")?),
             stale_ttl: Duration::from_secs(r.stale_ttl_s.unwrap_or(defaults::STALE_TTL_S)),
             max_bytes: positive(r.max_bytes, defaults::MAX_BYTES, "cache.max_bytes")?,

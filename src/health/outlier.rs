@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::HealthConfig;
+use crate::outcome::{Blame, OutcomeClass, Tally};
 
 /// Where a provider stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,9 +136,17 @@ impl Outlier {
         self.trial_in_flight = false;
     }
 
-    /// An attempt ended: `failed` is a health failure (connect, timeout, 5xx, broken stream);
-    /// other outcomes (ok, 4xx, 429, client gone) are `false`. `trial` says it was the trial.
-    pub fn record(&mut self, cfg: &HealthConfig, failed: bool, trial: bool, now_ms: u64) -> Option<Transition> {
+    /// An attempt ended as `class`; the failure policy says whether it counts against the
+    /// provider. `trial` says it was the half-open trial.
+    pub fn record(&mut self, cfg: &HealthConfig, class: OutcomeClass, trial: bool, now_ms: u64) -> Option<Transition> {
+        let failed = class.is_provider_failure();
+        if class.blame() == Blame::Cancelled {
+            // The client left before anything was learned: another request may take the trial.
+            if trial {
+                self.release_trial();
+            }
+            return None;
+        }
         if trial {
             self.trial_in_flight = false;
             if failed {
@@ -163,15 +172,15 @@ impl Outlier {
     }
 
     /// Ejects for a high error rate (checked once a second by the health task).
-    pub fn error_rate(&mut self, cfg: &HealthConfig, failed: u64, total: u64, now_ms: u64) -> Option<Transition> {
+    /// The rate is the failure policy's ([`Tally::failure_rate`]): client errors and rate limits
+    /// are not failures.
+    pub fn error_rate(&mut self, cfg: &HealthConfig, outcomes: &Tally, now_ms: u64) -> Option<Transition> {
         let in_rotation = matches!(self.phase, Phase::Healthy | Phase::SlowStart { .. });
+        let total = outcomes.total();
         if !in_rotation || total < cfg.eject_min_requests as u64 {
             return None;
         }
-        let rate = failed as f64 / total as f64;
-        if rate <= cfg.eject_error_rate {
-            return None;
-        }
+        let rate = outcomes.failure_rate().filter(|r| *r > cfg.eject_error_rate)?;
         let for_ms = self.eject_for(cfg, now_ms);
         Some(Transition::Ejected {
             for_ms,
@@ -198,6 +207,17 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    const FAIL: OutcomeClass = OutcomeClass::Http5xx;
+    const OK: OutcomeClass = OutcomeClass::Ok;
+
+    fn tally(failed: u64, ok: u64, client_errors: u64) -> Tally {
+        let mut t = Tally::default();
+        t.by_class[FAIL.index()] = failed;
+        t.by_class[OK.index()] = ok;
+        t.by_class[OutcomeClass::Http4xx.index()] = client_errors;
+        t
+    }
+
     fn cfg() -> HealthConfig {
         let toml = "[[providers]]\nname='a'\nbase_url='http://x/v1'\n[[routes]]\nmodel='r'\ntargets=[{provider='a',model='m'}]\n";
         crate::config::Config::parse(Path::new("t"), toml, &|_| None).unwrap().health
@@ -208,13 +228,13 @@ mod tests {
         let c = cfg();
         let mut o = Outlier::default();
         for i in 0..4 {
-            assert_eq!(o.record(&c, true, false, i), None);
+            assert_eq!(o.record(&c, FAIL, false, i), None);
         }
-        assert!(o.record(&c, false, false, 5).is_none(), "a success resets the count");
+        assert!(o.record(&c, OK, false, 5).is_none(), "a success resets the count");
         for i in 0..4 {
-            assert_eq!(o.record(&c, true, false, 10 + i), None);
+            assert_eq!(o.record(&c, FAIL, false, 10 + i), None);
         }
-        let t = o.record(&c, true, false, 20).unwrap();
+        let t = o.record(&c, FAIL, false, 20).unwrap();
         assert_eq!(t, Transition::Ejected { for_ms: 10_000, reason: "5 consecutive failures".into() });
         assert_eq!(o.admit(&c, 10_019), Admit::No);
         // Ejection over: one trial at a time.
@@ -223,11 +243,11 @@ mod tests {
         assert_eq!(o.admit(&c, 10_021), Admit::No, "the trial is taken");
         assert!(!o.claim_trial());
         // The trial fails: ejected for twice as long.
-        assert_eq!(o.record(&c, true, true, 10_100), Some(Transition::TrialFailed { for_ms: 20_000 }));
+        assert_eq!(o.record(&c, FAIL, true, 10_100), Some(Transition::TrialFailed { for_ms: 20_000 }));
         assert_eq!(o.admit(&c, 30_099), Admit::No);
         assert_eq!(o.admit(&c, 30_100), Admit::Trial);
         assert!(o.claim_trial());
-        assert_eq!(o.record(&c, false, true, 30_200), Some(Transition::Restored));
+        assert_eq!(o.record(&c, OK, true, 30_200), Some(Transition::Restored));
         // Slow start: weight ramps from 10% to 100% over 30 s.
         assert_eq!(o.admit(&c, 30_200), Admit::Yes(0.1));
         let Admit::Yes(mid) = o.admit(&c, 45_200) else { panic!() };
@@ -244,7 +264,7 @@ mod tests {
         let mut now = 0;
         for _ in 0..8 {
             for _ in 0..5 {
-                if let Some(Transition::Ejected { for_ms, .. }) = o.record(&c, true, false, now) {
+                if let Some(Transition::Ejected { for_ms, .. }) = o.record(&c, FAIL, false, now) {
                     lens.push(for_ms);
                 }
             }
@@ -255,7 +275,7 @@ mod tests {
         assert_eq!(lens, [10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]);
         now += 700_000;
         for _ in 0..5 {
-            o.record(&c, true, false, now);
+            o.record(&c, FAIL, false, now);
         }
         assert_eq!(o.phase, Phase::Ejected { until_ms: now + 10_000 }, "a long quiet spell forgets");
     }
@@ -264,10 +284,26 @@ mod tests {
     fn error_rate_ejects_with_enough_requests() {
         let c = cfg();
         let mut o = Outlier::default();
-        assert_eq!(o.error_rate(&c, 5, 19, 0), None, "too few requests to judge");
-        assert_eq!(o.error_rate(&c, 2, 20, 0), None, "10% is the limit, not over it");
-        let t = o.error_rate(&c, 6, 20, 0).unwrap();
+        assert_eq!(o.error_rate(&c, &tally(5, 14, 0), 0), None, "too few requests to judge");
+        assert_eq!(o.error_rate(&c, &tally(2, 18, 0), 0), None, "10% is the limit, not over it");
+        assert_eq!(o.error_rate(&c, &tally(0, 14, 6), 0), None, "client errors are not failures");
+        let t = o.error_rate(&c, &tally(6, 14, 0), 0).unwrap();
         assert!(matches!(t, Transition::Ejected { for_ms: 10_000, .. }), "{t:?}");
-        assert_eq!(o.error_rate(&c, 20, 20, 1), None, "already out");
+        assert_eq!(o.error_rate(&c, &tally(20, 0, 0), 1), None, "already out");
+    }
+
+    #[test]
+    fn client_errors_and_rate_limits_never_eject_and_reset_the_count() {
+        let c = cfg();
+        let mut o = Outlier::default();
+        for i in 0..100 {
+            assert_eq!(o.record(&c, OutcomeClass::Http4xx, false, i), None);
+            assert_eq!(o.record(&c, OutcomeClass::Http429, false, i), None);
+        }
+        for i in 0..4 {
+            o.record(&c, FAIL, false, i);
+        }
+        o.record(&c, OutcomeClass::ClientClosed, false, 5);
+        assert!(o.record(&c, FAIL, false, 6).is_some(), "a departed client neither counts nor resets");
     }
 }

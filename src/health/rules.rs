@@ -98,8 +98,7 @@ impl Rule {
             Metric::P95Ms => s.p95_ms?,
             Metric::P99Ms => s.p99_ms?,
             Metric::TtftMs => s.ttft_p50_ms?,
-            Metric::ErrorRate if s.total_recent == 0 => return None,
-            Metric::ErrorRate => s.failed_recent as f64 / s.total_recent as f64,
+            Metric::ErrorRate => s.recent.failure_rate()?,
             Metric::Rps => s.rate,
         };
         Some(match self.op {
@@ -125,6 +124,13 @@ mod tests {
         assert_eq!(rule.holds(&s), Some(true));
         s.p95_ms = Some(700.0);
         assert_eq!(rule.holds(&s), Some(false));
+        let (metric, op, threshold) = parse_when("error_rate > 0.05").unwrap();
+        let rule = Rule { metric, op, threshold, provider: 0, action: RuleAction::Avoid, when: String::new() };
+        s.recent.by_class[crate::outcome::OutcomeClass::Http4xx.index()] = 50;
+        s.recent.by_class[crate::outcome::OutcomeClass::Ok.index()] = 50;
+        assert_eq!(rule.holds(&s), Some(false), "client errors are not the provider's error rate");
+        s.recent.by_class[crate::outcome::OutcomeClass::Timeout.index()] = 10;
+        assert_eq!(rule.holds(&s), Some(true));
         assert!(parse_when("p95 > 700").unwrap_err().contains("unknown metric"));
         assert!(parse_when("error_rate => 0.1").unwrap_err().contains("unknown comparison"));
         assert!(parse_when("error_rate>0.1").is_err());

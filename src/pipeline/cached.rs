@@ -11,7 +11,8 @@ use bytes::Bytes;
 use super::finish::Finish;
 use super::{Gateway, ProxyRequest};
 use crate::config::RouteConfig;
-use crate::store::cache::{self, CacheStatus, replay_as_sse};
+use crate::outcome::CacheStatus;
+use crate::store::cache::{self, replay_as_sse};
 use crate::store::history::Write;
 use crate::store::unix_ms;
 
@@ -57,7 +58,8 @@ impl Gateway {
         fin: &mut Finish,
     ) -> (Plan, Option<Response>) {
         let Some(stores) = self.live.stores() else { return (Plan::default(), None) };
-        if !route.cache.enabled {
+        // Caching is opt-in: the route's setting, unless the request says otherwise.
+        if !req.cache_control.opt_in.unwrap_or(route.cache.enabled) {
             return (Plan::default(), None);
         }
         // One tenant never gets another's answer: the key includes the client key's fingerprint.
@@ -69,7 +71,9 @@ impl Gateway {
                 return (Plan::default(), None);
             }
         };
-        let Some(key) = cache::key(&route.model, &tenant, &req.body) else { return (Plan::default(), None) };
+        let Some(key) = cache::key(&route.model, req.path.label(), &tenant, &req.body) else {
+            return (Plan::default(), None);
+        };
         let plan = Plan { key: Some(key), store: !req.cache_control.no_store };
         if req.cache_control.no_cache {
             fin.record.cache = CacheStatus::Bypass;
@@ -108,15 +112,31 @@ impl Gateway {
         self.serve_cached(req, fin, e.body)
     }
 
-    /// Queues a complete answer for the cache (the writer task stores it).
+    /// Stores a complete JSON answer of a request whose plan allows it.
     pub(super) fn cache_store(&self, plan: &Plan, route: &RouteConfig, body: &Bytes) {
-        let (Some(stores), Some(key), true) = (self.live.stores(), &plan.key, plan.store) else { return };
-        if body.len() as u64 <= route.cache.max_entry_bytes {
-            stores.writer.send(Write::CachePut { key: key.clone(), body: body.clone() });
+        if let (Some(key), true) = (&plan.key, plan.store) {
+            self.cache_put(key.clone(), route, body.clone());
+        }
+    }
+
+    /// Makes a complete answer visible to the next request at once and queues its disk write.
+    /// Only a JSON document within the route's entry size is stored.
+    pub(super) fn cache_put(&self, key: Vec<u8>, route: &RouteConfig, body: Bytes) {
+        let Some(stores) = self.live.stores() else { return };
+        if body.len() as u64 > route.cache.max_entry_bytes
+            || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
+        {
+            return;
+        }
+        stores.cache.stage(&key, &body);
+        if !stores.writer.send(Write::CachePut { key: key.clone() }) {
+            stores.cache.unstage(&key);
         }
     }
 
     fn serve_cached(&self, req: &ProxyRequest, fin: &mut Finish, body: Bytes) -> Option<Response> {
+        // Usage is read from the stored JSON answer, whichever form the client gets it in.
+        let tokens = crate::providers::openai::usage_of(&body);
         let (body, content_type) = if req.stream {
             (replay_as_sse(&body, req.include_usage)?, "text/event-stream")
         } else {
@@ -124,7 +144,7 @@ impl Gateway {
         };
         fin.record.status = 200;
         fin.ttft();
-        fin.tokens = crate::providers::openai::usage_of(&body);
+        fin.tokens = tokens;
         let mut r = Response::new(Body::from(body));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         fin.decorate(r.headers_mut());

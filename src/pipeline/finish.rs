@@ -10,8 +10,8 @@ use bytes::Bytes;
 
 use super::{Gateway, ProxyRequest};
 use crate::config::Config;
+use crate::outcome::CacheStatus;
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
-use crate::store::cache::CacheStatus;
 use crate::store::history::Write;
 
 /// Whatever way the request ends (answered, failed, or dropped because the client went away),

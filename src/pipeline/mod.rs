@@ -20,11 +20,12 @@ use tokio::time::Instant;
 
 use crate::config::{Config, RouteConfig};
 use crate::fault::Action;
+use crate::outcome::Skip;
 use crate::outcome::{Attempt, OutcomeClass};
 use crate::providers::classify;
 use crate::providers::openai::{ApiPath, Upstream, usage_of};
 use crate::providers::sse::EventFramer;
-use crate::router::{Skip, choose};
+use crate::router::choose;
 use crate::server::error::ApiError;
 use crate::state::Live;
 use finish::Finish;
@@ -73,6 +74,9 @@ pub struct CacheControl {
     pub no_store: bool,
     /// `max-age=N`: only answers at most N seconds old.
     pub max_age: Option<u64>,
+    /// `x-llmgw-cache: on|off`: the request opts in to or out of the cache, whatever its route
+    /// does by default.
+    pub opt_in: Option<bool>,
 }
 
 impl CacheControl {
@@ -359,7 +363,7 @@ impl Gateway {
         }
         let now = Instant::now();
         let cooldown = route.targets.iter().filter_map(|t| self.live.cooldown_left(t.provider, now)).min();
-        let all_429 = attempts.iter().all(|a| a.class == OutcomeClass::Http429);
+        let all_429 = attempts.iter().all(|a| a.class.holds_back());
         if let (true, Some(wait)) = (all_429, cooldown) {
             return ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

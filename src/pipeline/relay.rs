@@ -111,13 +111,10 @@ impl Relay {
     fn finish_capture(&mut self) {
         let Some(c) = self.capture.take() else { return };
         let gw = self.fin.gw.clone();
-        if let (Some(key), Some(stores)) = (c.key, gw.live.stores())
+        if let Some(key) = c.key
             && let Some(body) = crate::store::cache::assemble_stream(&c.buf)
         {
-            let route = &gw.config.routes[self.fin.record.route.unwrap_or(0)];
-            if body.len() as u64 <= route.cache.max_entry_bytes {
-                stores.writer.send(crate::store::history::Write::CachePut { key, body });
-            }
+            gw.cache_put(key, &gw.config.routes[self.fin.record.route.unwrap_or(0)], body);
         }
         if gw.config.history.store_bodies {
             self.fin.response_body = Some(Bytes::from(c.buf));

@@ -34,6 +34,14 @@ pub enum ApiPath {
 }
 
 impl ApiPath {
+    /// A short stable name (cache keys, logs).
+    pub fn label(self) -> &'static str {
+        match self {
+            ApiPath::ChatCompletions => "chat_completions",
+            ApiPath::Embeddings => "embeddings",
+        }
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             ApiPath::ChatCompletions => "/chat/completions",

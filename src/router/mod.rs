@@ -3,52 +3,8 @@
 
 pub mod budget;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::Strategy;
-
-/// Why a target was passed over for a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Skip {
-    /// An operator drained its provider.
-    Drained,
-    /// Passive outlier detection ejected its provider.
-    Ejected,
-    /// Its provider fails its active probes.
-    Unhealthy,
-    /// Its provider asked us to back off (429).
-    RateLimited,
-    /// Its weight is 0 (operator, canary rollback).
-    ZeroWeight,
-    /// A rule avoids it.
-    Avoided,
-    /// Already tried by this request.
-    Tried,
-    /// The route's retry budget was spent.
-    Budget,
-}
-
-impl Skip {
-    /// Short label for logs and the console.
-    pub fn label(self) -> &'static str {
-        match self {
-            Skip::Drained => "drained",
-            Skip::Ejected => "ejected",
-            Skip::Unhealthy => "unhealthy",
-            Skip::RateLimited => "ratelimited",
-            Skip::ZeroWeight => "weight 0",
-            Skip::Avoided => "avoided by rule",
-            Skip::Tried => "tried",
-            Skip::Budget => "retry budget",
-        }
-    }
-
-    /// Whether the skip is about health, so the target may serve in panic mode.
-    pub fn health(self) -> bool {
-        matches!(self, Skip::Ejected | Skip::Unhealthy)
-    }
-}
+use crate::outcome::Skip;
 
 /// One target as the router sees it for one attempt.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -129,8 +129,20 @@ async fn prepare(
     let stream = env.stream.unwrap_or(false) && path == ApiPath::ChatCompletions;
     let include_usage = env.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
     let client = fingerprint(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
-    let cache_control =
+    let mut cache_control =
         headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(CacheControl::parse).unwrap_or_default();
+    if let Some(v) = headers.get("x-llmgw-cache") {
+        cache_control.opt_in = Some(match v.as_bytes().to_ascii_lowercase().as_slice() {
+            b"on" => true,
+            b"off" => false,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_header",
+                    "the header x-llmgw-cache must be 'on' (use the cache) or 'off' (skip it)",
+                ));
+            }
+        });
+    }
     Ok(ProxyRequest {
         route,
         path,
@@ -152,9 +164,12 @@ pub async fn ensure_request_id(mut r: Response) -> Response {
     r
 }
 
+/// A random UUID (version 4): some OpenAI-compatible servers reject an `x-request-id` that is
+/// not a UUID. Random bytes from a fast generator: an id needs to be unique, not secret.
 fn new_request_id() -> HeaderValue {
-    let id = format!("llmgw-{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).expect("hex is a valid header value")
+    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buf).as_bytes()).expect("a UUID is a valid header value")
 }
 
 /// The body of `GET /v1/models`: the routes clients may call.

@@ -42,6 +42,8 @@ pub fn config_toml(listen: SocketAddr, data_dir: &Path, sims: &[Arc<SimHandle>])
         data_dir.display().to_string()
     );
     toml += "[proxy]\nfirst_byte_timeout_ms = 5000\nattempt_timeout_ms = 20000\nstream_idle_timeout_ms = 5000\n\n";
+    // The demo opts in to the cache (it is off unless a config asks), so stale-if-error and hits show.
+    toml += "[cache]\nenabled = true\n\n";
     for s in sims {
         toml += &format!("[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n", s.name, s.base_url());
     }

@@ -12,8 +12,8 @@ use crate::config::TargetConfig;
 use crate::health::outlier::{Admit, Phase, Transition};
 use crate::health::probe::ProbeView;
 use crate::health::rules::RuleAction;
-use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
-use crate::router::{Candidate, Skip};
+use crate::outcome::{Attempt, OutcomeClass, RequestRecord, Skip, Tally};
+use crate::router::Candidate;
 
 /// Decay time of the latency cost.
 const COST_TAU_MS: f64 = 10_000.0;
@@ -179,24 +179,11 @@ impl Live {
     /// Outlier detection and latency cost from one attempt.
     pub(super) fn health_outcome(&self, r: usize, a: &Attempt, trial: bool, ttft: Option<Duration>, now: Instant) {
         let now_ms = self.ms(now);
-        let failed = matches!(
-            a.class,
-            OutcomeClass::Connect | OutcomeClass::Timeout | OutcomeClass::Http5xx | OutcomeClass::StreamBroken
-        );
         if a.class == OutcomeClass::Ok {
             let sample = ttft.unwrap_or(a.latency);
             self.targets[r][a.target].observe(sample.as_micros() as f64, now_ms);
         }
-        let transition = {
-            let mut o = lock(&self.providers[a.provider].outlier);
-            if trial && a.class == OutcomeClass::ClientClosed {
-                // The client left before the trial could tell anything: let another request try.
-                o.release_trial();
-                None
-            } else {
-                o.record(&self.config.health, failed, trial, now_ms)
-            }
-        };
+        let transition = lock(&self.providers[a.provider].outlier).record(&self.config.health, a.class, trial, now_ms);
         if let Some(t) = transition {
             self.health_event(a.provider, t, now);
         }
@@ -298,17 +285,15 @@ impl Live {
         for p in 0..self.providers.len() {
             let Some(since_ms) = lock(&self.providers[p].outlier).in_rotation_since() else { continue };
             let span = (crate::metrics::RECENT_S).min(sec.saturating_sub(since_ms / 1000));
-            let (mut total, mut failed) = (0, 0);
+            let mut tally = Tally::default();
             for (r, route) in self.config.routes.iter().enumerate() {
                 for (t, target) in route.targets.iter().enumerate() {
                     if target.provider == p {
-                        let (a, b) = self.targets[r][t].window.counts(sec, span);
-                        total += a;
-                        failed += b;
+                        tally.merge(&self.targets[r][t].window.counts(sec, span));
                     }
                 }
             }
-            let t = lock(&self.providers[p].outlier).error_rate(cfg, failed, total, now_ms);
+            let t = lock(&self.providers[p].outlier).error_rate(cfg, &tally, now_ms);
             if let Some(t) = t {
                 self.health_event(p, t, now);
             }
@@ -347,13 +332,14 @@ impl Live {
                     continue;
                 }
                 let span = sec.saturating_sub(st.last_step_s).clamp(1, c.every_s);
-                let (total, failed) = ts.window.counts(sec, span);
+                let tally = ts.window.counts(sec, span);
                 let name = &self.config.providers[target.provider].name;
-                if total >= 10 && failed as f64 / total as f64 > c.max_error_rate {
+                let rate = tally.failure_rate().filter(|_| tally.total() >= 10);
+                if let Some(rate) = rate.filter(|r| *r > c.max_error_rate) {
                     st.rolled_back = true;
                     ts.canary_weight.store(0, Relaxed);
                     drop(state);
-                    let pct = 100.0 * failed as f64 / total as f64;
+                    let pct = 100.0 * rate;
                     let text = format!(
                         "canary {}/{name} rolled back: {pct:.0}% errors over {span} s (limit {:.0}%)",
                         route.model,

@@ -294,12 +294,13 @@ impl Live {
         let s = &self.providers[a.provider];
         s.in_flight.fetch_sub(1, Relaxed);
         self.health_outcome(r, a, trial, ttft, now);
-        let failed = a.class.retryable();
-        if failed {
+        if a.class.is_provider_failure() {
             s.failures.fetch_add(1, Relaxed);
+        }
+        if a.class != OutcomeClass::Ok && a.class != OutcomeClass::ClientClosed {
             *lock(&s.last_error) = Some(LastError { class: a.class, status: a.status, at_ms: self.ms(now) });
         }
-        let served = matches!(a.class, OutcomeClass::Ok | OutcomeClass::Http4xx);
+        let served = a.class.answered_client();
         let sample = Sample { class: a.class, injected: a.injected, served, latency: a.latency, ttft, tokens };
         self.targets[r][a.target].window.record(self.sec(now), &sample);
     }
@@ -313,18 +314,11 @@ impl Live {
             }
             recent.push_back(rec.clone());
         }
-        let last = rec.attempts.last().map(|a| a.class);
-        let class = match rec.status {
-            499 => OutcomeClass::ClientClosed,
-            429 => OutcomeClass::Http429,
-            s if s >= 500 => OutcomeClass::Http5xx,
-            _ if last == Some(OutcomeClass::StreamBroken) => OutcomeClass::StreamBroken,
-            _ => OutcomeClass::Ok,
-        };
+        let class = OutcomeClass::of_request(rec.status, rec.attempts.last().map(|a| a.class));
         let sample = Sample {
             class,
             injected: false,
-            served: class == OutcomeClass::Ok,
+            served: class.answered_client(),
             latency: rec.total,
             ttft: if rec.stream { rec.ttft } else { None },
             tokens: None,

@@ -2,13 +2,15 @@
 //! bound. Entries are stored as complete JSON answers; a streaming request that hits one gets
 //! it replayed as a valid SSE stream, and a streamed answer is assembled into JSON to be stored.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{Store, unix_ms};
+use crate::outcome::CacheStatus;
 
 /// Request fields that never change the answer, left out of the key.
 const IGNORED: [&str; 6] = ["model", "stream", "stream_options", "user", "metadata", "request_id"];
@@ -41,36 +43,6 @@ impl Entry {
     }
 }
 
-/// What the cache did for a request (`x-llmgw-cache`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheStatus {
-    /// Served from the cache.
-    Hit,
-    /// Looked up, not found (or expired); the answer may be stored.
-    Miss,
-    /// Skipped at the client's request (`Cache-Control: no-cache`) or not cacheable.
-    Bypass,
-    /// Every target failed; an expired entry was served.
-    Stale,
-    /// The route does not cache.
-    #[default]
-    Off,
-}
-
-impl CacheStatus {
-    /// The header value.
-    pub fn label(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Bypass => "bypass",
-            CacheStatus::Stale => "stale",
-            CacheStatus::Off => "off",
-        }
-    }
-}
-
 /// Counters for the console.
 #[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CacheStats {
@@ -93,6 +65,10 @@ pub struct Cache {
     /// created_ms (big-endian) ++ key → (), oldest first, for eviction.
     by_age: sled::Tree,
     max_bytes: u64,
+    /// Answers stored by the request path and not yet written by the writer task: lookups see
+    /// them at once, while the disk write stays batched off the request path. Bounded by the
+    /// writer's queue (an entry leaves when written, or at once when the queue refused it).
+    staged: Mutex<HashMap<Vec<u8>, Entry>>,
     bytes: AtomicU64,
     count: AtomicU64,
     hits: AtomicU64,
@@ -106,8 +82,9 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// The cache key of a request: route, tenant and a hash of what changes the answer.
-pub fn key(route: &str, tenant: &[u8; 8], body: &[u8]) -> Option<Vec<u8>> {
+/// The cache key of a request: route, endpoint (one body may mean different things to
+/// different endpoints), tenant and a hash of what changes the answer.
+pub fn key(route: &str, endpoint: &str, tenant: &[u8; 8], body: &[u8]) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let obj = v.as_object_mut()?;
     for k in IGNORED {
@@ -116,8 +93,10 @@ pub fn key(route: &str, tenant: &[u8; 8], body: &[u8]) -> Option<Vec<u8>> {
     // serde_json's map is ordered by key, so this is a canonical form.
     let canonical = serde_json::to_vec(&v).ok()?;
     let hash = blake3::hash(&canonical);
-    let mut k = Vec::with_capacity(route.len() + 1 + 8 + 16);
+    let mut k = Vec::with_capacity(route.len() + endpoint.len() + 2 + 8 + 16);
     k.extend_from_slice(route.as_bytes());
+    k.push(0);
+    k.extend_from_slice(endpoint.as_bytes());
     k.push(0);
     k.extend_from_slice(tenant);
     k.extend_from_slice(&hash.as_bytes()[..16]);
@@ -152,6 +131,7 @@ impl Cache {
             entries,
             by_age,
             max_bytes,
+            staged: Mutex::new(HashMap::new()),
             bytes: AtomicU64::new(bytes),
             count: AtomicU64::new(count),
             hits: AtomicU64::new(0),
@@ -160,8 +140,37 @@ impl Cache {
         }
     }
 
+    fn staged(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
+        self.staged.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes an answer visible to lookups at once (a short lock, no disk); the writer task
+    /// then [`persist`](Self::persist)s it.
+    pub fn stage(&self, key: &[u8], body: &Bytes) {
+        self.staged().insert(key.to_vec(), Entry { created_ms: unix_ms(), body: body.clone() });
+    }
+
+    /// Forgets a staged answer that will not be persisted (the writer's queue was full).
+    pub fn unstage(&self, key: &[u8]) {
+        self.staged().remove(key);
+    }
+
+    /// Writes a staged answer to the store (called by the writer task, off the request path).
+    pub fn persist(&self, key: &[u8]) {
+        let Some(e) = self.staged().get(key).cloned() else { return };
+        self.put_entry(key, &e);
+        let mut staged = self.staged();
+        // A newer answer staged meanwhile waits for its own write.
+        if staged.get(key).is_some_and(|s| s.created_ms == e.created_ms) {
+            staged.remove(key);
+        }
+    }
+
     /// The entry for `key`, whatever its age (the caller judges freshness).
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        if let Some(e) = self.staged().get(key) {
+            return Some(e.clone());
+        }
         match self.entries.get(key) {
             Ok(v) => v.and_then(|v| Entry::decode(&v)),
             Err(e) => {
@@ -181,9 +190,12 @@ impl Cache {
         };
     }
 
-    /// Stores an answer (called by the store's writer task, off the request path).
+    /// Stores an answer now (tests and tools; the request path stages instead).
     pub fn put(&self, key: &[u8], body: &Bytes) {
-        let entry = Entry { created_ms: unix_ms(), body: body.clone() };
+        self.put_entry(key, &Entry { created_ms: unix_ms(), body: body.clone() });
+    }
+
+    fn put_entry(&self, key: &[u8], entry: &Entry) {
         let mut age_key = entry.created_ms.to_be_bytes().to_vec();
         age_key.extend_from_slice(key);
         let value = entry.encode();
@@ -226,6 +238,11 @@ impl Cache {
     pub fn purge(&self, route: Option<&str>) -> u64 {
         let mut n = 0;
         let prefix: Vec<u8> = route.map(|r| [r.as_bytes(), &[0]].concat()).unwrap_or_default();
+        self.staged().retain(|k, _| {
+            let gone = k.starts_with(&prefix);
+            n += u64::from(gone);
+            !gone
+        });
         for item in self.entries.scan_prefix(&prefix) {
             let Ok((k, v)) = item else { continue };
             if self.entries.remove(&k).ok().flatten().is_some() {
@@ -343,21 +360,51 @@ mod tests {
     #[test]
     fn keys_ignore_what_does_not_change_the_answer() {
         let t = [1u8; 8];
-        let a = key("chat", &t, br#"{"model":"chat","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"stream":true,"user":"u1"}"#);
-        let b = key("chat", &t, br#"{"temperature":0.2,"messages":[{"content":"hi","role":"user"}],"model":"chat"}"#);
+        let a = key("chat", "chat", &t, br#"{"model":"chat","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"stream":true,"user":"u1"}"#);
+        let b = key(
+            "chat",
+            "chat",
+            &t,
+            br#"{"temperature":0.2,"messages":[{"content":"hi","role":"user"}],"model":"chat"}"#,
+        );
         assert_eq!(a, b, "order, stream and user do not matter");
-        let c = key("chat", &t, br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.3}"#);
+        let c = key("chat", "chat", &t, br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.3}"#);
         assert_ne!(a, c, "temperature does");
         assert_ne!(
             a,
-            key("chat", &[2u8; 8], br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#),
+            key("chat", "chat", &[2u8; 8], br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#),
             "tenant does"
         );
         assert_ne!(
             a,
-            key("other", &t, br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#),
+            key("other", "chat", &t, br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#),
             "route does"
         );
+        assert_ne!(
+            a,
+            key("chat", "embeddings", &t, br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#),
+            "the endpoint does"
+        );
+    }
+
+    #[test]
+    fn a_staged_answer_is_visible_at_once_and_persisted_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap());
+        let cache = Cache::open(store.clone(), 1 << 20);
+        let body = Bytes::from_static(b"{}");
+        cache.stage(b"r\0k", &body);
+        assert_eq!(cache.get(b"r\0k").unwrap().body, body, "visible before any write");
+        assert_eq!(cache.stats().entries, 0, "not written yet");
+        cache.persist(b"r\0k");
+        assert_eq!(cache.stats().entries, 1);
+        assert!(cache.staged().is_empty(), "staging holds only what is not written");
+        cache.stage(b"r\0x", &body);
+        cache.unstage(b"r\0x");
+        assert_eq!(cache.get(b"r\0x"), None);
+        cache.stage(b"r\0y", &body);
+        assert_eq!(cache.purge(Some("r")), 2, "a purge takes staged answers too");
+        assert_eq!(cache.get(b"r\0y"), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::cache::Cache;
 use super::{Store, unix_ms};
 use crate::config::{Config, HistoryConfig};
-use crate::outcome::RequestRecord;
+use crate::outcome::{Blame, OutcomeClass, RequestRecord, Tally};
 
 /// One attempt of a recorded request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,12 +91,10 @@ pub enum Write {
     },
     /// A history record ready to store.
     History(Box<HistoryRecord>),
-    /// A complete answer to cache.
+    /// A staged cache answer to persist (see [`Cache::stage`]).
     CachePut {
         /// Its key.
         key: Vec<u8>,
-        /// The JSON answer.
-        body: Bytes,
     },
 }
 
@@ -147,11 +145,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Queues a write; when the queue is full it is dropped and counted.
-    pub fn send(&self, w: Write) {
-        if self.tx.try_send(w).is_err() {
+    /// Queues a write; when the queue is full it is dropped and counted. Returns whether it
+    /// was queued.
+    pub fn send(&self, w: Write) -> bool {
+        let queued = self.tx.try_send(w).is_ok();
+        if !queued {
             self.dropped.fetch_add(1, Relaxed);
         }
+        queued
     }
 
     /// Writes dropped because the queue was full.
@@ -208,23 +209,80 @@ impl Filter {
     }
 }
 
-/// Per-provider summary of a set of requests.
+/// Per-provider summary of a set of requests. Attempts are judged by the one failure policy
+/// ([`crate::outcome::OutcomeClass::blame`]), so its failure rate is the console's `err%` for
+/// the same traffic.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProviderSummary {
     /// Provider name (`-` for requests no provider answered, e.g. cache hits).
     pub provider: String,
     /// Requests it answered last.
     pub requests: u64,
-    /// Of those, answered with a status >= 500 or 429.
-    pub errors: u64,
-    /// Median total latency, ms.
+    /// Attempts made on it.
+    pub attempts: u64,
+    /// Attempts that failed by its fault (connect, timeout, 5xx, broken stream).
+    pub failures: u64,
+    /// Attempts it refused as the client's fault (4xx other than 429).
+    pub client_errors: u64,
+    /// Attempts it answered 429.
+    pub rate_limited: u64,
+    /// Failures over attempts that got a verdict, %; `None` without any.
+    pub failure_pct: Option<f64>,
+    /// Median total latency of the requests it answered, ms.
     pub p50_ms: f64,
     /// 99th percentile, ms.
     pub p99_ms: f64,
-    /// Prompt tokens.
+    /// Prompt tokens of the requests it answered.
     pub tokens_in: u64,
     /// Completion tokens.
     pub tokens_out: u64,
+}
+
+/// Summarizes records per provider (pure: the admin API, the CLI and tests share it).
+pub fn summarize<'a>(records: impl IntoIterator<Item = &'a HistoryRecord>) -> Vec<ProviderSummary> {
+    use std::collections::BTreeMap;
+    #[derive(Default)]
+    struct Acc {
+        requests: u64,
+        outcomes: Tally,
+        latency: Vec<f64>,
+        tokens: (u64, u64),
+    }
+    let mut by: BTreeMap<&str, Acc> = BTreeMap::new();
+    for r in records {
+        for a in &r.attempts {
+            // An unknown label (a newer version's class) counts as an attempt without a verdict.
+            let class = OutcomeClass::from_label(&a.outcome).unwrap_or(OutcomeClass::ClientClosed);
+            by.entry(a.provider.as_str()).or_default().outcomes.add(class);
+        }
+        let acc = by.entry(r.provider().unwrap_or("-")).or_default();
+        acc.requests += 1;
+        acc.tokens.0 += r.tokens_in.unwrap_or(0) as u64;
+        acc.tokens.1 += r.tokens_out.unwrap_or(0) as u64;
+        acc.latency.push(r.total_ms);
+    }
+    by.into_iter()
+        .map(|(name, mut acc)| {
+            acc.latency.sort_by(f64::total_cmp);
+            let lat = &acc.latency;
+            let q =
+                |q: f64| lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+            let o = &acc.outcomes;
+            ProviderSummary {
+                provider: name.to_string(),
+                requests: acc.requests,
+                attempts: o.total(),
+                failures: o.provider_failures(),
+                client_errors: o.blamed(Blame::Client),
+                rate_limited: o.blamed(Blame::RateLimit),
+                failure_pct: o.failure_rate().map(|r| r * 100.0),
+                p50_ms: q(0.5),
+                p99_ms: q(0.99),
+                tokens_in: acc.tokens.0,
+                tokens_out: acc.tokens.1,
+            }
+        })
+        .collect()
 }
 
 fn key(at_ms: u64, seq: u32) -> [u8; 12] {
@@ -370,32 +428,7 @@ impl History {
 
     /// Per-provider summary of the records matching `f`.
     pub fn summary(&self, f: &Filter) -> Vec<ProviderSummary> {
-        use std::collections::BTreeMap;
-        let mut by: BTreeMap<String, (ProviderSummary, Vec<f64>)> = BTreeMap::new();
-        for r in self.query(&Filter { limit: None, ..f.clone() }) {
-            let name = r.provider().unwrap_or("-").to_string();
-            let (s, lat) = by
-                .entry(name.clone())
-                .or_insert_with(|| (ProviderSummary { provider: name, ..Default::default() }, vec![]));
-            s.requests += 1;
-            if r.status >= 500 || r.status == 429 {
-                s.errors += 1;
-            }
-            s.tokens_in += r.tokens_in.unwrap_or(0) as u64;
-            s.tokens_out += r.tokens_out.unwrap_or(0) as u64;
-            lat.push(r.total_ms);
-        }
-        by.into_values()
-            .map(|(mut s, mut lat)| {
-                lat.sort_by(f64::total_cmp);
-                let q = |q: f64| {
-                    lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0)
-                };
-                s.p50_ms = q(0.5);
-                s.p99_ms = q(0.99);
-                s
-            })
-            .collect()
+        summarize(&self.query(&Filter { limit: None, ..f.clone() }))
     }
 }
 
@@ -470,9 +503,9 @@ pub fn spawn_writer(
                             Write::Request { record, request_body, response_body } => records.push(Box::new(
                                 record_of(&config, &record, request_body.as_ref(), response_body.as_ref()),
                             )),
-                            Write::CachePut { key, body } => {
+                            Write::CachePut { key } => {
                                 if let Some(c) = &cache {
-                                    c.put(&key, &body);
+                                    c.persist(&key);
                                 }
                             }
                         }
@@ -515,7 +548,7 @@ mod tests {
             attempts: vec![AttemptRecord {
                 provider: provider.into(),
                 model: "m".into(),
-                outcome: "ok".into(),
+                outcome: if status >= 500 { "http_5xx" } else { "ok" }.into(),
                 status: Some(status),
                 latency_ms: 1.0,
                 injected: false,
@@ -566,7 +599,8 @@ mod tests {
         assert_eq!(h.find("r1042").unwrap().route, "chat");
         let s = h.summary(&Filter::default());
         let a = s.iter().find(|s| s.provider == "a").unwrap();
-        assert_eq!((a.requests, a.errors, a.tokens_in), (25, 5, 75), "a answers every 4th, fails every 20th");
+        assert_eq!((a.requests, a.failures, a.tokens_in), (25, 5, 75), "a answers every 4th, fails every 20th");
+        assert_eq!(a.failure_pct, Some(20.0));
     }
 
     #[test]

@@ -7,17 +7,19 @@ use serde::{Deserialize, Serialize};
 
 use super::Store;
 use crate::metrics::Second;
+use crate::outcome::{Blame, OutcomeClass};
 
 /// One target's minute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Minute {
     /// Unix minute (Unix seconds / 60).
     pub minute: u64,
-    /// Attempts.
+    /// Attempts that got a verdict (all but those whose client left first): the denominator
+    /// of the failure rate, as in [`crate::outcome::Tally::failure_rate`].
     pub total: u32,
     /// Answers served to clients.
     pub served: u32,
-    /// Failed attempts.
+    /// Attempts that failed by the provider's fault (the failure policy's count).
     pub failed: u32,
     /// Prompt tokens.
     pub tokens_in: u32,
@@ -33,14 +35,16 @@ pub fn aggregate(minute: u64, seconds: &[Second]) -> Minute {
     let mut m = Minute { minute, ..Minute::default() };
     let (mut weighted, mut oks) = (0.0, 0u64);
     for s in seconds {
-        m.total += s.total;
+        let judged = s.total() - s.outcomes.blamed(Blame::Cancelled);
+        m.total += judged as u32;
         m.served += s.served;
-        m.failed += s.failed();
+        m.failed += s.outcomes.provider_failures() as u32;
         m.tokens_in += s.tokens_in;
         m.tokens_out += s.tokens_out;
-        if s.ok > 0 {
-            weighted += s.p95_us as f64 / 1000.0 * s.ok as f64;
-            oks += s.ok as u64;
+        let ok = s.outcomes.of(OutcomeClass::Ok);
+        if ok > 0 {
+            weighted += s.p95_us as f64 / 1000.0 * ok as f64;
+            oks += ok;
         }
     }
     if oks > 0 {
@@ -118,19 +122,20 @@ mod tests {
 
     #[test]
     fn minutes_aggregate_store_and_prune() {
+        let mut outcomes = crate::outcome::Tally::default();
+        outcomes.by_class[OutcomeClass::Ok.index()] = 8;
+        outcomes.by_class[OutcomeClass::Connect.index()] = 1;
+        outcomes.by_class[OutcomeClass::Http4xx.index()] = 1;
+        outcomes.by_class[OutcomeClass::ClientClosed.index()] = 1;
         let secs: Vec<Second> = (0..60)
-            .map(|i| Second {
-                sec: i,
-                total: 10,
-                ok: 9,
-                served: 9,
-                errors: [1, 0, 0, 0, 0, 0],
-                p95_us: 40_000 + i as u32 * 1000,
-                ..Default::default()
-            })
+            .map(|i| Second { sec: i, outcomes, served: 9, p95_us: 40_000 + i as u32 * 1000, ..Default::default() })
             .collect();
         let m = aggregate(29_000_000, &secs);
-        assert_eq!((m.total, m.served, m.failed), (600, 540, 60));
+        assert_eq!(
+            (m.total, m.served, m.failed),
+            (600, 540, 60),
+            "client errors are not failures; departed clients not judged"
+        );
         assert!((m.p95_ms - 69.5).abs() < 1e-9, "{}", m.p95_ms);
         let dir = tempfile::tempdir().unwrap();
         let r = Rollups::open(Arc::new(Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap()));

@@ -8,6 +8,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
 
 use crate::metrics::Second;
+use crate::outcome::OutcomeClass;
 use crate::snapshot::RouteView;
 use crate::store::rollups::Minute;
 use crate::tui::app::App;
@@ -34,9 +35,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     } else {
         (
             app.snapshot.uptime_s as f64,
-            series(route, secs, |s, _| (s.ok > 0).then(|| s.p95_us as f64 / 1000.0)),
+            series(route, secs, |s, _| (s.outcomes.of(OutcomeClass::Ok) > 0).then(|| s.p95_us as f64 / 1000.0)),
             series(route, secs, |s, total| (total > 0).then(|| 100.0 * s.served as f64 / total as f64)),
-            series(route, secs, |s, _| (s.total > 0).then(|| 100.0 * s.failed() as f64 / s.total as f64)),
+            series(route, secs, |s, _| s.outcomes.failure_rate().map(|r| 100.0 * r)),
         )
     };
     let w = app.window.label();

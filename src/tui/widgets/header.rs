@@ -14,10 +14,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let s = &app.snapshot;
     let r = &s.requests;
     let sep = Span::styled(" │ ", theme.border);
-    let ok = if r.total_recent == 0 {
-        Span::styled("ok -", theme.dim)
-    } else {
-        let pct = 100.0 * (1.0 - r.failed_recent as f64 / r.total_recent as f64);
+    let ok = if let Some(rate) = r.recent.answered_rate() {
+        let pct = 100.0 * rate;
         let style = if pct >= 99.0 {
             theme.good
         } else if pct >= 95.0 {
@@ -26,6 +24,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             theme.bad
         };
         Span::styled(format!("ok {pct:.2}%"), style)
+    } else {
+        Span::styled("ok -", theme.dim)
     };
     // Most important first: at 80 columns the tail (traffic, uptime) is what gets cut.
     let mut spans = vec![

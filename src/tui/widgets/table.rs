@@ -6,6 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 
 use super::fmt_ms;
+use crate::outcome::Blame;
 use crate::snapshot::Status;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
@@ -40,11 +41,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         "p99",
         "ttft",
         "err% (n)",
+        "4xx/429",
         "infl",
         "last error",
     ];
     if !wide {
-        head.retain(|h| *h != "p95" && *h != "last error");
+        head.retain(|h| *h != "p95" && *h != "4xx/429" && *h != "last error");
     }
     let rows = route.targets.iter().enumerate().map(|(i, t)| {
         let p = &s.providers[t.provider];
@@ -77,10 +79,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Cell::from(format!("{}", t.weight))
         };
         let share = t.share_now.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
-        let err = if sum.total_recent == 0 {
-            Cell::from(Span::styled("- (0)", theme.dim))
-        } else {
-            let pct = 100.0 * sum.failed_recent as f64 / sum.total_recent as f64;
+        // Provider failures only: the client's errors and rate limits are shown apart.
+        let err = if let Some(rate) = sum.recent.failure_rate() {
+            let pct = 100.0 * rate;
             let style = if pct > 5.0 {
                 theme.bad
             } else if pct > 0.0 {
@@ -88,8 +89,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             } else {
                 theme.text
             };
-            Cell::from(Span::styled(format!("{pct:.1}% ({})", sum.total_recent), style))
+            Cell::from(Span::styled(format!("{pct:.1}% ({})", sum.recent.total()), style))
+        } else {
+            Cell::from(Span::styled("- (0)", theme.dim))
         };
+        let refused = format!("{}/{}", sum.recent.blamed(Blame::Client), sum.recent.blamed(Blame::RateLimit));
         let mut cells = vec![
             Cell::from(p.name.clone()),
             Cell::from(Span::styled(state, state_style)),
@@ -101,12 +105,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         if wide {
             cells.push(Cell::from(fmt_ms(sum.p95_ms)));
         }
-        cells.extend([
-            Cell::from(fmt_ms(sum.p99_ms)),
-            Cell::from(fmt_ms(sum.ttft_p50_ms)),
-            err,
-            Cell::from(format!("{}", p.in_flight)),
-        ]);
+        cells.extend([Cell::from(fmt_ms(sum.p99_ms)), Cell::from(fmt_ms(sum.ttft_p50_ms)), err]);
+        if wide {
+            cells.push(Cell::from(refused));
+        }
+        cells.push(Cell::from(format!("{}", p.in_flight)));
         if wide {
             let error = p.last_error.as_ref().map(|(label, ago)| format!("{label} {ago:.0}s ago"));
             let probe = p.probe.as_ref().map(|probe| format!("probe {}", probe.recent));
@@ -130,7 +133,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if wide {
         widths.push(Constraint::Length(5));
     }
-    widths.extend([Constraint::Length(5), Constraint::Length(5), Constraint::Length(12), Constraint::Length(4)]);
+    widths.extend([Constraint::Length(5), Constraint::Length(5), Constraint::Length(12)]);
+    if wide {
+        widths.push(Constraint::Length(7));
+    }
+    widths.push(Constraint::Length(4));
     if wide {
         widths.push(Constraint::Min(10));
     }

@@ -1,0 +1,221 @@
+//! The bottom vocabulary of the gateway: how an attempt ended ([`OutcomeClass`]) and the one
+//! failure policy that goes with it, why a target was passed over ([`Skip`]), what the cache did
+//! ([`CacheStatus`]), and the records of attempts and requests. It depends on nothing else in
+//! the crate; routing, health, metrics, history, the console and alerts all ask it, and none
+//! decides for itself what counts as a failure.
+
+mod record;
+
+pub use record::{Attempt, CacheStatus, RequestRecord, Skip};
+
+use serde::{Deserialize, Serialize};
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeClass {
+    /// A 2xx answer, fully relayed (or, for a stream, relayed to its end).
+    Ok,
+    /// The TCP/TLS connection could not be made, or was reset before an answer.
+    Connect,
+    /// No first byte, or no whole answer, within the allowed time.
+    Timeout,
+    /// The provider answered 429.
+    #[serde(rename = "http_429")]
+    Http429,
+    /// The provider answered 5xx.
+    #[serde(rename = "http_5xx")]
+    Http5xx,
+    /// The provider answered another 4xx: the client's request was refused.
+    #[serde(rename = "http_4xx")]
+    Http4xx,
+    /// The stream broke, stalled, or ended without `[DONE]`.
+    StreamBroken,
+    /// The client went away before the attempt finished.
+    #[default]
+    ClientClosed,
+}
+
+/// Whose doing an outcome was. Every consumer that counts failures asks this and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blame {
+    /// Nobody's: the attempt succeeded.
+    None,
+    /// The provider failed. Counts against its health (consecutive and error-rate ejection,
+    /// half-open trials), canary rollbacks, `error_rate` rules, alerts, the console's `err%`,
+    /// history summaries and the failure metrics.
+    Provider,
+    /// The provider asked us to slow down. Holds it back for its `Retry-After`; never counts
+    /// against its health.
+    RateLimit,
+    /// The provider refused the client's request (a 4xx other than 429): the answer goes back
+    /// to the client as it is; never retried, never counted against the provider.
+    Client,
+    /// The client went away first: no verdict on anyone.
+    Cancelled,
+}
+
+/// What may follow an attempt that did not answer the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    /// Nothing: the outcome is final (an answer, the client's fault, or the client is gone).
+    No,
+    /// Another target of the route (the same one only when no other is left, after a backoff).
+    Failover,
+}
+
+impl OutcomeClass {
+    /// Every class, in a fixed order (the order of per-class counters).
+    pub const ALL: [OutcomeClass; 8] = [
+        OutcomeClass::Ok,
+        OutcomeClass::Connect,
+        OutcomeClass::Timeout,
+        OutcomeClass::Http429,
+        OutcomeClass::Http5xx,
+        OutcomeClass::Http4xx,
+        OutcomeClass::StreamBroken,
+        OutcomeClass::ClientClosed,
+    ];
+
+    /// Short, stable label for logs, metrics, history and error messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutcomeClass::Ok => "ok",
+            OutcomeClass::Connect => "connect",
+            OutcomeClass::Timeout => "timeout",
+            OutcomeClass::Http429 => "http_429",
+            OutcomeClass::Http5xx => "http_5xx",
+            OutcomeClass::Http4xx => "http_4xx",
+            OutcomeClass::StreamBroken => "stream_broken",
+            OutcomeClass::ClientClosed => "client_closed",
+        }
+    }
+
+    /// The class a [`label`](Self::label) names (history stores labels).
+    pub fn from_label(label: &str) -> Option<OutcomeClass> {
+        OutcomeClass::ALL.into_iter().find(|c| c.label() == label)
+    }
+
+    /// Its position in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whose doing it was: the failure policy's one question.
+    pub fn blame(self) -> Blame {
+        match self {
+            OutcomeClass::Ok => Blame::None,
+            OutcomeClass::Connect | OutcomeClass::Timeout | OutcomeClass::Http5xx | OutcomeClass::StreamBroken => {
+                Blame::Provider
+            }
+            OutcomeClass::Http429 => Blame::RateLimit,
+            OutcomeClass::Http4xx => Blame::Client,
+            OutcomeClass::ClientClosed => Blame::Cancelled,
+        }
+    }
+
+    /// Whether it counts against the provider's health and error rate.
+    pub fn is_provider_failure(self) -> bool {
+        self.blame() == Blame::Provider
+    }
+
+    /// Whether it holds the provider back for a while (a 429's `Retry-After`).
+    pub fn holds_back(self) -> bool {
+        self.blame() == Blame::RateLimit
+    }
+
+    /// What may follow it: failures of the provider and rate limits fail over; an answer, a
+    /// client error or a departed client end the request.
+    pub fn retry(self) -> Retry {
+        match self.blame() {
+            Blame::Provider | Blame::RateLimit => Retry::Failover,
+            Blame::None | Blame::Client | Blame::Cancelled => Retry::No,
+        }
+    }
+
+    /// Whether another attempt may follow.
+    pub fn retryable(self) -> bool {
+        self.retry() == Retry::Failover
+    }
+
+    /// Whether the client got this attempt's answer (a success, or a client error passed back).
+    pub fn answered_client(self) -> bool {
+        matches!(self.blame(), Blame::None | Blame::Client)
+    }
+
+    /// The class of a whole client request from the status it got and its last attempt: what
+    /// the client saw, judged by the same policy as attempts.
+    pub fn of_request(status: u16, last: Option<OutcomeClass>) -> OutcomeClass {
+        match status {
+            499 => OutcomeClass::ClientClosed,
+            429 => OutcomeClass::Http429,
+            s if s >= 500 => OutcomeClass::Http5xx,
+            s if s >= 400 => OutcomeClass::Http4xx,
+            // A committed stream that broke still went out with 200.
+            _ if last == Some(OutcomeClass::StreamBroken) => OutcomeClass::StreamBroken,
+            _ => OutcomeClass::Ok,
+        }
+    }
+}
+
+/// Counts of outcomes by class: the one tally that metrics, rollups and history summaries share,
+/// so the console's `err%` and `llmgw history --summary` cannot disagree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Outcomes by [`OutcomeClass::ALL`].
+    pub by_class: [u64; 8],
+}
+
+impl Tally {
+    /// Counts one outcome.
+    pub fn add(&mut self, c: OutcomeClass) {
+        self.by_class[c.index()] += 1;
+    }
+
+    /// Adds another tally.
+    pub fn merge(&mut self, o: &Tally) {
+        for (a, b) in self.by_class.iter_mut().zip(o.by_class) {
+            *a += b;
+        }
+    }
+
+    /// Outcomes of one class.
+    pub fn of(&self, c: OutcomeClass) -> u64 {
+        self.by_class[c.index()]
+    }
+
+    /// All outcomes.
+    pub fn total(&self) -> u64 {
+        self.by_class.iter().sum()
+    }
+
+    /// Outcomes with this blame.
+    pub fn blamed(&self, b: Blame) -> u64 {
+        OutcomeClass::ALL.iter().filter(|c| c.blame() == b).map(|c| self.of(*c)).sum()
+    }
+
+    /// Failures of the provider.
+    pub fn provider_failures(&self) -> u64 {
+        self.blamed(Blame::Provider)
+    }
+
+    /// The provider-failure rate: failures over the outcomes that gave a verdict (all but the
+    /// ones whose client left first). `None` with no such outcome.
+    pub fn failure_rate(&self) -> Option<f64> {
+        let judged = self.total() - self.blamed(Blame::Cancelled);
+        (judged > 0).then(|| self.provider_failures() as f64 / judged as f64)
+    }
+
+    /// The share of judged outcomes that answered the client (successes and client errors passed
+    /// back); `None` with none judged.
+    pub fn answered_rate(&self) -> Option<f64> {
+        let judged = self.total() - self.blamed(Blame::Cancelled);
+        let answered: u64 = OutcomeClass::ALL.iter().filter(|c| c.answered_client()).map(|c| self.of(*c)).sum();
+        (judged > 0).then(|| answered as f64 / judged as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests;
