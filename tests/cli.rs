@@ -47,6 +47,7 @@ fn check_prints_resolved_routes() {
     assert!(stdout.contains("config ok"));
     assert!(stdout.contains("alpha") && stdout.contains("gpt-4o") && stdout.contains("(75.0%)"), "{stdout}");
     assert!(stdout.contains("key from $LLMGW_CLI_TEST_KEY (set)"));
+    assert!(stdout.contains("cache: no caching"), "caching is opt-in and check says so: {stdout}");
     assert!(!stdout.contains("=k") && !stdout.contains(" k "), "the key itself is never printed");
 }
 
@@ -181,6 +182,10 @@ async fn keys_never_reach_logs_or_error_bodies() {
     assert!(logs.contains("route=\"chat\""), "the log file holds the request lines");
     for (what, text) in [("stderr", &*stderr), ("log file", &logs), ("response bodies", &bodies)] {
         assert!(!text.contains(KEY) && !text.contains("Zq8Wv3Nx7Lp2"), "the key leaked into {what}");
+    }
+    // Piped stderr and the file are read by tools, not terminals: no colour escapes.
+    for (what, text) in [("stderr", &*stderr), ("log file", &logs)] {
+        assert!(!text.contains('\u{1b}'), "colour escapes in {what}: {text}");
     }
 }
 

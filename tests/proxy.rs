@@ -271,3 +271,34 @@ async fn client_disconnect_cancels_upstream() {
     assert!(wait_for(Duration::from_secs(5), cancelled).await, "the upstream stream was cancelled");
     assert_eq!(slow.stats.streams_completed.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_uuids_upstream_and_a_clients_own_id_passes_unchanged() {
+    // A server that answers 400 to any x-request-id that is not a UUID, as some do.
+    let strict = sim("strict", Behavior { uuid_request_ids: true, ..instant() }).await;
+    let gw = gateway(&format!(
+        "{}[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"strict\", model = \"m\" }}]\n",
+        providers_toml(&[&strict])
+    ))
+    .await;
+    let c = client();
+    for stream in [false, true] {
+        let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", stream)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "the generated id is accepted");
+        let ours = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let upstream = r.headers()["x-sim-request-id"].to_str().unwrap().to_string();
+        assert_eq!(ours, upstream, "the client and the provider see one id");
+        assert_eq!(uuid::Uuid::try_parse(&ours).map(|u| u.get_version_num()), Ok(4), "{ours}");
+    }
+    let own = "3f0c1a52-0c1d-4c6e-9a41-8d2f5e7b9c10";
+    let r = c.post(gw.url("/v1/chat/completions")).header("x-request-id", own).json(&chat_body("chat", false));
+    let r = r.send().await.unwrap();
+    assert_eq!(
+        (r.headers()["x-request-id"].to_str().unwrap(), r.headers()["x-sim-request-id"].to_str().unwrap()),
+        (own, own)
+    );
+    // Any other id of the client's goes upstream unchanged too (this server refuses it, as it would direct).
+    let r = c.post(gw.url("/v1/chat/completions")).header("x-request-id", "my-id-7").json(&chat_body("chat", false));
+    assert_eq!(r.send().await.unwrap().status(), 400);
+    assert_eq!(strict.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -10,46 +10,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
-use llmgw::config::Config;
+
+const BIN: &str = env!("CARGO_BIN_EXE_llmgw");
 use llmgw::fault::Fault;
 use llmgw::server::Running;
-use llmgw::sim::{Behavior, SimHandle};
+use llmgw::sim::Behavior;
 use llmgw::state::Command;
 use serde_json::{Value, json};
 use tokio::time::Instant;
-
-const BIN: &str = env!("CARGO_BIN_EXE_llmgw");
-
-fn config_text(dir: &Path, sims: &[&Arc<SimHandle>], extra: &str) -> String {
-    let names: Vec<String> = sims.iter().map(|s| format!("{{ provider = \"{}\", model = \"m\" }}", s.name)).collect();
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[history]\nflush_ms = 200\n\n{extra}\n{}[[routes]]\nmodel = \"chat\"\ntargets = [{}]\n",
-        dir.display(),
-        providers_toml(sims),
-        names.join(", ")
-    )
-}
-
-async fn start(text: &str, dir: &Path) -> Running {
-    llmgw::install_crypto();
-    std::fs::write(dir.join("gw.toml"), text).unwrap();
-    let cfg = Config::parse(&dir.join("gw.toml"), text, &|k| std::env::var(k).ok()).unwrap_or_else(|e| panic!("{e}"));
-    llmgw::server::start(cfg).await.unwrap()
-}
-
-fn url(r: &Running) -> String {
-    format!("http://{}/v1/chat/completions", r.addr)
-}
-
-fn body(content: &str, stream: bool) -> Value {
-    json!({ "model": "chat", "stream": stream, "messages": [{ "role": "user", "content": content }] })
-}
-
-async fn send(req: reqwest::RequestBuilder) -> (u16, String, String) {
-    let r = req.send().await.unwrap();
-    let cache = r.headers().get("x-llmgw-cache").map_or("", |v| v.to_str().unwrap()).to_string();
-    (r.status().as_u16(), cache, r.text().await.unwrap())
-}
 
 async fn stored(r: &Running, n: u64) {
     let stores = r.gw.live.stores().unwrap().clone();

@@ -49,6 +49,10 @@ pub struct Behavior {
     /// around it, deterministically per request).
     #[arg(long, default_value_t = 24)]
     pub reply_tokens: u32,
+    /// Answer 400 with an empty body when `x-request-id` is not a UUID, as some
+    /// OpenAI-compatible servers do (llama.cpp's Python server).
+    #[arg(long)]
+    pub uuid_request_ids: bool,
 }
 
 impl Default for Behavior {
@@ -64,6 +68,7 @@ impl Default for Behavior {
             cut_after: None,
             stall_after: None,
             reply_tokens: 24,
+            uuid_request_ids: false,
         }
     }
 }

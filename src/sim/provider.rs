@@ -149,6 +149,11 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
             return Err(error(StatusCode::UNAUTHORIZED, "invalid_request_error", "Incorrect API key provided."));
         }
     }
+    let request_id = headers.get("x-request-id").map(|v| v.to_str().unwrap_or(""));
+    if b.uuid_request_ids && request_id.is_some_and(|id| uuid::Uuid::try_parse(id).is_err()) {
+        h.stats.errors.fetch_add(1, Relaxed);
+        return Err(StatusCode::BAD_REQUEST.into_response());
+    }
     let jitter = if b.jitter_ms > 0 { fastrand::i64(-(b.jitter_ms as i64)..=b.jitter_ms as i64) } else { 0 };
     let delay = (b.latency_ms as i64 + jitter).max(0) as u64;
     if delay > 0 {
@@ -265,6 +270,10 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
     };
     resp.headers_mut()
         .insert("x-sim-provider", HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")));
+    // Tests check which request id reached the provider.
+    if let Some(id) = headers.get("x-request-id") {
+        resp.headers_mut().insert("x-sim-request-id", id.clone());
+    }
     resp
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use llmgw::config::Config;
 use llmgw::pipeline::Gateway;
+use llmgw::server::Running;
 use llmgw::sim::{Behavior, SimHandle};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// A gateway served in-process on a free loopback port.
@@ -119,4 +121,43 @@ pub async fn fire(url: &str, body: serde_json::Value, n: usize, concurrency: usi
 
 pub fn count(results: &[(u16, String, u32)], provider: &str) -> usize {
     results.iter().filter(|r| r.1 == provider).count()
+}
+
+/// A gateway config with a store in `dir`, the given providers on one `chat` route, and `extra`
+/// sections. The cache is on unless `extra` has its own `[cache]` section.
+pub fn config_text(dir: &Path, sims: &[&Arc<SimHandle>], extra: &str) -> String {
+    let extra =
+        if extra.contains("[cache]") { extra.to_string() } else { format!("[cache]\nenabled = true\n\n{extra}") };
+    let names: Vec<String> = sims.iter().map(|s| format!("{{ provider = \"{}\", model = \"m\" }}", s.name)).collect();
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[history]\nflush_ms = 200\n\n{extra}\n{}[[routes]]\nmodel = \"chat\"\ntargets = [{}]\n",
+        dir.display(),
+        providers_toml(sims),
+        names.join(", ")
+    )
+}
+
+/// Starts a gateway with its store, as `llmgw serve` does, from config text written to `dir`.
+pub async fn start(text: &str, dir: &Path) -> Running {
+    llmgw::install_crypto();
+    std::fs::write(dir.join("gw.toml"), text).unwrap();
+    let cfg = Config::parse(&dir.join("gw.toml"), text, &|k| std::env::var(k).ok()).unwrap_or_else(|e| panic!("{e}"));
+    llmgw::server::start(cfg).await.unwrap()
+}
+
+/// Its chat completions URL.
+pub fn url(r: &Running) -> String {
+    format!("http://{}/v1/chat/completions", r.addr)
+}
+
+/// A chat request to the `chat` route.
+pub fn body(content: &str, stream: bool) -> Value {
+    json!({ "model": "chat", "stream": stream, "messages": [{ "role": "user", "content": content }] })
+}
+
+/// Sends; returns (status, `x-llmgw-cache`, body).
+pub async fn send(req: reqwest::RequestBuilder) -> (u16, String, String) {
+    let r = req.send().await.unwrap();
+    let cache = r.headers().get("x-llmgw-cache").map_or("", |v| v.to_str().unwrap()).to_string();
+    (r.status().as_u16(), cache, r.text().await.unwrap())
 }
