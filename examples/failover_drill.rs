@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use llmgw::fault::Fault;
+use llmgw::control::Command;
+use llmgw::control::Fault;
 use llmgw::sim::traffic::{self, Traffic, TrafficSpec};
 use llmgw::sim::{Behavior, SimSpec};
-use llmgw::state::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

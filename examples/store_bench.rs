@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use llmgw::clock::unix_ms;
+use llmgw::store::Store;
 use llmgw::store::history::{AttemptRecord, HistoryRecord, Write, spawn_writer};
-use llmgw::store::{Store, unix_ms};
 
 fn record(i: u64) -> HistoryRecord {
     HistoryRecord {

@@ -2,11 +2,13 @@
 //! live ops console and an embedded store. See DESIGN.md for the map of modules.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
-pub mod fault;
+pub mod control;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod monitor;
 pub mod outcome;
 pub mod pipeline;
 pub mod providers;

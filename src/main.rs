@@ -310,13 +310,14 @@ async fn console(
         traffic: t.map(|t| {
             Arc::new(move || TrafficView { target_rps: t.rps() }) as Arc<dyn Fn() -> TrafficView + Send + Sync>
         }),
+        stores: running.gw.stores().cloned(),
     };
     let snapshots =
         llmgw::snapshot::spawn_sampler(running.gw.live.clone(), meta, Duration::from_millis(250), cancel.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let c = Console {
         snapshots,
-        control: Arc::new(LocalControl { live: running.gw.live.clone() }),
+        control: Arc::new(LocalControl { gw: running.gw.clone(), runtime: tokio::runtime::Handle::current() }),
         traffic,
         read_only,
         theme: Theme::from_env(),

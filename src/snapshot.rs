@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::fault::Fault;
+use crate::control::Fault;
 use crate::health::outlier::Phase;
 use crate::metrics::{NOW_S, Second, Summary, WINDOW_S};
 use crate::outcome::Tally;
@@ -113,7 +113,7 @@ pub struct TargetView {
     /// Per-second history, oldest first, up to [`WINDOW_S`] seconds.
     pub series: Vec<Second>,
     /// Per-minute history of the last hours (kept across restarts), oldest first.
-    pub minutes: Vec<crate::store::rollups::Minute>,
+    pub minutes: Vec<crate::metrics::Minute>,
 }
 
 /// One route.
@@ -225,6 +225,8 @@ pub struct Meta {
     pub log_dir: Option<String>,
     /// Reads the demo's traffic generator, if any.
     pub traffic: Option<Arc<dyn Fn() -> TrafficView + Send + Sync>>,
+    /// The gateway's store, whose counters the snapshot shows.
+    pub stores: Option<Arc<crate::store::Stores>>,
 }
 
 impl std::fmt::Debug for Meta {
@@ -352,7 +354,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         traffic: meta.traffic.as_ref().map(|f| f()),
         log_dir: meta.log_dir.clone(),
         recent: live.recent(RECENT_SHOWN).iter().map(|r| recent_view(cfg, r)).collect(),
-        store: live.stores().map(|s| StoreView {
+        store: meta.stores.as_ref().map(|s| StoreView {
             cache: s.cache.stats(),
             history_records: s.history.len(),
             dropped: s.writer.dropped(),

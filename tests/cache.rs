@@ -95,7 +95,7 @@ async fn a_streamed_hit_records_its_tokens() {
         let (_, cache, _) = send(c.post(url(&gw)).header("x-request-id", id).json(&req)).await;
         assert_eq!(cache, want);
     }
-    let stores = gw.gw.live.stores().unwrap().clone();
+    let stores = gw.gw.stores().unwrap().clone();
     assert!(wait_for(Duration::from_secs(5), || stores.writer.written() == 2).await);
     let tokens = |id: &str| {
         let r = stores.history.find(id).unwrap();

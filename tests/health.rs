@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
-use llmgw::fault::Fault;
+use llmgw::control::Command;
+use llmgw::control::Fault;
 use llmgw::sim::traffic::{self, Traffic, TrafficSpec};
 use llmgw::sim::{Behavior, SimHandle};
-use llmgw::state::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

@@ -82,7 +82,7 @@ async fn the_history_summary_and_the_console_agree_on_every_providers_failure_ra
     let gw = start(&config_text(dir.path(), &[&sims[0], &sims[1], &sims[2]], "[cache]\n"), dir.path()).await;
     let n = 300;
     fire(&url(&gw), body("x", false), n, 8).await;
-    let stores = gw.gw.live.stores().unwrap().clone();
+    let stores = gw.gw.stores().unwrap().clone();
     assert!(wait_for(Duration::from_secs(10), || stores.writer.written() == n as u64).await);
     let summary = stores.history.summary(&Default::default());
     let live = &gw.gw.live;
@@ -158,7 +158,7 @@ proptest! {
         prop_assert_eq!(console.provider_failures(), failures);
         prop_assert_eq!(console.failure_rate(), rate);
 
-        let minute = llmgw::store::rollups::aggregate(0, &window.series(3, 4));
+        let minute = llmgw::metrics::aggregate(0, &window.series(3, 4));
         prop_assert_eq!((minute.failed as u64, minute.total as u64), (failures, judged));
 
         let chunks: Vec<HistoryRecord> = classes.chunks(3).map(record).collect();

@@ -12,15 +12,15 @@ use std::time::Duration;
 use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_llmgw");
-use llmgw::fault::Fault;
+use llmgw::control::Command;
+use llmgw::control::Fault;
 use llmgw::server::Running;
 use llmgw::sim::Behavior;
-use llmgw::state::Command;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 async fn stored(r: &Running, n: u64) {
-    let stores = r.gw.live.stores().unwrap().clone();
+    let stores = r.gw.stores().unwrap().clone();
     assert!(wait_for(Duration::from_secs(5), || stores.cache.stats().entries == n).await, "{n} entries stored");
 }
 
@@ -56,7 +56,7 @@ async fn cache_hits_misses_bypasses_and_keeps_tenants_apart() {
 
     // no-store: answered, not kept.
     stored(&gw, 3).await;
-    let writer = gw.gw.live.stores().unwrap().writer.clone();
+    let writer = gw.gw.stores().unwrap().writer.clone();
     let before = writer.written();
     send(c.post(url(&gw)).header("cache-control", "no-store").json(&body("private", false))).await;
     // A request's cache write is queued before its history record: once that is written, so
@@ -65,7 +65,7 @@ async fn cache_hits_misses_bypasses_and_keeps_tenants_apart() {
     assert_eq!(send(c.post(url(&gw)).json(&body("private", false))).await.1, "miss");
 
     // Purge is a control command.
-    let ack = gw.gw.live.apply(&Command::PurgeCache { route: Some("chat".into()) }, Instant::now()).unwrap();
+    let ack = gw.gw.apply(&Command::PurgeCache { route: Some("chat".into()) }).unwrap();
     assert!(ack.starts_with("cache purged:"), "{ack}");
     assert_eq!(send(c.post(url(&gw)).json(&body("hello", false))).await.1, "miss");
     gw.stop().await.unwrap();
@@ -133,9 +133,9 @@ async fn errors_and_truncated_streams_are_not_cached() {
         assert!(text.contains("stream_broken"));
     }
     // Each request's cache write (if any) is queued before its history record.
-    let writer = gw.gw.live.stores().unwrap().writer.clone();
+    let writer = gw.gw.stores().unwrap().writer.clone();
     assert!(wait_for(Duration::from_secs(5), || writer.written() == 4).await);
-    assert_eq!(gw.gw.live.stores().unwrap().cache.stats().entries, 0);
+    assert_eq!(gw.gw.stores().unwrap().cache.stats().entries, 0);
     assert_eq!(bad.stats.chat.load(Relaxed), 2);
     gw.stop().await.unwrap();
 }
@@ -191,7 +191,7 @@ async fn history_is_recorded_and_queried_live_and_after_stop() {
             .await;
         assert_eq!(r.unwrap().status(), 200);
     }
-    let writer = gw.gw.live.stores().unwrap().writer.clone();
+    let writer = gw.gw.stores().unwrap().writer.clone();
     assert!(wait_for(Duration::from_secs(5), || writer.written() == 20).await);
     assert_eq!(writer.dropped(), 0);
 
@@ -232,15 +232,11 @@ async fn overrides_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(dir.path(), &[&a, &b], "");
     let gw = start(&text, dir.path()).await;
-    let live = &gw.gw.live;
-    let now = Instant::now();
-    live.apply(&Command::SetWeight { route: "chat".into(), provider: "a".into(), weight: 7 }, now).unwrap();
-    live.apply(&Command::Drain { provider: "b".into() }, now).unwrap();
-    live.apply(
-        &Command::InjectFault { provider: "a".into(), fault: Fault::Slow { delay_ms: 5 }, duration_s: Some(300) },
-        now,
-    )
-    .unwrap();
+    // Through the gateway, the one entry point that persists what it applies.
+    gw.gw.apply(&Command::SetWeight { route: "chat".into(), provider: "a".into(), weight: 7 }).unwrap();
+    gw.gw.apply(&Command::Drain { provider: "b".into() }).unwrap();
+    let slow = Fault::Slow { delay_ms: 5 };
+    gw.gw.apply(&Command::InjectFault { provider: "a".into(), fault: slow, duration_s: Some(300) }).unwrap();
     gw.stop().await.unwrap();
 
     let gw = start(&text, dir.path()).await;
@@ -250,12 +246,12 @@ async fn overrides_survive_a_restart() {
     assert!(live.drained(1));
     let f = live.fault(0, now).expect("a fault with time left is restored");
     assert_eq!(f.fault, Fault::Slow { delay_ms: 5 });
-    live.apply(&Command::InjectFault { provider: "b".into(), fault: Fault::Down, duration_s: None }, now).unwrap();
+    gw.gw.apply(&Command::InjectFault { provider: "b".into(), fault: Fault::Down, duration_s: None }).unwrap();
     gw.stop().await.unwrap();
 
     let gw = start(&text, dir.path()).await;
     assert!(gw.gw.live.fault(1, Instant::now()).is_none(), "a fault without an end does not outlive the process");
-    gw.gw.live.apply(&Command::ResetOverrides, Instant::now()).unwrap();
+    gw.gw.apply(&Command::ResetOverrides).unwrap();
     gw.stop().await.unwrap();
     let gw = start(&text, dir.path()).await;
     assert_eq!((gw.gw.live.target_weight(0, 0), gw.gw.live.drained(1)), (1, false), "reset is kept too");
@@ -421,17 +417,17 @@ async fn per_minute_history_is_there_right_after_a_restart() {
         // Two hours of minutes, as a previous run would have left them.
         let store = Arc::new(llmgw::store::Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap());
         let rollups = llmgw::store::rollups::Rollups::open(store.clone());
-        let now = llmgw::store::unix_ms() / 60_000;
+        let now = llmgw::clock::unix_ms() / 60_000;
         for m in now - 120..now {
             let minute =
-                llmgw::store::rollups::Minute { minute: m, total: 60, served: 60, p95_ms: 42.0, ..Default::default() };
+                llmgw::metrics::Minute { minute: m, total: 60, served: 60, p95_ms: 42.0, ..Default::default() };
             rollups.put("chat", "a", &minute);
         }
         // A minute older than the charts' 6 hours stays out of memory.
         rollups.put(
             "chat",
             "a",
-            &llmgw::store::rollups::Minute { minute: now - 400, total: 1, served: 1, ..Default::default() },
+            &llmgw::metrics::Minute { minute: now - 400, total: 1, served: 1, ..Default::default() },
         );
         store.flush();
     }

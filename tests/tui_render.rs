@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use llmgw::fault::Fault;
+use llmgw::control::Fault;
 use llmgw::metrics::{Second, Summary};
 use llmgw::outcome::{OutcomeClass, Tally};
 use llmgw::snapshot::{FaultView, ProviderView, RouteView, Snapshot, Status, TargetView, TrafficView};
@@ -298,7 +298,7 @@ fn panic_mode_is_visible() {
 
 #[test]
 fn the_6h_chart_draws_per_minute_history() {
-    use llmgw::store::rollups::Minute;
+    use llmgw::metrics::Minute;
     let mut s = fixture(true);
     for (i, t) in s.routes[0].targets.iter_mut().enumerate() {
         t.minutes = (0..300)

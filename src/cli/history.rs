@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::store::history::{Filter, History, HistoryRecord, ProviderSummary};
-use crate::store::{Store, StoreError, unix_ms};
+use crate::store::{Store, StoreError};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

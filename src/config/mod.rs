@@ -15,8 +15,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod rules;
 mod store;
+pub use rules::{Rule, RuleAction};
 pub use store::{CacheConfig, HistoryConfig, RouteCache};
+
+/// Targets a route may have (a request tracks the ones it tried in a 64-bit set).
+pub const MAX_TARGETS: usize = 64;
 
 /// A configuration problem, located in its file.
 #[derive(Debug, Clone)]
@@ -244,7 +249,7 @@ pub struct RouteConfig {
     /// Where requests go.
     pub targets: Vec<TargetConfig>,
     /// Conditions on live metrics that steer traffic.
-    pub rules: Vec<crate::health::rules::Rule>,
+    pub rules: Vec<Rule>,
     /// Its cache settings.
     pub cache: RouteCache,
 }
@@ -746,11 +751,11 @@ impl Config {
             if raw_targets.is_empty() {
                 return Err(cx.err(Some(targets_span), key("targets"), "a route needs at least one target"));
             }
-            if raw_targets.len() > crate::router::MAX_TARGETS {
+            if raw_targets.len() > MAX_TARGETS {
                 return Err(cx.err(
                     Some(targets_span),
                     key("targets"),
-                    format!("at most {} targets per route", crate::router::MAX_TARGETS),
+                    format!("at most {} targets per route", MAX_TARGETS),
                 ));
             }
             let mut targets = Vec::with_capacity(raw_targets.len());
@@ -804,7 +809,7 @@ impl Config {
             let mut rules = Vec::with_capacity(r.rules.len());
             for (j, rule) in r.rules.iter().enumerate() {
                 let rkey = |k: &str| format!("routes[{i}].rules[{j}].{k}");
-                let (metric, op, threshold) = crate::health::rules::parse_when(rule.when.get_ref())
+                let (metric, op, threshold) = rules::parse_when(rule.when.get_ref())
                     .map_err(|e| cx.err(Some(rule.when.span()), rkey("when"), e))?;
                 let pname = rule.provider.get_ref();
                 let provider =
@@ -816,8 +821,8 @@ impl Config {
                         )
                     })?;
                 let action = match (rule.action.get_ref().as_str(), rule.value) {
-                    ("avoid", None) => crate::health::rules::RuleAction::Avoid,
-                    ("weight", Some(v)) => crate::health::rules::RuleAction::Weight(v),
+                    ("avoid", None) => RuleAction::Avoid,
+                    ("weight", Some(v)) => RuleAction::Weight(v),
                     ("weight", None) => {
                         return Err(cx.err(Some(rule.action.span()), rkey("value"), "action 'weight' needs a value"));
                     }
@@ -832,14 +837,7 @@ impl Config {
                         ));
                     }
                 };
-                rules.push(crate::health::rules::Rule {
-                    metric,
-                    op,
-                    threshold,
-                    provider,
-                    action,
-                    when: rule.when.get_ref().clone(),
-                });
+                rules.push(Rule { metric, op, threshold, provider, action, when: rule.when.get_ref().clone() });
             }
             routes.push(RouteConfig {
                 model,

@@ -1,18 +1,12 @@
-//! Active health checks: a cheap request to each provider at an interval, apart from client
-//! traffic. A provider is unhealthy after `unhealthy_after` failures among its last
+//! Active health checks' verdicts (the probes themselves run in [`crate::monitor`]): a cheap
+//! request to each provider at an interval, apart from client traffic. A provider is unhealthy after `unhealthy_after` failures among its last
 //! `probe_window` probes, and healthy again after `healthy_after` consecutive successes.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{HealthConfig, ProbeKind};
-use crate::fault::Action;
-use crate::pipeline::Gateway;
+use crate::config::HealthConfig;
 
 /// The probe history of one provider.
 #[derive(Debug, Clone, Default)]
@@ -66,52 +60,6 @@ impl ProbeState {
             last_ms: Some(ms),
         })
     }
-}
-
-/// Probes every provider whose probe is not `off`, until `cancel`.
-pub fn spawn(gw: Arc<Gateway>, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    for (p, provider) in gw.config.providers.iter().enumerate() {
-        if provider.probe == ProbeKind::Off {
-            continue;
-        }
-        let gw = gw.clone();
-        let cancel = cancel.clone();
-        tasks.push(tokio::spawn(async move {
-            let cfg = &gw.config.health;
-            // Spread the providers' probes over the interval instead of firing them together.
-            let offset = cfg.probe_interval.mul_f64(fastrand::f64());
-            let mut tick = tokio::time::interval_at(Instant::now() + offset, cfg.probe_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let start = Instant::now();
-                let ok = tokio::select! {
-                    ok = probe_once(&gw, p, cfg.probe_timeout) => ok,
-                    _ = cancel.cancelled() => return,
-                };
-                gw.live.probe_result(p, ok, start.elapsed(), Instant::now());
-            }
-        }));
-    }
-    tasks
-}
-
-/// One probe. A drill's fault acts on probes as on client requests.
-async fn probe_once(gw: &Gateway, p: usize, timeout: Duration) -> bool {
-    let now = Instant::now();
-    let mut rng = fastrand::Rng::new();
-    match gw.live.fault(p, now).and_then(|f| f.fault.action(&mut rng)) {
-        Some(Action::Refuse | Action::Status(_) | Action::Hang) => return false,
-        Some(Action::Delay(d)) if d >= timeout => return false,
-        Some(Action::Delay(d)) => tokio::time::sleep(d).await,
-        // A rate-limited or stream-cutting provider still answers a probe.
-        Some(Action::RateLimit(_) | Action::Cut(_) | Action::Stall(_)) | None => {}
-    }
-    gw.probe(p, timeout).await
 }
 
 #[cfg(test)]

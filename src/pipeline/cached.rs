@@ -10,11 +10,11 @@ use bytes::Bytes;
 
 use super::finish::Finish;
 use super::{Gateway, ProxyRequest};
+use crate::clock::unix_ms;
 use crate::config::RouteConfig;
 use crate::outcome::CacheStatus;
 use crate::store::cache::{self, replay_as_sse};
 use crate::store::history::Write;
-use crate::store::unix_ms;
 
 /// How usable a stored answer of a given age is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl Gateway {
         route: &RouteConfig,
         fin: &mut Finish,
     ) -> (Plan, Option<Response>) {
-        let Some(stores) = self.live.stores() else { return (Plan::default(), None) };
+        let Some(stores) = self.stores() else { return (Plan::default(), None) };
         // Caching is opt-in: the route's setting, unless the request says otherwise.
         if !req.cache_control.opt_in.unwrap_or(route.cache.enabled) {
             return (Plan::default(), None);
@@ -101,7 +101,7 @@ impl Gateway {
 
     /// An expired entry younger than `stale_ttl_s`, when every target failed.
     pub(super) fn cache_stale(&self, req: &ProxyRequest, plan: &Plan, fin: &mut Finish) -> Option<Response> {
-        let stores = self.live.stores()?;
+        let stores = self.stores()?;
         let e = stores.cache.get(plan.key.as_deref()?)?;
         let cfg = &self.config.cache;
         if freshness(e.age_ms(unix_ms()), cfg.ttl, None, cfg.stale_ttl) == Freshness::Expired {
@@ -122,7 +122,7 @@ impl Gateway {
     /// Makes a complete answer visible to the next request at once and queues its disk write.
     /// Only a JSON document within the route's entry size is stored.
     pub(super) fn cache_put(&self, key: Vec<u8>, route: &RouteConfig, body: Bytes) {
-        let Some(stores) = self.live.stores() else { return };
+        let Some(stores) = self.stores() else { return };
         if body.len() as u64 > route.cache.max_entry_bytes
             || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
         {

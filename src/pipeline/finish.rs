@@ -41,7 +41,7 @@ impl Finish {
             stream: req.stream,
             attempts: Vec::with_capacity(2),
             status: 499,
-            at_ms: crate::store::unix_ms(),
+            at_ms: crate::clock::unix_ms(),
             client: req.client,
             ..RequestRecord::default()
         };
@@ -152,7 +152,7 @@ impl Drop for Finish {
         let record = Arc::new(std::mem::take(&mut self.record));
         self.gw.live.request_finished(&record, now);
         let history = &self.gw.config.history;
-        if let Some(stores) = self.gw.live.stores()
+        if let Some(stores) = self.gw.stores()
             && history.enabled
         {
             let (request_body, response_body) = if history.store_bodies {

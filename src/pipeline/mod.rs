@@ -19,17 +19,19 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::config::{Config, RouteConfig};
-use crate::fault::Action;
+use crate::control::{Command, CommandError};
 use crate::outcome::Skip;
 use crate::outcome::{Attempt, OutcomeClass};
 use crate::providers::classify;
+use crate::providers::fault::{Call, Verdict, before_call};
 use crate::providers::openai::{ApiPath, Upstream, usage_of};
 use crate::providers::sse::EventFramer;
 use crate::router::choose;
 use crate::server::error::ApiError;
-use crate::state::Live;
+use crate::state::{EventKind, Live};
+use crate::store::Stores;
 use finish::Finish;
-use relay::{Capture, Relay, StreamFault};
+use relay::{Capture, Relay};
 
 /// The gateway's shared core: config, upstream adapters and live state.
 #[derive(Debug)]
@@ -38,8 +40,10 @@ pub struct Gateway {
     pub config: Arc<Config>,
     /// Live provider state, fed by outcomes and changed by control commands.
     pub live: Arc<Live>,
-    upstreams: Vec<Upstream>,
+    /// The provider adapters, shared with the health monitor.
+    pub upstreams: Arc<[Upstream]>,
     routes: HashMap<String, usize>,
+    stores: Option<Arc<Stores>>,
 }
 
 /// A client request, parsed just enough to route it.
@@ -106,19 +110,54 @@ const HOP_HEADERS: [HeaderName; 6] =
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 impl Gateway {
-    /// Builds the upstream clients and the live state for a validated config.
+    /// Builds the upstream clients and the live state for a validated config, without a store
+    /// (no cache, history or persisted overrides).
     pub fn new(config: Config) -> anyhow::Result<Gateway> {
+        Gateway::with_stores(config, None)
+    }
+
+    /// The same, with the store that keeps the cache, the history and the overrides.
+    pub fn with_stores(config: Config, stores: Option<Arc<Stores>>) -> anyhow::Result<Gateway> {
         let upstreams = config.providers.iter().map(Upstream::new).collect::<anyhow::Result<Vec<_>>>()?;
         let routes = config.routes.iter().enumerate().map(|(i, r)| (r.model.clone(), i)).collect();
         let config = Arc::new(config);
         let live = Arc::new(Live::new(config.clone()));
-        Ok(Gateway { config, live, upstreams, routes })
+        Ok(Gateway { config, live, upstreams: upstreams.into(), routes, stores })
     }
 
-    /// Probes provider `p` once (see [`crate::health::probe`]).
-    pub async fn probe(&self, p: usize, timeout: Duration) -> bool {
-        let cfg = &self.config.providers[p];
-        self.upstreams[p].probe(cfg.probe, &cfg.probe_model, timeout).await
+    /// The store, when the gateway has one.
+    pub fn stores(&self) -> Option<&Arc<Stores>> {
+        self.stores.as_ref()
+    }
+
+    /// Applies an operator command: the one entry point of the console, the admin API and
+    /// tests. The live state changes at once; with a store, the override is kept across
+    /// restarts and a purge empties the cache. Call it off any UI thread: it may touch the store.
+    pub fn apply(&self, cmd: &Command) -> Result<String, CommandError> {
+        let now = Instant::now();
+        let ack = match cmd {
+            Command::PurgeCache { route } => {
+                cmd.validate()?;
+                let Some(stores) = &self.stores else {
+                    return Err(CommandError::Unavailable("this gateway has no cache".into()));
+                };
+                if let Some(r) = route
+                    && self.route_index(r).is_none()
+                {
+                    return Err(CommandError::NotFound(format!("no route named '{r}'")));
+                }
+                let n = stores.cache.purge(route.as_deref());
+                let of = route.as_ref().map_or(String::new(), |r| format!(" of '{r}'"));
+                let ack = format!("cache purged: {n} entries{of}");
+                self.live.event(now, EventKind::Operator, ack.clone());
+                ack
+            }
+            _ => self.live.apply(cmd, now)?,
+        };
+        if let Some(s) = &self.stores {
+            s.overrides.record(cmd);
+        }
+        Ok(ack)
     }
 
     /// The route clients call `model`.
@@ -221,36 +260,19 @@ impl Gateway {
         let first_byte_by = (t0 + up.timeouts.first_byte).min(deadline);
         let read_by = (t0 + up.timeouts.attempt).min(deadline);
 
-        // A drill's fault acts here, before the network call, and fails like the real thing.
-        let action = self.live.fault(target.provider, t0).and_then(|f| f.fault.action(rng));
-        let mut stream_fault = None;
-        match action {
-            None => {}
-            Some(Action::Refuse) => return Err(fin.end_injected(OutcomeClass::Connect, None)),
-            Some(Action::Status(s)) => return Err(fin.end_injected(OutcomeClass::Http5xx, Some(s))),
-            Some(Action::RateLimit(wait)) => {
-                self.live.hold_back(target.provider, wait, t0);
-                return Err(fin.end_injected(OutcomeClass::Http429, Some(429)));
-            }
-            Some(Action::Hang) => {
-                tokio::time::sleep_until(first_byte_by).await;
-                return Err(fin.end_injected(OutcomeClass::Timeout, None));
-            }
-            Some(Action::Delay(d)) => {
-                if t0 + d >= first_byte_by {
-                    tokio::time::sleep_until(first_byte_by).await;
-                    return Err(fin.end_injected(OutcomeClass::Timeout, None));
+        // A drill's fault acts in the adapter's fault wrapper, before the network call, and
+        // fails like the real thing.
+        let fault = self.live.fault(target.provider, t0).map(|f| f.fault);
+        let call = if req.stream { Call::Stream } else { Call::Json };
+        let stream_fault = match before_call(fault, call, first_byte_by, read_by, rng).await {
+            Verdict::Proceed(f) => f,
+            Verdict::Fail { class, status, hold_back } => {
+                if let Some(wait) = hold_back {
+                    self.live.hold_back(target.provider, wait, Instant::now());
                 }
-                tokio::time::sleep(d).await;
+                return Err(fin.end_injected(class, status));
             }
-            Some(Action::Cut(n)) if req.stream => stream_fault = Some(StreamFault::Cut(n)),
-            Some(Action::Stall(n)) if req.stream => stream_fault = Some(StreamFault::Stall(n)),
-            Some(Action::Cut(_)) => return Err(fin.end_injected(OutcomeClass::StreamBroken, Some(200))),
-            Some(Action::Stall(_)) => {
-                tokio::time::sleep_until(read_by).await;
-                return Err(fin.end_injected(OutcomeClass::Timeout, Some(200)));
-            }
-        }
+        };
 
         let body = rewrite_model(&req.body, req.model_span.clone(), &target.model);
         let request_id = req.request_id.to_str().unwrap_or("");

@@ -10,17 +10,9 @@ use tokio::time::timeout;
 
 use super::finish::Finish;
 use crate::outcome::OutcomeClass;
+use crate::providers::fault::StreamFault;
 use crate::providers::openai::usage_in_events;
 use crate::providers::sse::{EventFramer, error_event};
-
-/// A fault that ends the stream early, injected by a drill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum StreamFault {
-    /// Drop the stream after this many events.
-    Cut(u32),
-    /// Stop relaying after this many events (the idle timeout then ends it).
-    Stall(u32),
-}
 
 /// Relays whole events as they arrive and ends a broken, truncated or stalled stream with an
 /// error event. Dropping it (the client went away) drops the upstream request.

@@ -74,9 +74,6 @@ fn pick_p2c(
     }
 }
 
-/// At most this many targets per route, so a request's tried set fits in a `u64` bitmask.
-pub const MAX_TARGETS: usize = 64;
-
 /// Picks one of `n` targets in proportion to `weight(i)` (0: never). The tried/last-failed
 /// rules live in [`choose`], the same for every strategy.
 fn pick_weighted(n: usize, weight: impl Fn(usize) -> u32, rng: &mut fastrand::Rng) -> Option<usize> {

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::error::ApiError;
+use crate::control::{Command, CommandError};
 use crate::pipeline::Gateway;
-use crate::state::Command;
 use crate::store::history::Filter;
 
 /// The admin token: from the configured environment variable, or a random one written to
@@ -90,11 +90,22 @@ async fn auth(State(s): State<AdminState>, req: Request, next: Next) -> Response
 }
 
 async fn command(State(s): State<AdminState>, Json(cmd): Json<Command>) -> Response {
-    match s.gw.live.apply(&cmd, tokio::time::Instant::now()) {
-        Ok(ack) => Json(serde_json::json!({ "ok": true, "message": ack })).into_response(),
-        Err(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "command_rejected", e).into_response()
+    // Applying may touch the store (an override persisted, a purge): off the async workers.
+    let gw = s.gw.clone();
+    match tokio::task::spawn_blocking(move || gw.apply(&cmd)).await {
+        Ok(Ok(ack)) => Json(serde_json::json!({ "ok": true, "message": ack })).into_response(),
+        Ok(Err(e)) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let code = match e {
+                CommandError::NotFound(_) => "not_found",
+                CommandError::Conflict(_) => "conflict",
+                CommandError::Invalid(_) => "invalid_value",
+                CommandError::Unavailable(_) => "unavailable",
+            };
+            ApiError::new(status, "invalid_request_error", code, e.to_string()).into_response()
         }
+        Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal", "the command failed")
+            .into_response(),
     }
 }
 
@@ -109,7 +120,7 @@ fn no_store() -> Response {
 }
 
 async fn history(State(s): State<AdminState>, Query(f): Query<Filter>) -> Response {
-    let Some(stores) = s.gw.live.stores().cloned() else { return no_store() };
+    let Some(stores) = s.gw.stores().cloned() else { return no_store() };
     let records = tokio::task::spawn_blocking(move || stores.history.query(&f)).await.unwrap_or_default();
     let mut body = String::new();
     for r in records {
@@ -120,12 +131,12 @@ async fn history(State(s): State<AdminState>, Query(f): Query<Filter>) -> Respon
 }
 
 async fn summary(State(s): State<AdminState>, Query(f): Query<Filter>) -> Response {
-    let Some(stores) = s.gw.live.stores().cloned() else { return no_store() };
+    let Some(stores) = s.gw.stores().cloned() else { return no_store() };
     Json(tokio::task::spawn_blocking(move || stores.history.summary(&f)).await.unwrap_or_default()).into_response()
 }
 
 async fn one(State(s): State<AdminState>, UrlPath(id): UrlPath<String>) -> Response {
-    let Some(stores) = s.gw.live.stores().cloned() else { return no_store() };
+    let Some(stores) = s.gw.stores().cloned() else { return no_store() };
     match tokio::task::spawn_blocking(move || stores.history.find(&id)).await.ok().flatten() {
         Some(r) => Json(r).into_response(),
         None => ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", "no such request")

@@ -48,8 +48,15 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     let admin_listen = config.server.admin_listen;
     let stores = Arc::new(crate::store::Stores::open(&config)?);
     let token = admin::token(&config)?;
-    let gw = Arc::new(Gateway::new(config)?);
-    gw.live.attach_store(stores.clone());
+    let gw = Arc::new(Gateway::with_stores(config, Some(stores.clone()))?);
+    // The long charts start with the hours kept from before this start.
+    let since = (crate::clock::unix_ms() / 60_000).saturating_sub(crate::state::MINUTES_KEPT as u64);
+    for (r, route) in gw.config.routes.iter().enumerate() {
+        for (t, target) in route.targets.iter().enumerate() {
+            let provider = &gw.config.providers[target.provider].name;
+            gw.live.load_minutes(r, t, stores.rollups.load(&route.model, provider, since));
+        }
+    }
     let now = tokio::time::Instant::now();
     if let Some(aside) = &stores.store.moved_aside {
         let text = format!("the store was corrupt: moved aside to {}; started fresh", aside.display());
@@ -71,7 +78,7 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     std::fs::write(&addr_file, admin_addr.to_string())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", addr_file.display()))?;
     let shutdown = CancellationToken::new();
-    let mut background = crate::health::spawn(gw.clone(), shutdown.clone());
+    let mut background = crate::monitor::spawn(gw.upstreams.clone(), gw.live.clone(), shutdown.clone());
     background.push(spawn_rollups(gw.clone(), shutdown.clone()));
     let admin_app = admin::app(gw.clone(), token);
     let admin_shutdown = shutdown.clone();
@@ -99,7 +106,7 @@ impl Running {
         for t in self.background {
             let _ = tokio::time::timeout(grace, t).await;
         }
-        if let Some(stores) = self.gw.live.stores() {
+        if let Some(stores) = self.gw.stores() {
             stores.close().await;
         }
         Ok(())
@@ -119,11 +126,20 @@ fn spawn_rollups(gw: Arc<Gateway>, cancel: CancellationToken) -> tokio::task::Jo
                 _ = tick.tick() => {}
             }
             let gw2 = gw.clone();
-            last = tokio::task::spawn_blocking(move || gw2.live.roll_up(last, tokio::time::Instant::now()))
-                .await
-                .unwrap_or(last);
+            last = tokio::task::spawn_blocking(move || {
+                let (rolled, new) = gw2.live.roll_up(last, tokio::time::Instant::now());
+                if let Some(stores) = gw2.stores() {
+                    for (r, t, m) in new {
+                        let route = &gw2.config.routes[r];
+                        stores.rollups.put(&route.model, &gw2.config.providers[route.targets[t].provider].name, &m);
+                    }
+                }
+                rolled
+            })
+            .await
+            .unwrap_or(last);
             if last >= pruned_at + 60
-                && let Some(stores) = gw.live.stores().cloned()
+                && let Some(stores) = gw.stores().cloned()
             {
                 pruned_at = last;
                 let keep = gw.config.history.retention.as_secs() / 60;

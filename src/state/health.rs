@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{EventKind, Live, NO_CANARY, RULE_AVOID, RULE_NONE, TargetState, lock};
+use crate::config::RuleAction;
 use crate::config::TargetConfig;
 use crate::health::outlier::{Admit, Phase, Transition};
 use crate::health::probe::ProbeView;
-use crate::health::rules::RuleAction;
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord, Skip, Tally};
 use crate::router::Candidate;
 

@@ -13,60 +13,14 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::fault::Fault;
+use crate::control::{Command, CommandError, Fault};
 use crate::health::outlier::Outlier;
 use crate::health::probe::ProbeState;
-use crate::metrics::{Sample, Window};
+use crate::metrics::{Minute, Sample, Window};
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
 use crate::router::budget::RetryBudget;
 
 mod health;
-
-/// An operator action. Plain data: the TUI, the admin API and tests all send these.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum Command {
-    /// Set the weight of `provider`'s target in `route`.
-    SetWeight {
-        /// Route name (the `model` clients send).
-        route: String,
-        /// Provider name.
-        provider: String,
-        /// New weight (0 takes the target out of rotation).
-        weight: u32,
-    },
-    /// Send no new requests to `provider`; requests in flight finish.
-    Drain {
-        /// Provider name.
-        provider: String,
-    },
-    /// Put a drained provider back in rotation.
-    Undrain {
-        /// Provider name.
-        provider: String,
-    },
-    /// Make `provider` fail as `fault` says, for `duration_s` seconds or until cleared.
-    InjectFault {
-        /// Provider name.
-        provider: String,
-        /// The failure to simulate.
-        fault: Fault,
-        /// Seconds until it clears itself; `None` = until cleared.
-        duration_s: Option<u64>,
-    },
-    /// Remove `provider`'s fault.
-    ClearFault {
-        /// Provider name.
-        provider: String,
-    },
-    /// Every weight back to the config's, every drain and fault removed.
-    ResetOverrides,
-    /// Delete cached answers: all, or one route's.
-    PurgeCache {
-        /// Route name; `None` purges every route.
-        route: Option<String>,
-    },
-}
 
 /// What kind of thing an event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +98,7 @@ struct TargetState {
     /// A firing rule: `RULE_NONE`, `RULE_AVOID`, or a weight.
     rule: std::sync::atomic::AtomicI64,
     /// Per-minute aggregates of the last hours (from the store at start, then rolled up).
-    minutes: Mutex<VecDeque<crate::store::rollups::Minute>>,
+    minutes: Mutex<VecDeque<Minute>>,
 }
 
 /// Minutes of history kept in memory for the long charts: 6 hours.
@@ -177,7 +131,6 @@ pub struct Live {
     requests: Window,
     events: Mutex<VecDeque<Event>>,
     recent: Mutex<VecDeque<Arc<RequestRecord>>>,
-    stores: std::sync::OnceLock<Arc<crate::store::Stores>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -192,7 +145,7 @@ impl Live {
         let routes = config.routes.iter().map(|_| RouteState::default()).collect();
         Live {
             epoch: Instant::now(),
-            started_unix_ms: crate::store::unix_ms(),
+            started_unix_ms: crate::clock::unix_ms(),
             config,
             providers,
             targets,
@@ -200,7 +153,6 @@ impl Live {
             requests: Window::default(),
             events: Mutex::new(VecDeque::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_KEPT)),
-            stores: std::sync::OnceLock::new(),
         }
     }
 
@@ -367,41 +319,40 @@ impl Live {
         ev.iter().skip(ev.len().saturating_sub(n)).cloned().collect()
     }
 
-    fn provider_index(&self, name: &str) -> Result<usize, String> {
-        self.config.providers.iter().position(|p| p.name == name).ok_or_else(|| format!("no provider named '{name}'"))
+    fn provider_index(&self, name: &str) -> Result<usize, CommandError> {
+        let known = self.config.providers.iter().position(|p| p.name == name);
+        known.ok_or_else(|| CommandError::NotFound(format!("no provider named '{name}'")))
     }
 
-    /// Connects the store: commands are persisted from now on, cache purges reach it, and the
-    /// last hours of per-minute aggregates are loaded for the charts.
-    pub fn attach_store(&self, stores: Arc<crate::store::Stores>) {
-        let since = (crate::store::unix_ms() / 60_000).saturating_sub(MINUTES_KEPT as u64);
-        for (r, route) in self.config.routes.iter().enumerate() {
-            for (t, target) in route.targets.iter().enumerate() {
-                let provider = &self.config.providers[target.provider].name;
-                let loaded = stores.rollups.load(&route.model, provider, since);
-                lock(&self.targets[r][t].minutes).extend(loaded);
-            }
+    /// Adds per-minute aggregates of target `t` of route `r` kept from before this start (the
+    /// store's), oldest first, for the long charts.
+    pub fn load_minutes(&self, r: usize, t: usize, minutes: impl IntoIterator<Item = Minute>) {
+        let mut q = lock(&self.targets[r][t].minutes);
+        q.extend(minutes);
+        while q.len() > MINUTES_KEPT {
+            q.pop_front();
         }
-        let _ = self.stores.set(stores);
     }
 
     /// Rolls up the whole minutes that ended since `last` (a Unix minute) into the in-memory
-    /// series and the store; returns the last minute rolled.
-    pub fn roll_up(&self, last: u64, now: Instant) -> u64 {
+    /// series; returns the last minute rolled and the new minutes by (route, target), for the
+    /// store to keep.
+    pub fn roll_up(&self, last: u64, now: Instant) -> (u64, Vec<(usize, usize, Minute)>) {
         let sec = self.sec(now);
         let start_s = self.started_unix_ms / 1000;
         let current = (start_s + sec) / 60;
         let mut rolled = last;
+        let mut new = Vec::new();
         for minute in (last + 1).max(current.saturating_sub(10))..current {
             // The metrics' seconds of this wall-clock minute.
             let first = (minute * 60).saturating_sub(start_s);
             let back = sec.saturating_sub(first) as usize + 1;
             for (r, route) in self.config.routes.iter().enumerate() {
-                for (t, target) in route.targets.iter().enumerate() {
+                for (t, _) in route.targets.iter().enumerate() {
                     let ts = &self.targets[r][t];
                     let secs: Vec<_> =
                         ts.window.series(sec, back).into_iter().filter(|s| (start_s + s.sec) / 60 == minute).collect();
-                    let m = crate::store::rollups::aggregate(minute, &secs);
+                    let m = crate::metrics::aggregate(minute, &secs);
                     if m.total == 0 {
                         continue;
                     }
@@ -412,18 +363,16 @@ impl Live {
                         }
                         q.push_back(m);
                     }
-                    if let Some(st) = self.stores.get() {
-                        st.rollups.put(&route.model, &self.config.providers[target.provider].name, &m);
-                    }
+                    new.push((r, t, m));
                 }
             }
             rolled = minute;
         }
-        rolled.max(current.saturating_sub(1))
+        (rolled.max(current.saturating_sub(1)), new)
     }
 
     /// The per-minute series of target `t` of route `r`, oldest first.
-    pub fn minutes(&self, r: usize, t: usize) -> Vec<crate::store::rollups::Minute> {
+    pub fn minutes(&self, r: usize, t: usize) -> Vec<Minute> {
         lock(&self.targets[r][t].minutes).iter().copied().collect()
     }
 
@@ -432,22 +381,15 @@ impl Live {
         (self.started_unix_ms / 1000 + self.sec(now)) / 60
     }
 
-    /// The store, when the gateway has one.
-    pub fn stores(&self) -> Option<&Arc<crate::store::Stores>> {
-        self.stores.get()
+    /// Applies an operator command to the live state; the `Ok` text acknowledges it and is also
+    /// logged as an event. Purging the cache is the gateway's (it owns the store): here it is
+    /// refused. [`crate::pipeline::Gateway::apply`] is the entry point that also persists.
+    pub fn apply(&self, cmd: &Command, now: Instant) -> Result<String, CommandError> {
+        cmd.validate()?;
+        self.apply_inner(cmd, now)
     }
 
-    /// Applies an operator command; the `Ok` text acknowledges it and is also logged as an event.
-    /// With a store, the override it sets is kept across restarts.
-    pub fn apply(&self, cmd: &Command, now: Instant) -> Result<String, String> {
-        let ack = self.apply_inner(cmd, now)?;
-        if let Some(s) = self.stores.get() {
-            s.overrides.record(cmd);
-        }
-        Ok(ack)
-    }
-
-    fn apply_inner(&self, cmd: &Command, now: Instant) -> Result<String, String> {
+    fn apply_inner(&self, cmd: &Command, now: Instant) -> Result<String, CommandError> {
         let ack = match cmd {
             Command::SetWeight { route, provider, weight } => {
                 let r = self
@@ -455,20 +397,18 @@ impl Live {
                     .routes
                     .iter()
                     .position(|r| &r.model == route)
-                    .ok_or_else(|| format!("no route named '{route}'"))?;
+                    .ok_or_else(|| CommandError::NotFound(format!("no route named '{route}'")))?;
                 let p = self.provider_index(provider)?;
-                let t = self.config.routes[r]
-                    .targets
-                    .iter()
-                    .position(|t| t.provider == p)
-                    .ok_or_else(|| format!("route '{route}' has no target on '{provider}'"))?;
-                if *weight > 1_000_000 {
-                    return Err("a weight must be at most 1000000".into());
-                }
+                let t =
+                    self.config.routes[r].targets.iter().position(|t| t.provider == p).ok_or_else(|| {
+                        CommandError::NotFound(format!("route '{route}' has no target on '{provider}'"))
+                    })?;
                 let others: u64 =
                     (0..self.targets[r].len()).filter(|&i| i != t).map(|i| self.target_weight(r, i) as u64).sum();
                 if *weight == 0 && others == 0 {
-                    return Err(format!("'{provider}' is the last target of '{route}' with weight: set another first"));
+                    return Err(CommandError::Conflict(format!(
+                        "'{provider}' is the last target of '{route}' with weight: set another first"
+                    )));
                 }
                 let old = self.targets[r][t].weight.swap(*weight, Relaxed);
                 let cfg = self.config.routes[r].targets[t].weight;
@@ -477,20 +417,20 @@ impl Live {
             Command::Drain { provider } => {
                 let p = self.provider_index(provider)?;
                 if self.providers[p].drained.swap(true, Relaxed) {
-                    return Err(format!("{provider} is already drained"));
+                    return Err(CommandError::Conflict(format!("{provider} is already drained")));
                 }
                 format!("drained {provider}: no new requests, {} in flight finish", self.in_flight(p))
             }
             Command::Undrain { provider } => {
                 let p = self.provider_index(provider)?;
                 if !self.providers[p].drained.swap(false, Relaxed) {
-                    return Err(format!("{provider} is not drained"));
+                    return Err(CommandError::Conflict(format!("{provider} is not drained")));
                 }
                 format!("{provider} back in rotation")
             }
             Command::InjectFault { provider, fault, duration_s } => {
                 let p = self.provider_index(provider)?;
-                let until_ms = duration_s.map(|d| self.ms(now) + d * 1000);
+                let until_ms = duration_s.map(|d| self.ms(now).saturating_add(d.saturating_mul(1000)));
                 *lock(&self.providers[p].fault) = Some(ActiveFault { fault: *fault, until_ms });
                 self.providers[p].has_fault.store(true, Relaxed);
                 let how_long = duration_s.map_or("until cleared".to_string(), |d| format!("for {d} s"));
@@ -502,20 +442,13 @@ impl Live {
                 let p = self.provider_index(provider)?;
                 let old = lock(&self.providers[p].fault).take();
                 self.providers[p].has_fault.store(false, Relaxed);
-                let Some(old) = old else { return Err(format!("{provider} has no fault")) };
+                let Some(old) = old else { return Err(CommandError::Conflict(format!("{provider} has no fault"))) };
                 let ack = format!("fault on {provider} cleared ({})", old.fault);
                 self.event(now, EventKind::Fault, ack.clone());
                 return Ok(ack);
             }
-            Command::PurgeCache { route } => {
-                let Some(stores) = self.stores.get() else { return Err("this gateway has no cache".into()) };
-                if let Some(r) = route
-                    && !self.config.routes.iter().any(|x| &x.model == r)
-                {
-                    return Err(format!("no route named '{r}'"));
-                }
-                let n = stores.cache.purge(route.as_deref());
-                format!("cache purged: {n} entries{}", route.as_ref().map_or(String::new(), |r| format!(" of '{r}'")))
+            Command::PurgeCache { .. } => {
+                return Err(CommandError::Unavailable("this gateway has no cache".into()));
             }
             Command::ResetOverrides => {
                 for (r, route) in self.config.routes.iter().enumerate() {
@@ -604,11 +537,12 @@ targets = [{ provider = "a", model = "m", weight = 3 }, { provider = "b", model 
             l.attempt_started(0);
             l.attempt_finished(0, &a, false, None, Some((2, 3)), Instant::now());
         }
-        assert_eq!(l.roll_up(last, Instant::now()), last, "the minute is not over yet");
+        assert_eq!(l.roll_up(last, Instant::now()).0, last, "the minute is not over yet");
         assert!(l.minutes(0, 0).is_empty());
         tokio::time::advance(Duration::from_secs(61)).await;
-        let rolled = l.roll_up(last, Instant::now());
+        let (rolled, new) = l.roll_up(last, Instant::now());
         assert_eq!(rolled, l.unix_minute(Instant::now()) - 1);
+        assert!(new.iter().all(|(r, t, _)| (*r, *t) == (0, 0)) && !new.is_empty(), "the new minutes, for the store");
         let m = l.minutes(0, 0);
         assert_eq!(m.iter().map(|m| m.total).sum::<u32>(), 30, "{m:?}");
         assert_eq!(m.iter().map(|m| m.tokens_out).sum::<u32>(), 90);
@@ -623,7 +557,7 @@ targets = [{ provider = "a", model = "m", weight = 3 }, { provider = "b", model 
         l.apply(&Command::SetWeight { route: "chat".into(), provider: "b".into(), weight: 0 }, now).unwrap();
         let err =
             l.apply(&Command::SetWeight { route: "chat".into(), provider: "a".into(), weight: 0 }, now).unwrap_err();
-        assert!(err.contains("last target"), "{err}");
+        assert!(matches!(&err, CommandError::Conflict(m) if m.contains("last target")), "{err}");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{Store, unix_ms};
+use super::Store;
+use crate::clock::unix_ms;
 use crate::outcome::CacheStatus;
 
 /// Request fields that never change the answer, left out of the key.

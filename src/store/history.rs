@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::Store;
 use super::cache::Cache;
-use super::{Store, unix_ms};
+use crate::clock::unix_ms;
 use crate::config::{Config, HistoryConfig};
 use crate::outcome::{Blame, OutcomeClass, RequestRecord, Tally};
 

@@ -13,7 +13,9 @@ pub mod rollups;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::unix_ms;
 
 /// Checks that `data_dir` can hold llmgw's files (creating it if needed): the same messages as
 /// opening the store, before anything else (logs) is written there.
@@ -61,11 +63,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
-}
-
-/// Milliseconds since the Unix epoch: the store's clock (records outlive the process).
-pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Store {

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use super::{Store, unix_ms};
-use crate::state::Command;
+use super::Store;
+use crate::clock::unix_ms;
+use crate::control::Command;
 
 /// The overrides tree.
 pub struct Overrides {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 
 use super::keymap::{self, KeyAction};
-use crate::fault::{Fault, MODES};
+use crate::control::Command;
+use crate::control::{Fault, MODES};
 use crate::snapshot::Snapshot;
-use crate::state::Command;
 
 /// The chart window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

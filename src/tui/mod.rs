@@ -13,24 +13,31 @@ pub mod widgets;
 
 use tokio::sync::oneshot;
 
-use crate::state::Command;
+use crate::control::Command;
 
 /// Where the console sends control commands: the local gateway now, an admin API later.
 pub trait Control: Send + Sync {
-    /// Sends `cmd`; the receiver gets the acknowledgement or the reason it failed.
+    /// Sends `cmd`; the receiver gets the acknowledgement or the reason it failed. Never blocks
+    /// the caller (the UI thread).
     fn send(&self, cmd: Command) -> oneshot::Receiver<Result<String, String>>;
 }
 
-/// Control of a gateway in this process.
+/// Control of a gateway in this process: commands are applied on the gateway's runtime, never
+/// on the UI thread (a command may wait on the store).
 pub struct LocalControl {
-    /// The gateway's live state.
-    pub live: std::sync::Arc<crate::state::Live>,
+    /// The gateway.
+    pub gw: std::sync::Arc<crate::pipeline::Gateway>,
+    /// Its runtime.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Control for LocalControl {
     fn send(&self, cmd: Command) -> oneshot::Receiver<Result<String, String>> {
         let (tx, rx) = oneshot::channel();
-        let _ = tx.send(self.live.apply(&cmd, tokio::time::Instant::now()));
+        let gw = self.gw.clone();
+        self.runtime.spawn_blocking(move || {
+            let _ = tx.send(gw.apply(&cmd).map_err(|e| e.to_string()));
+        });
         rx
     }
 }

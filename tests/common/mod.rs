@@ -56,7 +56,7 @@ pub async fn gateway(toml: &str) -> TestGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let _ = llmgw::health::spawn(gw.clone(), shutdown.clone());
+    let _ = llmgw::monitor::spawn(gw.upstreams.clone(), gw.live.clone(), shutdown.clone());
     tokio::spawn(llmgw::server::serve(gw.clone(), listener, shutdown.clone()));
     TestGateway { addr, gw, shutdown }
 }

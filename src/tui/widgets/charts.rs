@@ -7,10 +7,10 @@ use ratatui::symbols::Marker;
 use ratatui::text::Span;
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
 
+use crate::metrics::Minute;
 use crate::metrics::Second;
 use crate::outcome::OutcomeClass;
 use crate::snapshot::RouteView;
-use crate::store::rollups::Minute;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
-use crate::fault::Fault;
+use crate::control::Fault;
 use crate::tui::app::{App, DURATIONS, FaultField, Overlay};
 use crate::tui::keymap::help_lines;
 use crate::tui::theme::Theme;

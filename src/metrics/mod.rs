@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::outcome::{OutcomeClass, Tally};
 
+mod minute;
+pub use minute::{Minute, aggregate};
+
 /// Seconds kept per window: 15 minutes.
 pub const WINDOW_S: usize = 900;
 /// Seconds over which percentiles, error rates and shares are computed.

@@ -1,9 +1,10 @@
-//! Faults an operator injects into a provider for a drill. They act in the provider adapter,
-//! before the network call, and end in the same outcome classes as real failures, so routing,
-//! retries, metrics and alerts cannot tell them apart (the attempt record still says `injected`).
+//! Faults an operator injects into a provider for a drill: plain data, sent in control commands.
+//! What a fault does to a call is decided in one place, the provider adapter's fault wrapper
+//! ([`crate::providers::fault`]), for attempts and probes alike; it ends in the same outcome
+//! classes as real failures, so routing, retries, metrics and alerts cannot tell them apart
+//! (the attempt record still says `injected`).
 
 use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,25 +54,6 @@ pub const MODES: [Fault; 7] = [
     Fault::Stall { after: 3 },
 ];
 
-/// What one attempt suffers from a fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Fail as a refused connection.
-    Refuse,
-    /// Fail as this HTTP status.
-    Status(u16),
-    /// Fail as a 429 that asks to wait.
-    RateLimit(Duration),
-    /// Wait this long before sending.
-    Delay(Duration),
-    /// Never answer.
-    Hang,
-    /// Drop the stream after this many events.
-    Cut(u32),
-    /// Stop the stream after this many events.
-    Stall(u32),
-}
-
 impl Fault {
     /// Short name of the mode, as shown in `FAULT:<mode>`.
     pub fn mode(&self) -> &'static str {
@@ -112,24 +94,6 @@ impl Fault {
             f @ (Fault::Down | Fault::Hang) => f,
         }
     }
-
-    /// What happens to one attempt; `None` when it goes through untouched.
-    pub fn action(&self, rng: &mut fastrand::Rng) -> Option<Action> {
-        Some(match *self {
-            Fault::Down => Action::Refuse,
-            Fault::Errors { percent } => {
-                if rng.u8(0..100) >= percent {
-                    return None;
-                }
-                Action::Status(503)
-            }
-            Fault::Ratelimit { retry_after_s } => Action::RateLimit(Duration::from_secs(retry_after_s as u64)),
-            Fault::Slow { delay_ms } => Action::Delay(Duration::from_millis(delay_ms)),
-            Fault::Hang => Action::Hang,
-            Fault::Cut { after } => Action::Cut(after),
-            Fault::Stall { after } => Action::Stall(after),
-        })
-    }
 }
 
 impl fmt::Display for Fault {
@@ -145,14 +109,6 @@ impl fmt::Display for Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errors_fail_the_given_share() {
-        let mut rng = fastrand::Rng::with_seed(3);
-        let f = Fault::Errors { percent: 30 };
-        let failed = (0..10_000).filter(|_| f.action(&mut rng).is_some()).count();
-        assert!((2_700..3_300).contains(&failed), "{failed}");
-    }
 
     #[test]
     fn labels_and_adjustments() {
