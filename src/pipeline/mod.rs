@@ -4,8 +4,11 @@
 //! their records to the live state and the log. Nothing downstream reaches back in here.
 
 mod cached;
+mod error;
 mod finish;
 mod relay;
+
+pub use error::{Failed, ProxyError};
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -14,20 +17,19 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::config::{Config, RouteConfig};
+use crate::config::Config;
 use crate::control::{Command, CommandError};
+use crate::outcome::OutcomeClass;
 use crate::outcome::Skip;
-use crate::outcome::{Attempt, OutcomeClass};
 use crate::providers::classify;
 use crate::providers::fault::{Call, Verdict, before_call};
 use crate::providers::openai::{ApiPath, Upstream, usage_of};
 use crate::providers::sse::EventFramer;
 use crate::router::choose;
-use crate::server::error::ApiError;
 use crate::state::{EventKind, Live};
 use crate::store::Stores;
 use finish::Finish;
@@ -165,13 +167,13 @@ impl Gateway {
         self.routes.get(model).copied()
     }
 
-    /// Runs one request through its route's targets and answers it.
-    pub async fn proxy(self: Arc<Self>, req: ProxyRequest) -> Response {
+    /// Runs one request through its route's targets and answers it, or says why it could not.
+    pub async fn proxy(self: Arc<Self>, req: ProxyRequest) -> Result<Response, Failed> {
         let route = &self.config.routes[req.route];
         let mut fin = Finish::new(self.clone(), &req);
         let (plan, hit) = self.cache_lookup(&req, route, &mut fin);
         if let Some(response) = hit {
-            return response;
+            return Ok(response);
         }
         let deadline = fin.start + route.deadline;
         let mut rng = fastrand::Rng::new();
@@ -223,7 +225,7 @@ impl Gateway {
             tried |= 1 << t;
             fin.begin_attempt(t, route.targets[t].provider, trial);
             if let Ok(response) = self.attempt(&req, t, deadline, &mut fin, &mut rng, &plan).await {
-                return response;
+                return Ok(response);
             }
             last_failed = Some(t);
             out_of_time = Instant::now() >= deadline;
@@ -233,13 +235,13 @@ impl Gateway {
         }
         // stale-if-error: an expired answer beats an error when every target failed.
         if let Some(response) = self.cache_stale(&req, &plan, &mut fin) {
-            return response;
+            return Ok(response);
         }
-        let err = self.exhausted(route, &fin, out_of_time);
-        fin.record.status = err.status.as_u16();
-        let mut response = err.into_response();
-        fin.decorate(response.headers_mut());
-        response
+        let error = self.exhausted(route, &fin, out_of_time);
+        fin.record.status = error.status();
+        let mut headers = HeaderMap::new();
+        fin.decorate(&mut headers);
+        Err(Failed { error, headers })
     }
 
     /// One attempt on target `t`. On success (or a client error that must not be retried) the
@@ -363,61 +365,6 @@ impl Gateway {
         fin.end_attempt(class, code);
         fin.decorate(response.headers_mut());
         Ok(response)
-    }
-
-    /// The error for a request whose attempts all failed, or that found no target to try.
-    fn exhausted(&self, route: &RouteConfig, fin: &Finish, out_of_time: bool) -> ApiError {
-        let attempts: &[Attempt] = &fin.record.attempts;
-        let summary = || {
-            let n = attempts.len();
-            match n {
-                0 => "no attempt was made".to_string(),
-                _ => format!("{n} attempt{} failed: {}", if n == 1 { "" } else { "s" }, fin.attempts("; ")),
-            }
-        };
-        if out_of_time {
-            return ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "deadline_exceeded",
-                format!("route '{}': the deadline of {:?} passed; {}", route.model, route.deadline, summary()),
-            );
-        }
-        let now = Instant::now();
-        let cooldown = route.targets.iter().filter_map(|t| self.live.cooldown_left(t.provider, now)).min();
-        let all_429 = attempts.iter().all(|a| a.class.holds_back());
-        if let (true, Some(wait)) = (all_429, cooldown) {
-            return ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "rate_limit_exceeded",
-                format!("route '{}': every provider is rate limited; {}", route.model, summary()),
-            )
-            .retry_after(wait);
-        }
-        if attempts.is_empty() {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "no_available_target",
-                format!("route '{}': no target is available (drained or out of rotation)", route.model),
-            );
-        }
-        if fin.record.panic {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "no_healthy_target",
-                format!("route '{}': every target is unhealthy (panic mode); {}", route.model, summary()),
-            );
-        }
-        let budget = if fin.record.budget_exhausted { "; the retry budget is spent" } else { "" };
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "all_attempts_failed",
-            format!("route '{}': {}{budget}", route.model, summary()),
-        )
     }
 }
 

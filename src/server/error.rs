@@ -6,6 +6,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::pipeline::ProxyError;
+
 /// An error answer to a client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -49,5 +51,22 @@ impl IntoResponse for ApiError {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         r
+    }
+}
+
+impl From<&ProxyError> for ApiError {
+    fn from(e: &ProxyError) -> ApiError {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let kind = match e {
+            ProxyError::DeadlineExceeded { .. } => "timeout",
+            ProxyError::RateLimited { .. } => "rate_limit_error",
+            ProxyError::NoAvailableTarget { .. } | ProxyError::NoHealthyTarget { .. } => "service_unavailable",
+            ProxyError::AllAttemptsFailed { .. } => "upstream_error",
+        };
+        let api = ApiError::new(status, kind, e.code(), e.to_string());
+        match e {
+            ProxyError::RateLimited { retry_after, .. } => api.retry_after(*retry_after),
+            _ => api,
+        }
     }
 }

@@ -53,7 +53,14 @@ async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body
         .cloned()
         .unwrap_or_else(new_request_id);
     match prepare(&gw, path, headers, body, request_id.clone()).await {
-        Ok(req) => gw.proxy(req).await,
+        Ok(req) => match gw.proxy(req).await {
+            Ok(r) => r,
+            Err(failed) => {
+                let mut r = ApiError::from(&failed.error).into_response();
+                r.headers_mut().extend(failed.headers);
+                r
+            }
+        },
         Err(e) => {
             tracing::info!(target: "llmgw::request", request_id = ?request_id, status = e.status.as_u16(), code = e.code, "rejected: {}", e.message);
             let mut r = e.into_response();
