@@ -390,7 +390,8 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let num =
         |name: &str| h.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
     let wait = num("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| num("retry-after"))?;
-    Some(Duration::from_secs_f64(wait).min(MAX_RETRY_AFTER))
+    // Bounded before the conversion, which panics on values past u64 seconds (`1e20`).
+    Some(Duration::from_secs_f64(wait.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 #[cfg(test)]
@@ -417,6 +418,11 @@ mod tests {
         h.insert("retry-after-ms", HeaderValue::from_static("250"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         h.insert("retry-after-ms", HeaderValue::from_static("99999999"));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "no panic past u64 seconds");
+        h.remove("retry-after-ms");
+        h.insert("retry-after", HeaderValue::from_static("1e20"));
         assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
     }
 

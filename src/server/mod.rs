@@ -83,7 +83,7 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     let admin_app = admin::app(gw.clone(), token);
     let admin_shutdown = shutdown.clone();
     background.push(tokio::spawn(async move {
-        let _ = axum::serve(admin, admin_app).with_graceful_shutdown(admin_shutdown.cancelled_owned()).await;
+        let _ = axum::serve(nodelay(admin), admin_app).with_graceful_shutdown(admin_shutdown.cancelled_owned()).await;
     }));
     let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
     Ok(Running { gw, addr, admin_addr, shutdown, task, background })
@@ -152,5 +152,19 @@ fn spawn_rollups(gw: Arc<Gateway>, cancel: CancellationToken) -> tokio::task::Jo
 /// Serves `app(gw)` on `listener` until `shutdown` is cancelled, then lets requests in flight
 /// finish (the caller bounds how long by racing this future against a deadline).
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, app(gw)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(nodelay(listener), app(gw)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+/// The listener with `TCP_NODELAY` on every accepted connection: an SSE event is a small write,
+/// and without it Nagle's algorithm holds each one for the client's delayed ACK (about 40 ms
+/// per event on a reused keep-alive connection).
+pub fn nodelay(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    })
 }

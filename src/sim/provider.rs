@@ -93,7 +93,7 @@ pub async fn spawn(
         .route("/sim/behavior", get(get_behavior).patch(patch_behavior))
         .with_state(handle.clone());
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(crate::server::nodelay(listener), app).await {
             tracing::error!("simulated provider stopped: {e}");
         }
     });
