@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use llmgw::clock::unix_ms;
 use llmgw::store::Store;
-use llmgw::store::history::{AttemptRecord, HistoryRecord, Write, spawn_writer};
+use llmgw::store::history::{AttemptRecord, HistoryRecord};
+use llmgw::store::writer::{Write, spawn_writer};
 
 fn record(i: u64) -> HistoryRecord {
     HistoryRecord {

@@ -88,13 +88,14 @@ def main():
         bad = True
         inner = {m: sorted(edges.get(m, set()) & set(comp)) for m in comp}
         print("import circle: " + ", ".join(f"{m} -> {'/'.join(t)}" for m, t in inner.items()))
+    warn_sizes = "--warn-sizes" in sys.argv
     for rel, n in sorted(sizes.items()):
         if n > max_lines:
-            bad = True
+            bad = bad or not warn_sizes
             print(f"src/{rel}: {n} lines (at most {max_lines}: split it by concern)")
     if bad:
         sys.exit(1)
-    print(f"modules: no import circles among {len(edges)} modules; no file over {max_lines} lines")
+    print(f"modules: no import circles among {len(edges)} modules")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use llmgw::config::Config;
 use llmgw::logging::{self, LogTarget};
-use llmgw::sim::traffic::TrafficSpec;
 use llmgw::sim::{self, Behavior, SimSpec};
-use llmgw::snapshot::{Meta, TrafficView};
-use llmgw::tui::LocalControl;
-use llmgw::tui::term::{self, Console};
-use llmgw::tui::theme::Theme;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -93,34 +85,12 @@ enum Command {
     #[command(
         after_help = "Examples:\n  llmgw load --rps 200 --duration 60s --url http://127.0.0.1:8080/v1\n  llmgw load --rps 50 --duration 5m --model chat --stream-ratio 0.5\n\nOpen loop: requests start on schedule whether or not earlier ones finished."
     )]
-    Load(LoadArgs),
+    Load(llmgw::cli::load::Args),
     /// List, filter, show and summarize recorded requests (works while a gateway runs).
     #[command(
         after_help = "Examples:\n  llmgw history -c llmgw.toml\n  llmgw history --route chat --status 5xx --since 1h\n  llmgw history --id llmgw-3f2a...\n  llmgw history --summary --since 7d\n  llmgw history --since 1d --format csv > requests.csv\n\nsled lets one process open the store: with no gateway running this opens it directly; with one\nrunning it asks that gateway's admin API (loopback, token from admin_token_env or <data_dir>/admin.token)."
     )]
     History(llmgw::cli::history::Args),
-}
-
-#[derive(clap::Args)]
-struct LoadArgs {
-    /// The API root to call.
-    #[arg(long, default_value = "http://127.0.0.1:8080/v1")]
-    url: String,
-    /// Requests per second.
-    #[arg(long, default_value_t = 100.0)]
-    rps: f64,
-    /// How long, e.g. 60s, 5m.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    duration: std::time::Duration,
-    /// Chat model (route) to call; repeat for several.
-    #[arg(long, default_value = "chat")]
-    model: Vec<String>,
-    /// Share of requests that stream.
-    #[arg(long, default_value_t = 0.3)]
-    stream_ratio: f64,
-    /// Requests allowed in flight.
-    #[arg(long, default_value_t = 2048)]
-    max_in_flight: usize,
 }
 
 #[derive(clap::Args)]
@@ -177,7 +147,7 @@ fn main() -> ExitCode {
         Command::Demo { listen, data_dir, rps, headless, read_only } => {
             rt.block_on(run_demo(listen, data_dir, rps, headless, read_only))
         }
-        Command::Load(args) => rt.block_on(run_load(args)),
+        Command::Load(args) => rt.block_on(llmgw::cli::load::run(args)),
         Command::History(args) => {
             let cfg = match Config::load(&args.config) {
                 Ok(c) => c,
@@ -197,12 +167,7 @@ fn config_error(e: &llmgw::config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn fail(e: anyhow::Error) -> ExitCode {
-    use std::io::Write;
-    // stderr may be a terminal that is gone: report, never panic.
-    let _ = writeln!(std::io::stderr(), "error: {e:#}");
-    ExitCode::FAILURE
-}
+use llmgw::cli::{fail, shutdown_signal};
 
 async fn run_serve(cfg: Config) -> ExitCode {
     if let Err(e) = llmgw::store::prepare_data_dir(&cfg.server.data_dir) {
@@ -226,26 +191,6 @@ async fn run_gateway(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("llmgw {} listening on http://{}/v1", env!("CARGO_PKG_VERSION"), running.addr);
     shutdown_signal().await;
     running.stop().await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 async fn run_mock(args: MockArgs) -> ExitCode {
@@ -290,88 +235,9 @@ async fn run_tui(cfg: Config, read_only: bool) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let code = console(&running, None, read_only, &log).await;
+    let code = llmgw::cli::console::run(&running, None, read_only, &log).await;
     let _ = running.stop().await;
     code
-}
-
-/// Runs the dashboard on its own thread until the operator quits or a signal arrives.
-async fn console(
-    running: &llmgw::server::Running,
-    traffic: Option<Arc<llmgw::sim::traffic::Traffic>>,
-    read_only: bool,
-    log: &logging::LogGuard,
-) -> ExitCode {
-    let cancel = CancellationToken::new();
-    let t = traffic.clone();
-    let meta = Meta {
-        listen: running.addr.to_string(),
-        log_dir: log.dir.as_ref().map(|d| d.display().to_string()),
-        traffic: t.map(|t| {
-            Arc::new(move || TrafficView { target_rps: t.rps() }) as Arc<dyn Fn() -> TrafficView + Send + Sync>
-        }),
-        stores: running.gw.stores().cloned(),
-    };
-    let snapshots =
-        llmgw::snapshot::spawn_sampler(running.gw.live.clone(), meta, Duration::from_millis(250), cancel.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let c = Console {
-        snapshots,
-        control: Arc::new(LocalControl { gw: running.gw.clone(), runtime: tokio::runtime::Handle::current() }),
-        traffic,
-        read_only,
-        theme: Theme::from_env(),
-        stop: stop.clone(),
-    };
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-    let ui = std::thread::Builder::new().name(term::UI_THREAD.into()).spawn(move || {
-        let _ = done_tx.send(term::run(c));
-    });
-    if let Err(e) = ui {
-        return fail(e.into());
-    }
-    // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP arrive here and ask the UI to leave. A
-    // hung-up terminal can keep the UI thread in a read, so it gets a moment, not forever: the
-    // process must end either way.
-    let result = tokio::select! {
-        r = &mut done_rx => r.unwrap_or_else(|_| Err(anyhow::anyhow!("the dashboard crashed (see the log)"))),
-        _ = terminal_signal() => {
-            stop.store(true, Ordering::Relaxed);
-            match tokio::time::timeout(Duration::from_secs(2), &mut done_rx).await {
-                Ok(Ok(r)) => r,
-                _ => {
-                    term::restore();
-                    Ok(())
-                }
-            }
-        }
-    };
-    cancel.cancel();
-    if let Some(dir) = &log.dir {
-        use std::io::Write;
-        // The terminal may be gone (SIGHUP): never panic on printing.
-        let _ = writeln!(std::io::stdout(), "llmgw: logs are in {}", dir.display());
-    }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    }
-}
-
-async fn terminal_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await;
 }
 
 /// `llmgw demo`.
@@ -400,81 +266,9 @@ async fn run_demo(listen: SocketAddr, data_dir: PathBuf, rps: f64, headless: boo
         shutdown_signal().await;
         ExitCode::SUCCESS
     } else {
-        console(&demo.gateway, Some(demo.traffic.clone()), read_only, &log).await
+        llmgw::cli::console::run(&demo.gateway, Some(demo.traffic.clone()), read_only, &log).await
     };
     cancel.cancel();
     let _ = demo.gateway.stop().await;
     code
-}
-
-/// `llmgw load`: traffic with a progress line each second and a summary at the end.
-async fn run_load(a: LoadArgs) -> ExitCode {
-    use std::sync::atomic::Ordering::Relaxed;
-    let _log = logging::init(LogTarget::Stderr);
-    let models: Vec<&str> = a.model.iter().map(String::as_str).collect();
-    let spec =
-        TrafficSpec { max_in_flight: a.max_in_flight.max(1), ..TrafficSpec::chat(&a.url, &models, a.stream_ratio) };
-    let cancel = CancellationToken::new();
-    let t = llmgw::sim::traffic::spawn(spec, a.rps, cancel.clone());
-    let start = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    let line = |t: &llmgw::sim::traffic::Traffic, final_: bool| {
-        let s = &t.stats;
-        let done = s.ok.load(Relaxed)
-            + s.http_errors.load(Relaxed)
-            + s.broken_streams.load(Relaxed)
-            + s.transport_errors.load(Relaxed);
-        let l = t.latency();
-        format!(
-            "{:>5.0}s  sent {}  ok {}  http errors {}  broken streams {}  no answer {}  skipped {}  p50 {:.1} ms  p99 {:.1} ms{}",
-            start.elapsed().as_secs_f64(),
-            s.sent.load(Relaxed),
-            s.ok.load(Relaxed),
-            s.http_errors.load(Relaxed),
-            s.broken_streams.load(Relaxed),
-            s.transport_errors.load(Relaxed),
-            s.skipped.load(Relaxed),
-            l.p50,
-            l.p99,
-            if final_ { format!("  ({done} finished)") } else { String::new() },
-        )
-    };
-    loop {
-        tokio::select! {
-            _ = tick.tick() => eprint!("\r{}", line(&t, false)),
-            _ = shutdown_signal() => break,
-        }
-        if start.elapsed() >= a.duration {
-            break;
-        }
-    }
-    cancel.cancel();
-    // Let requests in flight finish (bounded) so the summary counts them.
-    let drain_until = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < drain_until {
-        let s = &t.stats;
-        let done = s.ok.load(Relaxed)
-            + s.http_errors.load(Relaxed)
-            + s.broken_streams.load(Relaxed)
-            + s.transport_errors.load(Relaxed);
-        if done >= s.sent.load(Relaxed) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    eprintln!("\r{}", line(&t, true));
-    let (l, f) = (t.latency(), t.ttft());
-    println!("latency ms: p50 {:.1}  p95 {:.1}  p99 {:.1}  ({} answers)", l.p50, l.p95, l.p99, l.count);
-    if f.count > 0 {
-        println!("first byte of streams ms: p50 {:.1}  p95 {:.1}  p99 {:.1}", f.p50, f.p95, f.p99);
-    }
-    let s = &t.stats;
-    let failed = s.http_errors.load(Relaxed) + s.broken_streams.load(Relaxed) + s.transport_errors.load(Relaxed);
-    let total = failed + s.ok.load(Relaxed);
-    println!(
-        "errors: {failed} of {total} ({:.2}%)",
-        if total > 0 { 100.0 * failed as f64 / total as f64 } else { 0.0 }
-    );
-    ExitCode::SUCCESS
 }

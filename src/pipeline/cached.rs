@@ -14,7 +14,7 @@ use crate::clock::unix_ms;
 use crate::config::RouteConfig;
 use crate::outcome::CacheStatus;
 use crate::store::cache::{self, replay_as_sse};
-use crate::store::history::Write;
+use crate::store::writer::Write;
 
 /// How usable a stored answer of a given age is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

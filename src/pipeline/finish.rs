@@ -12,7 +12,7 @@ use super::{Gateway, ProxyRequest};
 use crate::config::Config;
 use crate::outcome::CacheStatus;
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
-use crate::store::history::Write;
+use crate::store::writer::Write;
 
 /// Whatever way the request ends (answered, failed, or dropped because the client went away),
 /// dropping this emits its record exactly once: to the live state and as one log line.

@@ -1,20 +1,14 @@
-//! Request history: one record per client request, written in batches by one writer task fed
-//! by a bounded channel (the request path never waits on it; when it is full, records are
-//! dropped and counted), kept within an age and a count by a retention task, and queried by
+//! Request history: one record per client request, written in chunks by the store's writer task
+//! ([`super::writer`]), kept within an age and a count by a retention task, and queried by
 //! `llmgw history` and the admin API.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::Store;
-use super::cache::Cache;
-use crate::clock::unix_ms;
 use crate::config::{Config, HistoryConfig};
 use crate::outcome::{Blame, OutcomeClass, RequestRecord, Tally};
 
@@ -78,27 +72,6 @@ impl HistoryRecord {
     }
 }
 
-/// What the writer task writes.
-#[derive(Debug)]
-pub enum Write {
-    /// A finished request, as the request path left it (turned into a record by the writer).
-    Request {
-        /// The request.
-        record: Arc<RequestRecord>,
-        /// Its body, with `store_bodies`.
-        request_body: Option<Bytes>,
-        /// The answer, with `store_bodies`.
-        response_body: Option<Bytes>,
-    },
-    /// A history record ready to store.
-    History(Box<HistoryRecord>),
-    /// A staged cache answer to persist (see [`Cache::stage`]).
-    CachePut {
-        /// Its key.
-        key: Vec<u8>,
-    },
-}
-
 /// The history record of a finished request (names from the config, bodies if given).
 pub fn record_of(
     cfg: &Config,
@@ -137,39 +110,9 @@ pub fn record_of(
     }
 }
 
-/// The request path's handle on the writer: never blocks.
-#[derive(Debug)]
-pub struct Writer {
-    tx: mpsc::Sender<Write>,
-    dropped: AtomicU64,
-    written: Arc<AtomicU64>,
-}
-
-impl Writer {
-    /// Queues a write; when the queue is full it is dropped and counted. Returns whether it
-    /// was queued.
-    pub fn send(&self, w: Write) -> bool {
-        let queued = self.tx.try_send(w).is_ok();
-        if !queued {
-            self.dropped.fetch_add(1, Relaxed);
-        }
-        queued
-    }
-
-    /// Writes dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Relaxed)
-    }
-
-    /// History records written.
-    pub fn written(&self) -> u64 {
-        self.written.load(Relaxed)
-    }
-}
-
 /// The history tree.
 pub struct History {
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     tree: sled::Tree,
     meta: sled::Tree,
     seq: AtomicU32,
@@ -292,9 +235,6 @@ fn key(at_ms: u64, seq: u32) -> [u8; 12] {
     k[8..].copy_from_slice(&seq.to_be_bytes());
     k
 }
-
-/// How long the writer gathers records before writing them (well within a flush interval).
-const GATHER: Duration = Duration::from_millis(20);
 
 /// Records per stored chunk: one sled entry holds this many records as JSON lines, which cuts
 /// sled's per-entry CPU and space overhead by as much.
@@ -433,109 +373,10 @@ impl History {
     }
 }
 
-/// Starts the writer task (history batches and cache puts) and the retention task. The
-/// returned handle stops them; they flush before they end.
-pub fn spawn_writer(
-    history: Arc<History>,
-    cache: Option<Arc<Cache>>,
-    config: Arc<Config>,
-    cancel: CancellationToken,
-) -> (Arc<Writer>, Vec<tokio::task::JoinHandle<()>>) {
-    let cfg = config.history.clone();
-    let (tx, mut rx) = mpsc::channel::<Write>(cfg.queue);
-    let written = Arc::new(AtomicU64::new(0));
-    let writer = Arc::new(Writer { tx, dropped: AtomicU64::new(0), written: written.clone() });
-    let h = history.clone();
-    let retention_cfg = cfg.clone();
-    let retention_cancel = cancel.clone();
-    let retention = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            tokio::select! {
-                _ = retention_cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let h = h.clone();
-            let cfg = retention_cfg.clone();
-            let _ = tokio::task::spawn_blocking(move || h.enforce_retention(&cfg, unix_ms())).await;
-        }
-    });
-    let flush_every = cfg.flush;
-    let task = tokio::spawn(async move {
-        let mut buf: Vec<Write> = Vec::with_capacity(1024);
-        let mut closing = false;
-        let mut dirty = false;
-        let mut last_flush = tokio::time::Instant::now();
-        loop {
-            let n = tokio::select! {
-                n = rx.recv_many(&mut buf, 1024) => n,
-                // Wake up at least once a flush interval, so written records reach the disk.
-                _ = tokio::time::sleep(flush_every) => usize::MAX,
-                _ = cancel.cancelled(), if !closing => {
-                    // Write what is queued, then stop.
-                    rx.close();
-                    closing = true;
-                    continue;
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            // Gather a while before writing: every write has a fixed cost (a thread hand-off, a
-            // sled batch), so under load a few large writes beat many small ones.
-            if !closing && !buf.is_empty() && buf.len() < 1024 {
-                let until = tokio::time::Instant::now() + GATHER;
-                while buf.len() < 1024 {
-                    match tokio::time::timeout_at(until, rx.recv_many(&mut buf, 1024)).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-            }
-            if !buf.is_empty() {
-                let (hist, cache, config) = (history.clone(), cache.clone(), config.clone());
-                let batch = std::mem::take(&mut buf);
-                let (done, back) = tokio::task::spawn_blocking(move || {
-                    let mut records = Vec::with_capacity(batch.len());
-                    let mut batch = batch;
-                    for w in batch.drain(..) {
-                        match w {
-                            Write::History(r) => records.push(r),
-                            Write::Request { record, request_body, response_body } => records.push(Box::new(
-                                record_of(&config, &record, request_body.as_ref(), response_body.as_ref()),
-                            )),
-                            Write::CachePut { key } => {
-                                if let Some(c) = &cache {
-                                    c.persist(&key);
-                                }
-                            }
-                        }
-                    }
-                    let done = if records.is_empty() { 0 } else { hist.write_batch(&records) };
-                    (done, batch)
-                })
-                .await
-                .unwrap_or((0, Vec::new()));
-                written.fetch_add(done as u64, Relaxed);
-                buf = back;
-                dirty = true;
-            }
-            // Durability is explicit: whatever was written is on disk within one flush interval.
-            if dirty && last_flush.elapsed() >= flush_every {
-                let h = history.clone();
-                let _ = tokio::task::spawn_blocking(move || h.store.flush()).await;
-                last_flush = tokio::time::Instant::now();
-                dirty = false;
-            }
-        }
-        history.store.flush();
-    });
-    (writer, vec![task, retention])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn record(at_ms: u64, route: &str, provider: &str, status: u16) -> Box<HistoryRecord> {
         Box::new(HistoryRecord {

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod history;
 pub mod overrides;
 pub mod rollups;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,7 +155,7 @@ pub struct Stores {
     /// Per-minute aggregates.
     pub rollups: rollups::Rollups,
     /// The writer task's queue.
-    pub writer: Arc<history::Writer>,
+    pub writer: Arc<writer::Writer>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stop: tokio_util::sync::CancellationToken,
 }
@@ -170,7 +171,7 @@ impl Stores {
         let rollups = rollups::Rollups::open(store.clone());
         let stop = tokio_util::sync::CancellationToken::new();
         let (writer, tasks) =
-            history::spawn_writer(history.clone(), Some(cache.clone()), Arc::new(config.clone()), stop.clone());
+            writer::spawn_writer(history.clone(), Some(cache.clone()), Arc::new(config.clone()), stop.clone());
         Ok(Stores { store, cache, history, overrides, rollups, writer, tasks: std::sync::Mutex::new(tasks), stop })
     }
 

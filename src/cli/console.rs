@@ -1,0 +1,94 @@
+//! The dashboard of a gateway running in this process (`llmgw tui -c`, `llmgw demo`): a sampler
+//! publishing snapshots, the UI on its own thread, and the signals that end it.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::logging;
+use crate::snapshot::{Meta, TrafficView};
+use crate::tui::LocalControl;
+use crate::tui::term::{self, Console};
+use crate::tui::theme::Theme;
+
+/// Runs the dashboard on its own thread until the operator quits or a signal arrives.
+pub async fn run(
+    running: &crate::server::Running,
+    traffic: Option<Arc<crate::sim::traffic::Traffic>>,
+    read_only: bool,
+    log: &logging::LogGuard,
+) -> ExitCode {
+    let cancel = CancellationToken::new();
+    let t = traffic.clone();
+    let meta = Meta {
+        listen: running.addr.to_string(),
+        log_dir: log.dir.as_ref().map(|d| d.display().to_string()),
+        traffic: t.map(|t| {
+            Arc::new(move || TrafficView { target_rps: t.rps() }) as Arc<dyn Fn() -> TrafficView + Send + Sync>
+        }),
+        stores: running.gw.stores().cloned(),
+    };
+    let snapshots =
+        crate::snapshot::spawn_sampler(running.gw.live.clone(), meta, Duration::from_millis(250), cancel.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let c = Console {
+        snapshots,
+        control: Arc::new(LocalControl { gw: running.gw.clone(), runtime: tokio::runtime::Handle::current() }),
+        traffic,
+        read_only,
+        theme: Theme::from_env(),
+        stop: stop.clone(),
+    };
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let ui = std::thread::Builder::new().name(term::UI_THREAD.into()).spawn(move || {
+        let _ = done_tx.send(term::run(c));
+    });
+    if let Err(e) = ui {
+        return super::fail(e.into());
+    }
+    // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP arrive here and ask the UI to leave. A
+    // hung-up terminal can keep the UI thread in a read, so it gets a moment, not forever: the
+    // process must end either way.
+    let result = tokio::select! {
+        r = &mut done_rx => r.unwrap_or_else(|_| Err(anyhow::anyhow!("the dashboard crashed (see the log)"))),
+        _ = terminal_signal() => {
+            stop.store(true, Ordering::Relaxed);
+            match tokio::time::timeout(Duration::from_secs(2), &mut done_rx).await {
+                Ok(Ok(r)) => r,
+                _ => {
+                    term::restore();
+                    Ok(())
+                }
+            }
+        }
+    };
+    cancel.cancel();
+    if let Some(dir) = &log.dir {
+        use std::io::Write;
+        // The terminal may be gone (SIGHUP): never panic on printing.
+        let _ = writeln!(std::io::stdout(), "llmgw: logs are in {}", dir.display());
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => super::fail(e),
+    }
+}
+
+async fn terminal_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
+}
