@@ -1,7 +1,9 @@
 //! One request's way through the gateway: route → attempts with retry and failover → outcome.
 //!
 //! Every attempt ends in `Finish::end_attempt` and every request in `Finish`'s `Drop`, which hand
-//! their records to the live state and the log. Nothing downstream reaches back in here.
+//! their records to the live state, the history writer and the log. A request that gets no answer
+//! ends in a [`ProxyError`], which the server turns into an HTTP answer; the pipeline knows
+//! nothing of HTTP error shapes. Faults act in the adapter's wrapper ([`before_call`]).
 
 mod cached;
 mod error;
