@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::Command;
 use crate::logging;
 use crate::snapshot::{Meta, TrafficView};
-use crate::tui::LocalControl;
+use crate::tui::Control;
 use crate::tui::term::{self, Console};
 use crate::tui::theme::Theme;
 
@@ -37,7 +39,7 @@ pub async fn run(
     let c = Console {
         snapshots,
         control: Arc::new(LocalControl { gw: running.gw.clone(), runtime: tokio::runtime::Handle::current() }),
-        traffic,
+        set_traffic_rate: traffic.map(|t| Box::new(move |rps| t.set_rps(rps)) as Box<dyn Fn(f64) + Send>),
         read_only,
         theme: Theme::from_env(),
         stop: stop.clone(),
@@ -91,4 +93,24 @@ async fn terminal_signal() {
     }
     #[cfg(not(unix))]
     std::future::pending::<()>().await;
+}
+
+/// Control of a gateway in this process: commands are applied on the gateway's runtime, never
+/// on the UI thread (a command may wait on the store).
+pub struct LocalControl {
+    /// The gateway.
+    pub gw: std::sync::Arc<crate::pipeline::Gateway>,
+    /// Its runtime.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Control for LocalControl {
+    fn send(&self, cmd: Command) -> oneshot::Receiver<Result<String, String>> {
+        let (tx, rx) = oneshot::channel();
+        let gw = self.gw.clone();
+        self.runtime.spawn_blocking(move || {
+            let _ = tx.send(gw.apply(&cmd).map_err(|e| e.to_string()));
+        });
+        rx
+    }
 }

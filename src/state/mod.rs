@@ -13,42 +13,19 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::control::{Command, CommandError, Fault};
+use crate::control::Fault;
 use crate::health::outlier::Outlier;
 use crate::health::probe::ProbeState;
 use crate::metrics::{Minute, Sample, Window};
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
 use crate::router::budget::RetryBudget;
 
+mod command;
+mod events;
 mod health;
+mod minutes;
 
-/// What kind of thing an event reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// An operator's command.
-    Operator,
-    /// A fault was set, cleared, or expired.
-    Fault,
-    /// Requests moved away from a failing provider.
-    Failover,
-    /// A provider started or stopped failing, or asked us to back off.
-    Health,
-}
-
-/// One line of the event log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// Milliseconds since the gateway started.
-    pub at_ms: u64,
-    /// What kind of event.
-    pub kind: EventKind,
-    /// What happened, in words.
-    pub text: String,
-}
-
-/// Events kept for the console.
-pub const EVENTS_KEPT: usize = 500;
+pub use events::{EVENTS_KEPT, Event, EventKind};
 
 /// A fault in force on a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -302,177 +279,12 @@ impl Live {
     pub fn request_window(&self) -> &Window {
         &self.requests
     }
-
-    /// Appends to the event log (and the log file).
-    pub fn event(&self, now: Instant, kind: EventKind, text: String) {
-        tracing::info!(target: "llmgw::event", kind = ?kind, "{text}");
-        let mut ev = lock(&self.events);
-        if ev.len() == EVENTS_KEPT {
-            ev.pop_front();
-        }
-        ev.push_back(Event { at_ms: self.ms(now), kind, text });
-    }
-
-    /// The newest `n` events, oldest first.
-    pub fn events(&self, n: usize) -> Vec<Event> {
-        let ev = lock(&self.events);
-        ev.iter().skip(ev.len().saturating_sub(n)).cloned().collect()
-    }
-
-    fn provider_index(&self, name: &str) -> Result<usize, CommandError> {
-        let known = self.config.providers.iter().position(|p| p.name == name);
-        known.ok_or_else(|| CommandError::NotFound(format!("no provider named '{name}'")))
-    }
-
-    /// Adds per-minute aggregates of target `t` of route `r` kept from before this start (the
-    /// store's), oldest first, for the long charts.
-    pub fn load_minutes(&self, r: usize, t: usize, minutes: impl IntoIterator<Item = Minute>) {
-        let mut q = lock(&self.targets[r][t].minutes);
-        q.extend(minutes);
-        while q.len() > MINUTES_KEPT {
-            q.pop_front();
-        }
-    }
-
-    /// Rolls up the whole minutes that ended since `last` (a Unix minute) into the in-memory
-    /// series; returns the last minute rolled and the new minutes by (route, target), for the
-    /// store to keep.
-    pub fn roll_up(&self, last: u64, now: Instant) -> (u64, Vec<(usize, usize, Minute)>) {
-        let sec = self.sec(now);
-        let start_s = self.started_unix_ms / 1000;
-        let current = (start_s + sec) / 60;
-        let mut rolled = last;
-        let mut new = Vec::new();
-        for minute in (last + 1).max(current.saturating_sub(10))..current {
-            // The metrics' seconds of this wall-clock minute.
-            let first = (minute * 60).saturating_sub(start_s);
-            let back = sec.saturating_sub(first) as usize + 1;
-            for (r, route) in self.config.routes.iter().enumerate() {
-                for (t, _) in route.targets.iter().enumerate() {
-                    let ts = &self.targets[r][t];
-                    let secs: Vec<_> =
-                        ts.window.series(sec, back).into_iter().filter(|s| (start_s + s.sec) / 60 == minute).collect();
-                    let m = crate::metrics::aggregate(minute, &secs);
-                    if m.total == 0 {
-                        continue;
-                    }
-                    {
-                        let mut q = lock(&ts.minutes);
-                        if q.len() == MINUTES_KEPT {
-                            q.pop_front();
-                        }
-                        q.push_back(m);
-                    }
-                    new.push((r, t, m));
-                }
-            }
-            rolled = minute;
-        }
-        (rolled.max(current.saturating_sub(1)), new)
-    }
-
-    /// The per-minute series of target `t` of route `r`, oldest first.
-    pub fn minutes(&self, r: usize, t: usize) -> Vec<Minute> {
-        lock(&self.targets[r][t].minutes).iter().copied().collect()
-    }
-
-    /// The current Unix minute at `now`.
-    pub fn unix_minute(&self, now: Instant) -> u64 {
-        (self.started_unix_ms / 1000 + self.sec(now)) / 60
-    }
-
-    /// Applies an operator command to the live state; the `Ok` text acknowledges it and is also
-    /// logged as an event. Purging the cache is the gateway's (it owns the store): here it is
-    /// refused. [`crate::pipeline::Gateway::apply`] is the entry point that also persists.
-    pub fn apply(&self, cmd: &Command, now: Instant) -> Result<String, CommandError> {
-        cmd.validate()?;
-        self.apply_inner(cmd, now)
-    }
-
-    fn apply_inner(&self, cmd: &Command, now: Instant) -> Result<String, CommandError> {
-        let ack = match cmd {
-            Command::SetWeight { route, provider, weight } => {
-                let r = self
-                    .config
-                    .routes
-                    .iter()
-                    .position(|r| &r.model == route)
-                    .ok_or_else(|| CommandError::NotFound(format!("no route named '{route}'")))?;
-                let p = self.provider_index(provider)?;
-                let t =
-                    self.config.routes[r].targets.iter().position(|t| t.provider == p).ok_or_else(|| {
-                        CommandError::NotFound(format!("route '{route}' has no target on '{provider}'"))
-                    })?;
-                let others: u64 =
-                    (0..self.targets[r].len()).filter(|&i| i != t).map(|i| self.target_weight(r, i) as u64).sum();
-                if *weight == 0 && others == 0 {
-                    return Err(CommandError::Conflict(format!(
-                        "'{provider}' is the last target of '{route}' with weight: set another first"
-                    )));
-                }
-                let old = self.targets[r][t].weight.swap(*weight, Relaxed);
-                let cfg = self.config.routes[r].targets[t].weight;
-                format!("{route}/{provider}: weight {old} → {weight} (config {cfg})")
-            }
-            Command::Drain { provider } => {
-                let p = self.provider_index(provider)?;
-                if self.providers[p].drained.swap(true, Relaxed) {
-                    return Err(CommandError::Conflict(format!("{provider} is already drained")));
-                }
-                format!("drained {provider}: no new requests, {} in flight finish", self.in_flight(p))
-            }
-            Command::Undrain { provider } => {
-                let p = self.provider_index(provider)?;
-                if !self.providers[p].drained.swap(false, Relaxed) {
-                    return Err(CommandError::Conflict(format!("{provider} is not drained")));
-                }
-                format!("{provider} back in rotation")
-            }
-            Command::InjectFault { provider, fault, duration_s } => {
-                let p = self.provider_index(provider)?;
-                let until_ms = duration_s.map(|d| self.ms(now).saturating_add(d.saturating_mul(1000)));
-                *lock(&self.providers[p].fault) = Some(ActiveFault { fault: *fault, until_ms });
-                self.providers[p].has_fault.store(true, Relaxed);
-                let how_long = duration_s.map_or("until cleared".to_string(), |d| format!("for {d} s"));
-                let ack = format!("FAULT {provider}: {fault} {how_long}");
-                self.event(now, EventKind::Fault, ack.clone());
-                return Ok(ack);
-            }
-            Command::ClearFault { provider } => {
-                let p = self.provider_index(provider)?;
-                let old = lock(&self.providers[p].fault).take();
-                self.providers[p].has_fault.store(false, Relaxed);
-                let Some(old) = old else { return Err(CommandError::Conflict(format!("{provider} has no fault"))) };
-                let ack = format!("fault on {provider} cleared ({})", old.fault);
-                self.event(now, EventKind::Fault, ack.clone());
-                return Ok(ack);
-            }
-            Command::PurgeCache { .. } => {
-                return Err(CommandError::Unavailable("this gateway has no cache".into()));
-            }
-            Command::ResetOverrides => {
-                for (r, route) in self.config.routes.iter().enumerate() {
-                    for (t, target) in route.targets.iter().enumerate() {
-                        self.targets[r][t].weight.store(target.weight, Relaxed);
-                    }
-                }
-                self.restart_canaries(now);
-                for p in &self.providers {
-                    p.drained.store(false, Relaxed);
-                    p.has_fault.store(false, Relaxed);
-                    *lock(&p.fault) = None;
-                }
-                "overrides reset: config weights, no drains, no faults, canaries restarted".to_string()
-            }
-        };
-        self.event(now, EventKind::Operator, ack.clone());
-        Ok(ack)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::{Command, CommandError};
     use std::path::Path;
 
     fn live() -> Live {

@@ -16,7 +16,6 @@ use tokio::sync::{oneshot, watch};
 use super::Control;
 use super::app::{App, Effect, Msg};
 use super::theme::Theme;
-use crate::sim::traffic::Traffic;
 use crate::snapshot::Snapshot;
 
 /// Redraws at most this often (~15 fps).
@@ -31,8 +30,8 @@ pub struct Console {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Where commands go.
     pub control: Arc<dyn Control>,
-    /// The demo's traffic generator, if any.
-    pub traffic: Option<Arc<Traffic>>,
+    /// Sets the demo's traffic rate (requests per second), when there is a demo.
+    pub set_traffic_rate: Option<Box<dyn Fn(f64) + Send>>,
     /// Disable mutating keys.
     pub read_only: bool,
     /// Styles.
@@ -115,8 +114,8 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, mut c: Console)
                             Effect::Quit => return Ok(()),
                             Effect::Send(cmd) => pending.push(c.control.send(cmd)),
                             Effect::SetTrafficRate(rps) => {
-                                if let Some(t) = &c.traffic {
-                                    t.set_rps(rps);
+                                if let Some(set) = &c.set_traffic_rate {
+                                    set(rps);
                                 }
                             }
                         }

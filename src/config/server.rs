@@ -1,0 +1,176 @@
+//! `[server]` and `[proxy]`: where the gateway listens, keeps its data, and the retry and
+//! timeout defaults of every route and provider.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Ctx, attempts, defaults};
+
+/// `[server]`: where the gateway listens and keeps its data.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the OpenAI-compatible API.
+    pub listen: SocketAddr,
+    /// Directory for logs (and, later, the store).
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Address of the admin API (loopback only, token required).
+    pub admin_listen: SocketAddr,
+    /// Environment variable holding the admin token; without it a random token is written to
+    /// `<data_dir>/admin.token` (readable by this user only).
+    pub admin_token_env: Option<String>,
+    /// Memory sled may use for its page cache.
+    pub store_cache_bytes: u64,
+}
+
+/// Timeouts of one attempt against one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// From sending the request to the response headers (and, for streams, the first chunk).
+    pub first_byte: Duration,
+    /// One whole non-streaming attempt, body included.
+    pub attempt: Duration,
+    /// Longest silence between two chunks of a stream before it counts as stalled.
+    pub stream_idle: Duration,
+}
+
+/// `[proxy]`: retry and timeout defaults for every route and provider.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Attempts per request, the first one included.
+    pub max_attempts: u32,
+    /// Overall deadline of a request across all attempts (until its first byte, for streams).
+    pub deadline: Duration,
+    /// Default timeouts of an attempt.
+    pub timeouts: Timeouts,
+    /// Retries allowed, as a share of the route's recent requests ...
+    pub retry_budget: f64,
+    /// ... plus this many per second.
+    pub retry_floor_per_s: f64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) data_dir: Option<String>,
+    pub(super) max_body_bytes: Option<Spanned<u64>>,
+    pub(super) shutdown_grace_ms: Option<u64>,
+    pub(super) admin_listen: Option<Spanned<String>>,
+    pub(super) admin_token_env: Option<Spanned<String>>,
+    pub(super) store_cache_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    pub(super) max_attempts: Option<Spanned<u32>>,
+    pub(super) deadline_ms: Option<Spanned<u64>>,
+    pub(super) connect_timeout_ms: Option<Spanned<u64>>,
+    pub(super) first_byte_timeout_ms: Option<Spanned<u64>>,
+    pub(super) attempt_timeout_ms: Option<Spanned<u64>>,
+    pub(super) stream_idle_timeout_ms: Option<Spanned<u64>>,
+    pub(super) retry_budget: Option<Spanned<f64>>,
+    pub(super) retry_floor_per_s: Option<Spanned<f64>>,
+}
+
+/// The timeout keys that both `[proxy]` and a provider may set (serde's `flatten` cannot be
+/// combined with `deny_unknown_fields`, so each struct lists them and lends them here).
+pub(super) struct RawTimeouts {
+    pub(super) connect_timeout_ms: Option<Spanned<u64>>,
+    pub(super) first_byte_timeout_ms: Option<Spanned<u64>>,
+    pub(super) attempt_timeout_ms: Option<Spanned<u64>>,
+    pub(super) stream_idle_timeout_ms: Option<Spanned<u64>>,
+}
+
+impl Ctx<'_> {
+    /// `[server]`.
+    pub(super) fn server(
+        &self,
+        s: RawServer,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let cx = self;
+        let listen = match s.listen {
+            None => defaults::LISTEN.parse().expect("default listen address parses"),
+            Some(l) => l.get_ref().parse().map_err(|_| {
+                cx.err(
+                    Some(l.span()),
+                    "server.listen",
+                    format!("'{}' is not an address like 127.0.0.1:8080", l.get_ref()),
+                )
+            })?,
+        };
+        let max_body = s.max_body_bytes.map(|v| (*v.get_ref(), v.span()));
+        if let Some((0, span)) = max_body {
+            return Err(cx.err(Some(span), "server.max_body_bytes", "must be greater than 0"));
+        }
+        let admin_listen: SocketAddr = match &s.admin_listen {
+            None => defaults::ADMIN_LISTEN.parse().expect("default admin address parses"),
+            Some(l) => l.get_ref().parse().map_err(|_| {
+                cx.err(Some(l.span()), "server.admin_listen", format!("'{}' is not an address", l.get_ref()))
+            })?,
+        };
+        if !admin_listen.ip().is_loopback() {
+            let span = s.admin_listen.as_ref().map(|l| l.span());
+            return Err(cx.err(
+                span,
+                "server.admin_listen",
+                "the admin API listens on loopback only (127.0.0.1 or ::1)",
+            ));
+        }
+        let admin_token_env = match &s.admin_token_env {
+            None => None,
+            Some(var) if env(var.get_ref()).is_some_and(|v| v.trim().len() >= 16) => Some(var.get_ref().clone()),
+            Some(var) => {
+                return Err(cx.err(
+                    Some(var.span()),
+                    "server.admin_token_env",
+                    format!("environment variable {} must hold a token of at least 16 characters", var.get_ref()),
+                ));
+            }
+        };
+        Ok(ServerConfig {
+            listen,
+            data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or(defaults::DATA_DIR)),
+            max_body_bytes: max_body.map_or(defaults::MAX_BODY_BYTES, |(v, _)| v) as usize,
+            shutdown_grace: Duration::from_millis(s.shutdown_grace_ms.unwrap_or(defaults::SHUTDOWN_GRACE_MS)),
+            admin_listen,
+            admin_token_env,
+            store_cache_bytes: s.store_cache_bytes.unwrap_or(defaults::STORE_CACHE_BYTES),
+        })
+    }
+
+    /// `[proxy]`.
+    pub(super) fn proxy(&self, p: RawProxy) -> Result<ProxyConfig, ConfigError> {
+        let cx = self;
+        let base_timeouts = Timeouts {
+            connect: Duration::from_millis(defaults::CONNECT_TIMEOUT_MS),
+            first_byte: Duration::from_millis(defaults::FIRST_BYTE_TIMEOUT_MS),
+            attempt: Duration::from_millis(defaults::ATTEMPT_TIMEOUT_MS),
+            stream_idle: Duration::from_millis(defaults::STREAM_IDLE_TIMEOUT_MS),
+        };
+        Ok(ProxyConfig {
+            max_attempts: attempts(cx, p.max_attempts, defaults::MAX_ATTEMPTS, "proxy.max_attempts")?,
+            deadline: cx.ms(p.deadline_ms, defaults::DEADLINE_MS, "proxy.deadline_ms")?,
+            timeouts: cx.timeouts(raw_timeouts!(p), base_timeouts, "proxy.")?,
+            retry_budget: cx.number(p.retry_budget, defaults::RETRY_BUDGET, "proxy.retry_budget", 0.0, 1.0)?,
+            retry_floor_per_s: cx.number(
+                p.retry_floor_per_s,
+                defaults::RETRY_FLOOR_PER_S,
+                "proxy.retry_floor_per_s",
+                0.0,
+                1e6,
+            )?,
+        })
+    }
+}
