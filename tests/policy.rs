@@ -13,7 +13,8 @@ use llmgw::health::outlier::{Outlier, Phase};
 use llmgw::metrics::{Sample, Window};
 use llmgw::outcome::{Blame, OutcomeClass, Tally};
 use llmgw::sim::{Behavior, SimHandle};
-use llmgw::store::history::{AttemptRecord, HistoryRecord, summarize};
+use llmgw::store::history::{AttemptRecord, HistoryRecord};
+use llmgw::store::summary::summarize;
 use proptest::prelude::*;
 use tokio::time::Instant;
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::clock::unix_ms;
 use crate::config::Config;
-use crate::store::history::{Filter, History, HistoryRecord, ProviderSummary};
+use crate::store::history::{Filter, History, HistoryRecord};
+use crate::store::summary::ProviderSummary;
 use crate::store::{Store, StoreError};
 
 /// Output formats.

@@ -13,8 +13,42 @@ use super::{Gateway, ProxyRequest};
 use crate::clock::unix_ms;
 use crate::config::RouteConfig;
 use crate::outcome::CacheStatus;
-use crate::store::cache::{self, replay_as_sse};
+use crate::store::cache;
+use crate::store::replay::replay_as_sse;
 use crate::store::writer::Write;
+
+/// Request directives of `Cache-Control`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `no-cache`: do not answer from the cache.
+    pub no_cache: bool,
+    /// `no-store`: do not store the answer.
+    pub no_store: bool,
+    /// `max-age=N`: only answers at most N seconds old.
+    pub max_age: Option<u64>,
+    /// `x-llmgw-cache: on|off`: the request opts in to or out of the cache, whatever its route
+    /// does by default.
+    pub opt_in: Option<bool>,
+}
+
+impl CacheControl {
+    /// Parses a `Cache-Control` header value.
+    pub fn parse(v: &str) -> CacheControl {
+        let mut c = CacheControl::default();
+        for d in v.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+            match d.as_str() {
+                "no-cache" => c.no_cache = true,
+                "no-store" => c.no_store = true,
+                _ => {
+                    if let Some(n) = d.strip_prefix("max-age=") {
+                        c.max_age = n.trim_matches('"').parse().ok();
+                    }
+                }
+            }
+        }
+        c
+    }
+}
 
 /// How usable a stored answer of a given age is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,12 @@
 //! nothing of HTTP error shapes. Faults act in the adapter's wrapper ([`before_call`]).
 
 mod cached;
+
+pub use cached::CacheControl;
 mod error;
 mod finish;
 mod relay;
+mod wire;
 
 pub use error::{Failed, ProxyError};
 
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -36,6 +39,7 @@ use crate::state::{EventKind, Live};
 use crate::store::Stores;
 use finish::Finish;
 use relay::{Capture, Relay};
+use wire::{copy_headers, retry_after, rewrite_model};
 
 /// The gateway's shared core: config, upstream adapters and live state.
 #[derive(Debug)]
@@ -72,46 +76,6 @@ pub struct ProxyRequest {
     /// Whether a stream should end with a usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
 }
-
-/// Request directives of `Cache-Control`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheControl {
-    /// `no-cache`: do not answer from the cache.
-    pub no_cache: bool,
-    /// `no-store`: do not store the answer.
-    pub no_store: bool,
-    /// `max-age=N`: only answers at most N seconds old.
-    pub max_age: Option<u64>,
-    /// `x-llmgw-cache: on|off`: the request opts in to or out of the cache, whatever its route
-    /// does by default.
-    pub opt_in: Option<bool>,
-}
-
-impl CacheControl {
-    /// Parses a `Cache-Control` header value.
-    pub fn parse(v: &str) -> CacheControl {
-        let mut c = CacheControl::default();
-        for d in v.split(',').map(|d| d.trim().to_ascii_lowercase()) {
-            match d.as_str() {
-                "no-cache" => c.no_cache = true,
-                "no-store" => c.no_store = true,
-                _ => {
-                    if let Some(n) = d.strip_prefix("max-age=") {
-                        c.max_age = n.trim_matches('"').parse().ok();
-                    }
-                }
-            }
-        }
-        c
-    }
-}
-
-/// Headers that describe one hop and must not be relayed.
-const HOP_HEADERS: [HeaderName; 6] =
-    [header::CONNECTION, header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::TE, header::UPGRADE, header::DATE];
-
-/// Longest wait a provider's `Retry-After` may impose on us.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 impl Gateway {
     /// Builds the upstream clients and the live state for a validated config, without a store
@@ -367,71 +331,5 @@ impl Gateway {
         fin.end_attempt(class, code);
         fin.decorate(response.headers_mut());
         Ok(response)
-    }
-}
-
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (k, v) in from {
-        if !HOP_HEADERS.contains(k) {
-            to.append(k, v.clone());
-        }
-    }
-}
-
-/// The body with its `model` value replaced by `model`, everything else byte for byte.
-fn rewrite_model(body: &[u8], span: Range<usize>, model: &str) -> Bytes {
-    let mut out = Vec::with_capacity(body.len() + model.len() + 2);
-    out.extend_from_slice(&body[..span.start]);
-    serde_json::to_writer(&mut out, model).expect("writing a string to a Vec cannot fail");
-    out.extend_from_slice(&body[span.end..]);
-    Bytes::from(out)
-}
-
-/// `retry-after-ms` or `retry-after` (seconds), capped.
-fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let num =
-        |name: &str| h.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
-    let wait = num("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| num("retry-after"))?;
-    // Bounded before the conversion, which panics on values past u64 seconds (`1e20`).
-    Some(Duration::from_secs_f64(wait.min(MAX_RETRY_AFTER.as_secs_f64())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rewrites_only_the_model() {
-        let body = br#"{"messages":[{"role":"user","content":"hi"}], "model" : "chat","x":1}"#;
-        let start = body.windows(6).position(|w| w == b"\"chat\"").unwrap();
-        let out = rewrite_model(body, start..start + 6, "gpt-4o \"mini\"");
-        assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
-            r#"{"messages":[{"role":"user","content":"hi"}], "model" : "gpt-4o \"mini\"","x":1}"#
-        );
-    }
-
-    #[test]
-    fn reads_retry_after() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", HeaderValue::from_static("250"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
-        h.insert("retry-after-ms", HeaderValue::from_static("99999999"));
-        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
-        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
-        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "no panic past u64 seconds");
-        h.remove("retry-after-ms");
-        h.insert("retry-after", HeaderValue::from_static("1e20"));
-        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
-    }
-
-    #[test]
-    fn error_event_is_one_sse_event() {
-        let e = crate::providers::sse::error_event("stream_broken", "x");
-        assert!(e.starts_with(b"data: {\"error\":"));
-        assert!(e.ends_with(b"}\n\n"));
     }
 }

@@ -104,7 +104,7 @@ impl Relay {
         let Some(c) = self.capture.take() else { return };
         let gw = self.fin.gw.clone();
         if let Some(key) = c.key
-            && let Some(body) = crate::store::cache::assemble_stream(&c.buf)
+            && let Some(body) = crate::store::replay::assemble_stream(&c.buf)
         {
             gw.cache_put(key, &gw.config.routes[self.fin.record.route.unwrap_or(0)], body);
         }

@@ -88,6 +88,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_event_is_one_sse_event() {
+        let e = error_event("stream_broken", "x");
+        assert!(e.starts_with(b"data: {\"error\":"));
+        assert!(e.ends_with(b"}\n\n"));
+    }
+
+    #[test]
     fn forwards_only_whole_events() {
         let mut f = EventFramer::default();
         assert_eq!(

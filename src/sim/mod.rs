@@ -4,6 +4,7 @@
 
 pub mod demo;
 mod provider;
+mod reply;
 pub mod traffic;
 
 use std::net::SocketAddr;

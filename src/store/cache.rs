@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Store;
 use crate::clock::unix_ms;
@@ -272,87 +272,6 @@ impl Cache {
     }
 }
 
-/// A stored chat answer replayed as SSE: role chunk, content, finish chunk, usage chunk when
-/// asked for, `[DONE]`.
-pub fn replay_as_sse(body: &[u8], include_usage: bool) -> Option<Bytes> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let choice = v.get("choices")?.get(0)?;
-    let content = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or("");
-    let finish = choice.get("finish_reason").cloned().unwrap_or(json!("stop"));
-    let base = |choices: Value| {
-        let mut c = json!({ "id": v["id"], "object": "chat.completion.chunk", "created": v["created"], "model": v["model"], "choices": choices });
-        if let Some(fp) = v.get("system_fingerprint") {
-            c["system_fingerprint"] = fp.clone();
-        }
-        c
-    };
-    let mut out = String::new();
-    let mut push = |c: Value| out.push_str(&format!("data: {c}\n\n"));
-    push(base(json!([{ "index": 0, "delta": { "role": "assistant", "content": "" }, "finish_reason": null }])));
-    push(base(json!([{ "index": 0, "delta": { "content": content }, "finish_reason": null }])));
-    push(base(json!([{ "index": 0, "delta": {}, "finish_reason": finish }])));
-    if include_usage && let Some(u) = v.get("usage") {
-        let mut c = base(json!([]));
-        c["usage"] = u.clone();
-        push(c);
-    }
-    out.push_str("data: [DONE]\n\n");
-    Some(Bytes::from(out))
-}
-
-/// A completed SSE chat stream assembled into the JSON answer a non-streaming request gets.
-/// `None` for streams this cannot represent (tool calls, several choices, errors).
-pub fn assemble_stream(sse: &[u8]) -> Option<Bytes> {
-    let text = std::str::from_utf8(sse).ok()?;
-    let (mut id, mut created, mut model, mut fingerprint) = (Value::Null, Value::Null, Value::Null, Value::Null);
-    let (mut content, mut finish, mut usage, mut done) = (String::new(), Value::Null, Value::Null, false);
-    for line in text.lines() {
-        let Some(data) = line.strip_prefix("data:").map(str::trim_start) else { continue };
-        if data == "[DONE]" {
-            done = true;
-            continue;
-        }
-        let c: Value = serde_json::from_str(data).ok()?;
-        if c.get("error").is_some() {
-            return None;
-        }
-        if id.is_null() {
-            id = c["id"].clone();
-            created = c["created"].clone();
-            model = c["model"].clone();
-            fingerprint = c.get("system_fingerprint").cloned().unwrap_or(Value::Null);
-        }
-        if let Some(u) = c.get("usage").filter(|u| !u.is_null()) {
-            usage = u.clone();
-        }
-        for ch in c["choices"].as_array().into_iter().flatten() {
-            if ch["index"].as_u64().unwrap_or(0) != 0 || ch.pointer("/delta/tool_calls").is_some() {
-                return None;
-            }
-            if let Some(s) = ch.pointer("/delta/content").and_then(Value::as_str) {
-                content.push_str(s);
-            }
-            if !ch["finish_reason"].is_null() {
-                finish = ch["finish_reason"].clone();
-            }
-        }
-    }
-    if !done || finish.is_null() {
-        return None;
-    }
-    let mut v = json!({
-        "id": id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish }],
-    });
-    if !fingerprint.is_null() {
-        v["system_fingerprint"] = fingerprint;
-    }
-    if !usage.is_null() {
-        v["usage"] = usage;
-    }
-    Some(Bytes::from(v.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,18 +325,6 @@ mod tests {
         cache.stage(b"r\0y", &body);
         assert_eq!(cache.purge(Some("r")), 2, "a purge takes staged answers too");
         assert_eq!(cache.get(b"r\0y"), None);
-    }
-
-    #[test]
-    fn stream_and_json_round_trip() {
-        let json = br#"{"id":"c1","object":"chat.completion","created":5,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"message":{"role":"assistant","content":"hello world"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
-        let sse = replay_as_sse(json, true).unwrap();
-        let text = std::str::from_utf8(&sse).unwrap();
-        assert!(text.ends_with("data: [DONE]\n\n"));
-        assert_eq!(text.matches("data: ").count(), 5);
-        let back: Value = serde_json::from_slice(&assemble_stream(&sse).unwrap()).unwrap();
-        assert_eq!(back, serde_json::from_slice::<Value>(json).unwrap());
-        assert_eq!(assemble_stream(b"data: {\"id\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\n"), None, "no [DONE]: incomplete");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Store;
 use crate::config::{Config, HistoryConfig};
-use crate::outcome::{Blame, OutcomeClass, RequestRecord, Tally};
+use crate::outcome::RequestRecord;
 
 /// One attempt of a recorded request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,82 +153,6 @@ impl Filter {
     }
 }
 
-/// Per-provider summary of a set of requests. Attempts are judged by the one failure policy
-/// ([`crate::outcome::OutcomeClass::blame`]), so its failure rate is the console's `err%` for
-/// the same traffic.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProviderSummary {
-    /// Provider name (`-` for requests no provider answered, e.g. cache hits).
-    pub provider: String,
-    /// Requests it answered last.
-    pub requests: u64,
-    /// Attempts made on it.
-    pub attempts: u64,
-    /// Attempts that failed by its fault (connect, timeout, 5xx, broken stream).
-    pub failures: u64,
-    /// Attempts it refused as the client's fault (4xx other than 429).
-    pub client_errors: u64,
-    /// Attempts it answered 429.
-    pub rate_limited: u64,
-    /// Failures over attempts that got a verdict, %; `None` without any.
-    pub failure_pct: Option<f64>,
-    /// Median total latency of the requests it answered, ms.
-    pub p50_ms: f64,
-    /// 99th percentile, ms.
-    pub p99_ms: f64,
-    /// Prompt tokens of the requests it answered.
-    pub tokens_in: u64,
-    /// Completion tokens.
-    pub tokens_out: u64,
-}
-
-/// Summarizes records per provider (pure: the admin API, the CLI and tests share it).
-pub fn summarize<'a>(records: impl IntoIterator<Item = &'a HistoryRecord>) -> Vec<ProviderSummary> {
-    use std::collections::BTreeMap;
-    #[derive(Default)]
-    struct Acc {
-        requests: u64,
-        outcomes: Tally,
-        latency: Vec<f64>,
-        tokens: (u64, u64),
-    }
-    let mut by: BTreeMap<&str, Acc> = BTreeMap::new();
-    for r in records {
-        for a in &r.attempts {
-            // An unknown label (a newer version's class) counts as an attempt without a verdict.
-            let class = OutcomeClass::from_label(&a.outcome).unwrap_or(OutcomeClass::ClientClosed);
-            by.entry(a.provider.as_str()).or_default().outcomes.add(class);
-        }
-        let acc = by.entry(r.provider().unwrap_or("-")).or_default();
-        acc.requests += 1;
-        acc.tokens.0 += r.tokens_in.unwrap_or(0) as u64;
-        acc.tokens.1 += r.tokens_out.unwrap_or(0) as u64;
-        acc.latency.push(r.total_ms);
-    }
-    by.into_iter()
-        .map(|(name, mut acc)| {
-            acc.latency.sort_by(f64::total_cmp);
-            let lat = &acc.latency;
-            let q =
-                |q: f64| lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
-            let o = &acc.outcomes;
-            ProviderSummary {
-                provider: name.to_string(),
-                requests: acc.requests,
-                attempts: o.total(),
-                failures: o.provider_failures(),
-                client_errors: o.blamed(Blame::Client),
-                rate_limited: o.blamed(Blame::RateLimit),
-                failure_pct: o.failure_rate().map(|r| r * 100.0),
-                p50_ms: q(0.5),
-                p99_ms: q(0.99),
-                tokens_in: acc.tokens.0,
-                tokens_out: acc.tokens.1,
-            }
-        })
-        .collect()
-}
-
 fn key(at_ms: u64, seq: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&at_ms.to_be_bytes());
@@ -368,8 +292,8 @@ impl History {
     }
 
     /// Per-provider summary of the records matching `f`.
-    pub fn summary(&self, f: &Filter) -> Vec<ProviderSummary> {
-        summarize(&self.query(&Filter { limit: None, ..f.clone() }))
+    pub fn summary(&self, f: &Filter) -> Vec<super::summary::ProviderSummary> {
+        super::summary::summarize(&self.query(&Filter { limit: None, ..f.clone() }))
     }
 }
 

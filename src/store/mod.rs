@@ -8,7 +8,9 @@
 pub mod cache;
 pub mod history;
 pub mod overrides;
+pub mod replay;
 pub mod rollups;
+pub mod summary;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

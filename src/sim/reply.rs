@@ -1,0 +1,140 @@
+//! What a simulated provider answers: a deterministic reply per request (so a test can check
+//! a relayed or resumed answer word for word), as JSON or as a paced SSE stream.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::Behavior;
+use super::provider::{CREATED, SimHandle};
+
+/// FNV-1a: a stable hash, so the same request gets the same reply in every process.
+pub(super) fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+const WORDS: [&str; 32] = [
+    "the", "gateway", "routes", "every", "request", "to", "a", "healthy", "provider", "and", "keeps", "answers",
+    "flowing", "while", "latency", "stays", "low", "tokens", "stream", "in", "order", "with", "retries", "on",
+    "failure", "so", "users", "never", "notice", "an", "outage", "today",
+];
+
+/// The reply to a request: deterministic in its model and messages.
+pub(super) struct Reply {
+    pub(super) id: String,
+    pub(super) model: String,
+    pub(super) tokens: Vec<String>,
+    pub(super) prompt_tokens: u64,
+}
+
+pub(super) fn reply_for(name: &str, req: &Value, b: &Behavior) -> Reply {
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("sim-chat").to_string();
+    let messages = req.get("messages").map(Value::to_string).unwrap_or_default();
+    let seed = fnv(model.as_bytes()) ^ fnv(messages.as_bytes());
+    let asked = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64);
+    let n = match asked {
+        Some(n) => n.clamp(1, 4096) as usize,
+        None => (b.reply_tokens.max(1) as u64 + seed % (b.reply_tokens as u64 / 2 + 1)) as usize,
+    };
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut tokens = Vec::with_capacity(n);
+    tokens.push(format!("[{name}]"));
+    for _ in 1..n {
+        tokens.push(format!(" {}", WORDS[rng.usize(..WORDS.len())]));
+    }
+    let prompt_tokens = (messages.split_whitespace().count() as u64).max(1);
+    Reply { id: format!("chatcmpl-{seed:016x}"), model, tokens, prompt_tokens }
+}
+
+pub(super) fn usage(r: &Reply) -> Value {
+    let c = r.tokens.len() as u64;
+    json!({ "prompt_tokens": r.prompt_tokens, "completion_tokens": c, "total_tokens": r.prompt_tokens + c })
+}
+
+/// The SSE events of a streamed reply, `[DONE]` included.
+pub(super) fn stream_events(r: &Reply, fingerprint: &str, with_usage: bool) -> Vec<Bytes> {
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({
+            "id": r.id, "object": "chat.completion.chunk", "created": CREATED, "model": r.model,
+            "system_fingerprint": fingerprint,
+            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
+        });
+        if with_usage {
+            c["usage"] = Value::Null;
+        }
+        Bytes::from(format!("data: {c}\n\n"))
+    };
+    let mut out = Vec::with_capacity(r.tokens.len() + 4);
+    out.push(chunk(json!({ "role": "assistant", "content": "", "refusal": null }), Value::Null));
+    for t in &r.tokens {
+        out.push(chunk(json!({ "content": t }), Value::Null));
+    }
+    out.push(chunk(json!({}), json!("stop")));
+    if with_usage {
+        let u = json!({
+            "id": r.id, "object": "chat.completion.chunk", "created": CREATED, "model": r.model,
+            "system_fingerprint": fingerprint, "choices": [], "usage": usage(r),
+        });
+        out.push(Bytes::from(format!("data: {u}\n\n")));
+    }
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
+
+/// A streamed reply being sent; counts itself cancelled if dropped before its end.
+pub(super) struct SimStream {
+    pub(super) h: Arc<SimHandle>,
+    pub(super) events: Vec<Bytes>,
+    pub(super) next: usize,
+    pub(super) pace: Option<Duration>,
+    pub(super) cut_after: Option<u32>,
+    pub(super) stall_after: Option<u32>,
+    pub(super) finished: bool,
+}
+
+impl SimStream {
+    pub(super) fn into_stream(self) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+        futures_util::stream::unfold(self, |mut s| async move {
+            if s.finished {
+                return None;
+            }
+            let sent = s.next as u32;
+            if s.cut_after.is_some_and(|n| sent >= n) {
+                // An error from the body makes the server abort the connection mid-stream. Pause
+                // first so the events before the cut are flushed to the client, as they would be
+                // by a real provider whose connection drops later.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                s.finished = true;
+                return Some((Err(std::io::Error::other("simulated cut")), s));
+            }
+            if s.stall_after.is_some_and(|n| sent >= n) {
+                std::future::pending::<()>().await;
+            }
+            if s.next >= s.events.len() {
+                s.finished = true;
+                s.h.stats.streams_completed.fetch_add(1, Relaxed);
+                return None;
+            }
+            // Pace content chunks only: the role chunk and the closing events go out at once.
+            if s.next > 0 && s.next <= s.events.len() - 3 {
+                if let Some(p) = s.pace {
+                    tokio::time::sleep(p).await;
+                }
+            }
+            let ev = s.events[s.next].clone();
+            s.next += 1;
+            Some((Ok(ev), s))
+        })
+    }
+}
+
+impl Drop for SimStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.h.stats.streams_cancelled.fetch_add(1, Relaxed);
+        }
+    }
+}
