@@ -6,7 +6,7 @@
 //! in `config.example.toml`; keep the two in step.
 
 use std::fmt;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +40,12 @@ pub use rules::{Rule, RuleAction};
 pub use server::{ProxyConfig, ServerConfig, Timeouts};
 use server::{RawProxy, RawServer, RawTimeouts};
 pub use store::{CacheConfig, HistoryConfig, RouteCache};
+
+/// Longest duration a config may give anything, in ms: a day.
+pub const MAX_MS: u64 = 86_400_000;
+
+/// Highest weight a target may have (the same bound as the `set_weight` command's).
+pub const MAX_WEIGHT: u32 = crate::control::MAX_WEIGHT;
 
 /// Targets a route may have (a request tracks the ones it tried in a 64-bit set).
 pub const MAX_TARGETS: usize = 64;
@@ -202,25 +208,36 @@ impl Ctx<'_> {
         }
     }
 
-    /// A number that must be greater than 0, or its default.
-    fn positive(&self, v: Option<Spanned<u64>>, default: u64, key: &str) -> Result<u64, ConfigError> {
+    /// A whole number within `range`, or its default. Every number from a config file is
+    /// bounded: what `check` accepts, `serve` can run (no overflowing clock arithmetic, no
+    /// allocation the machine cannot make).
+    fn within(
+        &self,
+        v: Option<Spanned<u64>>,
+        default: u64,
+        key: &str,
+        range: RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
         match v {
             None => Ok(default),
-            Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
+            Some(v) if !range.contains(v.get_ref()) => Err(self.err(
+                Some(v.span()),
+                key,
+                format!("must be between {} and {}", range.start(), range.end()),
+            )),
             Some(v) => Ok(*v.get_ref()),
         }
     }
 
+    /// Milliseconds, from 1 ms to a day.
     fn ms(&self, v: Option<Spanned<u64>>, default: u64, key: &str) -> Result<Duration, ConfigError> {
-        self.positive(v, default, key).map(Duration::from_millis)
+        self.within(v, default, key, 1..=MAX_MS).map(Duration::from_millis)
     }
 
-    fn count(&self, v: Option<Spanned<u32>>, default: u32, key: &str) -> Result<u32, ConfigError> {
-        match v {
-            None => Ok(default),
-            Some(v) if *v.get_ref() == 0 => Err(self.err(Some(v.span()), key, "must be greater than 0")),
-            Some(v) => Ok(*v.get_ref()),
-        }
+    /// A count, from 1 to `max`.
+    fn count(&self, v: Option<Spanned<u32>>, default: u32, key: &str, max: u32) -> Result<u32, ConfigError> {
+        let v = v.map(|v| Spanned::new(v.span(), u64::from(*v.get_ref())));
+        self.within(v, u64::from(default), key, 1..=u64::from(max)).map(|n| n as u32)
     }
 
     fn number(&self, v: Option<Spanned<f64>>, default: f64, key: &str, lo: f64, hi: f64) -> Result<f64, ConfigError> {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::{MAX_MS, MAX_WEIGHT};
+
 use super::{
     CacheConfig, ConfigError, Ctx, MAX_TARGETS, ProviderConfig, ProxyConfig, RouteCache, Rule, RuleAction, attempts,
     rules, store,
@@ -157,15 +159,20 @@ impl Ctx<'_> {
                 if t.model.trim().is_empty() {
                     return Err(cx.err(Some(t.provider.span()), tkey("model"), "must not be empty"));
                 }
-                let weight = t.weight.map_or(1, |w| *w.get_ref());
+                let weight = match t.weight {
+                    Some(w) if *w.get_ref() > MAX_WEIGHT => {
+                        return Err(cx.err(Some(w.span()), tkey("weight"), format!("must be at most {MAX_WEIGHT}")));
+                    }
+                    w => w.map_or(1, |w| *w.get_ref()),
+                };
                 let canary = match t.canary {
                     None => None,
                     Some(c) => {
                         let span = c.span();
                         let c = *c.get_ref();
                         let bad = |msg: &str| Err(cx.err(Some(span.clone()), tkey("canary"), msg.to_string()));
-                        if c.step == 0 || c.every_s == 0 {
-                            return bad("step and every_s must be greater than 0");
+                        if c.step == 0 || c.every_s == 0 || c.every_s > MAX_MS / 1000 {
+                            return bad("step must be greater than 0 and every_s between 1 and 86400");
                         }
                         if !(c.max_error_rate > 0.0 && c.max_error_rate <= 1.0) {
                             return bad("max_error_rate must be in (0, 1]");
@@ -226,7 +233,7 @@ impl Ctx<'_> {
             routes.push(RouteConfig {
                 model,
                 rules,
-                cache: store::route_cache(cache, r.cache),
+                cache: cx.route_cache(cache, r.cache, &key("cache"))?,
                 strategy: r.strategy.unwrap_or(Strategy::Weighted),
                 max_attempts: attempts(cx, r.max_attempts, proxy.max_attempts, &key("max_attempts"))?,
                 deadline: cx.ms(r.deadline_ms, proxy.deadline.as_millis() as u64, &key("deadline_ms"))?,

@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Ctx, attempts, defaults};
+use super::{ConfigError, Ctx, MAX_MS, attempts, defaults};
+
+/// Largest request body a config may allow: 1 GiB.
+const MAX_BODY_LIMIT: u64 = 1 << 30;
 
 /// `[server]`: where the gateway listens and keeps its data.
 #[derive(Debug, Clone)]
@@ -64,10 +67,10 @@ pub(super) struct RawServer {
     pub(super) listen: Option<Spanned<String>>,
     pub(super) data_dir: Option<String>,
     pub(super) max_body_bytes: Option<Spanned<u64>>,
-    pub(super) shutdown_grace_ms: Option<u64>,
+    pub(super) shutdown_grace_ms: Option<Spanned<u64>>,
     pub(super) admin_listen: Option<Spanned<String>>,
     pub(super) admin_token_env: Option<Spanned<String>>,
-    pub(super) store_cache_bytes: Option<u64>,
+    pub(super) store_cache_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -110,10 +113,15 @@ impl Ctx<'_> {
                 )
             })?,
         };
-        let max_body = s.max_body_bytes.map(|v| (*v.get_ref(), v.span()));
-        if let Some((0, span)) = max_body {
-            return Err(cx.err(Some(span), "server.max_body_bytes", "must be greater than 0"));
-        }
+        let max_body =
+            cx.within(s.max_body_bytes, defaults::MAX_BODY_BYTES, "server.max_body_bytes", 1..=MAX_BODY_LIMIT)?;
+        let grace = cx.within(s.shutdown_grace_ms, defaults::SHUTDOWN_GRACE_MS, "server.shutdown_grace_ms", 0..=MAX_MS)?;
+        let store_cache_bytes = cx.within(
+            s.store_cache_bytes,
+            defaults::STORE_CACHE_BYTES,
+            "server.store_cache_bytes",
+            1 << 20..=1 << 40,
+        )?;
         let admin_listen: SocketAddr = match &s.admin_listen {
             None => defaults::ADMIN_LISTEN.parse().expect("default admin address parses"),
             Some(l) => l.get_ref().parse().map_err(|_| {
@@ -142,11 +150,11 @@ impl Ctx<'_> {
         Ok(ServerConfig {
             listen,
             data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or(defaults::DATA_DIR)),
-            max_body_bytes: max_body.map_or(defaults::MAX_BODY_BYTES, |(v, _)| v) as usize,
-            shutdown_grace: Duration::from_millis(s.shutdown_grace_ms.unwrap_or(defaults::SHUTDOWN_GRACE_MS)),
+            max_body_bytes: max_body as usize,
+            shutdown_grace: Duration::from_millis(grace),
             admin_listen,
             admin_token_env,
-            store_cache_bytes: s.store_cache_bytes.unwrap_or(defaults::STORE_CACHE_BYTES),
+            store_cache_bytes,
         })
     }
 

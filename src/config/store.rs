@@ -57,18 +57,18 @@ pub struct HistoryConfig {
 pub(super) struct RawCache {
     enabled: Option<bool>,
     ttl_s: Option<Spanned<u64>>,
-    stale_ttl_s: Option<u64>,
+    stale_ttl_s: Option<Spanned<u64>>,
     max_bytes: Option<Spanned<u64>>,
     max_entry_bytes: Option<Spanned<u64>>,
     share_without_key: Option<bool>,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRouteCache {
     enabled: Option<bool>,
-    ttl_s: Option<u64>,
-    max_entry_bytes: Option<u64>,
+    ttl_s: Option<Spanned<u64>>,
+    max_entry_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -104,40 +104,59 @@ pub mod defaults {
 
 impl Ctx<'_> {
     pub(super) fn cache(&self, r: RawCache) -> Result<CacheConfig, ConfigError> {
-        let positive = |v, d, key: &str| self.positive(v, d, key);
         Ok(CacheConfig {
             // Opt-in, as in other gateways: two users asking the same question at temperature 1
             // must not get one answer unless the operator chose that.
             enabled: r.enabled.unwrap_or(false),
-            ttl: Duration::from_secs(positive(r.ttl_s, defaults::TTL_S, "cache.ttl_s")?),
-            stale_ttl: Duration::from_secs(r.stale_ttl_s.unwrap_or(defaults::STALE_TTL_S)),
-            max_bytes: positive(r.max_bytes, defaults::MAX_BYTES, "cache.max_bytes")?,
-            max_entry_bytes: positive(r.max_entry_bytes, defaults::MAX_ENTRY_BYTES, "cache.max_entry_bytes")?,
+            ttl: Duration::from_secs(self.within(r.ttl_s, defaults::TTL_S, "cache.ttl_s", 1..=MAX_TTL_S)?),
+            stale_ttl: Duration::from_secs(self.within(
+                r.stale_ttl_s,
+                defaults::STALE_TTL_S,
+                "cache.stale_ttl_s",
+                0..=MAX_TTL_S,
+            )?),
+            max_bytes: self.within(r.max_bytes, defaults::MAX_BYTES, "cache.max_bytes", 1..=1 << 40)?,
+            max_entry_bytes: self.within(
+                r.max_entry_bytes,
+                defaults::MAX_ENTRY_BYTES,
+                "cache.max_entry_bytes",
+                1..=1 << 30,
+            )?,
             share_without_key: r.share_without_key.unwrap_or(true),
         })
     }
 
     pub(super) fn history(&self, r: RawHistory) -> Result<HistoryConfig, ConfigError> {
-        let positive = |v, d, key: &str| self.positive(v, d, key);
+        let days = self.within(r.retention_days, defaults::RETENTION_DAYS, "history.retention_days", 1..=3650)?;
         Ok(HistoryConfig {
             enabled: r.enabled.unwrap_or(true),
-            retention: Duration::from_secs(
-                86_400 * positive(r.retention_days, defaults::RETENTION_DAYS, "history.retention_days")?,
-            ),
-            max_records: positive(r.max_records, defaults::MAX_RECORDS, "history.max_records")?,
-            flush: Duration::from_millis(positive(r.flush_ms, defaults::FLUSH_MS, "history.flush_ms")?),
+            retention: Duration::from_secs(86_400 * days),
+            max_records: self.within(r.max_records, defaults::MAX_RECORDS, "history.max_records", 1..=1_000_000_000)?,
+            flush: Duration::from_millis(self.within(r.flush_ms, defaults::FLUSH_MS, "history.flush_ms", 1..=60_000)?),
             store_bodies: r.store_bodies.unwrap_or(false),
-            queue: positive(r.queue, defaults::QUEUE, "history.queue")? as usize,
+            queue: self.within(r.queue, defaults::QUEUE, "history.queue", 1..=10_000_000)? as usize,
         })
     }
 }
 
-/// A route's `cache = { ... }` against `[cache]`.
-pub(super) fn route_cache(base: &CacheConfig, r: Option<RawRouteCache>) -> RouteCache {
-    let r = r.unwrap_or_default();
-    RouteCache {
-        enabled: r.enabled.unwrap_or(base.enabled),
-        ttl: r.ttl_s.map_or(base.ttl, Duration::from_secs),
-        max_entry_bytes: r.max_entry_bytes.unwrap_or(base.max_entry_bytes),
+impl Ctx<'_> {
+    /// A route's `cache = { ... }` against `[cache]`; `key` names the route's table.
+    pub(super) fn route_cache(
+        &self,
+        base: &CacheConfig,
+        r: Option<RawRouteCache>,
+        key: &str,
+    ) -> Result<RouteCache, ConfigError> {
+        let r = r.unwrap_or_default();
+        let ttl = self.within(r.ttl_s, base.ttl.as_secs(), &format!("{key}.ttl_s"), 1..=MAX_TTL_S)?;
+        let entry = &format!("{key}.max_entry_bytes");
+        Ok(RouteCache {
+            enabled: r.enabled.unwrap_or(base.enabled),
+            ttl: Duration::from_secs(ttl),
+            max_entry_bytes: self.within(r.max_entry_bytes, base.max_entry_bytes, entry, 1..=1 << 30)?,
+        })
     }
 }
+
+/// Longest a cached answer may be kept: a year.
+const MAX_TTL_S: u64 = 365 * 86_400;
