@@ -70,7 +70,9 @@ fn config(values: &[Option<i64>], weight: i64, route_ttl: Option<i64>, dir: &std
         sections += "\n";
     }
     let cache = route_ttl.map_or(String::new(), |t| format!("cache = {{ enabled = true, ttl_s = {t} }}\n"));
-    format!("{sections}__PROVIDERS__[[routes]]\nmodel = \"chat\"\n{cache}targets = [{{ provider = \"a\", model = \"m\", weight = {weight} }}]\n")
+    format!(
+        "{sections}__PROVIDERS__[[routes]]\nmodel = \"chat\"\n{cache}targets = [{{ provider = \"a\", model = \"m\", weight = {weight} }}]\n"
+    )
 }
 
 /// Configs accepted so far: the property is only worth something if many are.

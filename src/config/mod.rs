@@ -37,7 +37,7 @@ pub use health::{HealthConfig, ProbeKind};
 pub use providers::{ProviderConfig, ProviderKind, Secret};
 pub use routes::{Canary, RouteConfig, Strategy, TargetConfig};
 pub use rules::{Rule, RuleAction};
-pub use server::{ProxyConfig, ServerConfig, Timeouts};
+pub use server::{ConnLimits, ProxyConfig, ServerConfig, Timeouts};
 use server::{RawProxy, RawServer, RawTimeouts};
 pub use store::{CacheConfig, HistoryConfig, RouteCache};
 
@@ -139,6 +139,16 @@ pub mod defaults {
     pub const ADMIN_LISTEN: &str = "127.0.0.1:8081";
     /// `[server] store_cache_bytes`: 64 MiB.
     pub const STORE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+    /// `[server] header_read_timeout_ms`.
+    pub const HEADER_READ_TIMEOUT_MS: u64 = 15_000;
+    /// `[server] body_read_timeout_ms`.
+    pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
+    /// `[server] max_header_bytes`: 64 KiB.
+    pub const MAX_HEADER_BYTES: u64 = 64 * 1024;
+    /// `[server] max_connections`.
+    pub const MAX_CONNECTIONS: u64 = 4096;
+    /// `[server] max_json_depth`.
+    pub const MAX_JSON_DEPTH: u64 = 64;
     /// `[proxy] max_attempts`.
     pub const MAX_ATTEMPTS: u32 = 3;
     /// `[proxy] deadline_ms`.
@@ -220,11 +230,9 @@ impl Ctx<'_> {
     ) -> Result<u64, ConfigError> {
         match v {
             None => Ok(default),
-            Some(v) if !range.contains(v.get_ref()) => Err(self.err(
-                Some(v.span()),
-                key,
-                format!("must be between {} and {}", range.start(), range.end()),
-            )),
+            Some(v) if !range.contains(v.get_ref()) => {
+                Err(self.err(Some(v.span()), key, format!("must be between {} and {}", range.start(), range.end())))
+            }
             Some(v) => Ok(*v.get_ref()),
         }
     }

@@ -31,6 +31,28 @@ pub struct ServerConfig {
     pub admin_token_env: Option<String>,
     /// Memory sled may use for its page cache.
     pub store_cache_bytes: u64,
+    /// What a client connection may do: timeouts and sizes.
+    pub limits: ConnLimits,
+    /// Web origins (`https://app.example.com`) whose pages may call the API from a browser;
+    /// a request with any other `Origin` is refused (none by default).
+    pub allowed_origins: Vec<String>,
+}
+
+/// `[server]` limits on client connections, so no client can hold the gateway's resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// A connection must send a whole request head within this time of opening, or of its
+    /// previous answer: a slow or silent client is dropped, and so is an idle keep-alive
+    /// connection (one timer, as the HTTP library keeps it).
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this time (408 otherwise).
+    pub body_read_timeout: Duration,
+    /// The largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// Client connections open at once; past it new ones get a fast 503 and are closed.
+    pub max_connections: usize,
+    /// Deepest nesting of arrays and objects in a request body.
+    pub max_json_depth: usize,
 }
 
 /// Timeouts of one attempt against one provider.
@@ -71,6 +93,12 @@ pub(super) struct RawServer {
     pub(super) admin_listen: Option<Spanned<String>>,
     pub(super) admin_token_env: Option<Spanned<String>>,
     pub(super) store_cache_bytes: Option<Spanned<u64>>,
+    pub(super) header_read_timeout_ms: Option<Spanned<u64>>,
+    pub(super) body_read_timeout_ms: Option<Spanned<u64>>,
+    pub(super) max_header_bytes: Option<Spanned<u64>>,
+    pub(super) max_connections: Option<Spanned<u64>>,
+    pub(super) max_json_depth: Option<Spanned<u64>>,
+    pub(super) allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -115,13 +143,10 @@ impl Ctx<'_> {
         };
         let max_body =
             cx.within(s.max_body_bytes, defaults::MAX_BODY_BYTES, "server.max_body_bytes", 1..=MAX_BODY_LIMIT)?;
-        let grace = cx.within(s.shutdown_grace_ms, defaults::SHUTDOWN_GRACE_MS, "server.shutdown_grace_ms", 0..=MAX_MS)?;
-        let store_cache_bytes = cx.within(
-            s.store_cache_bytes,
-            defaults::STORE_CACHE_BYTES,
-            "server.store_cache_bytes",
-            1 << 20..=1 << 40,
-        )?;
+        let grace =
+            cx.within(s.shutdown_grace_ms, defaults::SHUTDOWN_GRACE_MS, "server.shutdown_grace_ms", 0..=MAX_MS)?;
+        let store_cache_bytes =
+            cx.within(s.store_cache_bytes, defaults::STORE_CACHE_BYTES, "server.store_cache_bytes", 1 << 20..=1 << 40)?;
         let admin_listen: SocketAddr = match &s.admin_listen {
             None => defaults::ADMIN_LISTEN.parse().expect("default admin address parses"),
             Some(l) => l.get_ref().parse().map_err(|_| {
@@ -155,6 +180,38 @@ impl Ctx<'_> {
             admin_listen,
             admin_token_env,
             store_cache_bytes,
+            allowed_origins: s.allowed_origins.unwrap_or_default(),
+            limits: ConnLimits {
+                header_read_timeout: cx.ms(
+                    s.header_read_timeout_ms,
+                    defaults::HEADER_READ_TIMEOUT_MS,
+                    "server.header_read_timeout_ms",
+                )?,
+                body_read_timeout: cx.ms(
+                    s.body_read_timeout_ms,
+                    defaults::BODY_READ_TIMEOUT_MS,
+                    "server.body_read_timeout_ms",
+                )?,
+                // hyper's read buffer cannot be smaller than 8 KiB.
+                max_header_bytes: cx.within(
+                    s.max_header_bytes,
+                    defaults::MAX_HEADER_BYTES,
+                    "server.max_header_bytes",
+                    8192..=256 * 1024,
+                )? as usize,
+                max_connections: cx.within(
+                    s.max_connections,
+                    defaults::MAX_CONNECTIONS,
+                    "server.max_connections",
+                    1..=1_000_000,
+                )? as usize,
+                max_json_depth: cx.within(
+                    s.max_json_depth,
+                    defaults::MAX_JSON_DEPTH,
+                    "server.max_json_depth",
+                    2..=128,
+                )? as usize,
+            },
         })
     }
 

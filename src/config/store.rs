@@ -132,7 +132,12 @@ impl Ctx<'_> {
             enabled: r.enabled.unwrap_or(true),
             retention: Duration::from_secs(86_400 * days),
             max_records: self.within(r.max_records, defaults::MAX_RECORDS, "history.max_records", 1..=1_000_000_000)?,
-            flush: Duration::from_millis(self.within(r.flush_ms, defaults::FLUSH_MS, "history.flush_ms", 1..=60_000)?),
+            flush: Duration::from_millis(self.within(
+                r.flush_ms,
+                defaults::FLUSH_MS,
+                "history.flush_ms",
+                1..=60_000,
+            )?),
             store_bodies: r.store_bodies.unwrap_or(false),
             queue: self.within(r.queue, defaults::QUEUE, "history.queue", 1..=10_000_000)? as usize,
         })

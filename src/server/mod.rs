@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod error;
+pub mod guard;
+pub mod listen;
 mod openai;
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .fallback(openai::not_found)
         .method_not_allowed_fallback(openai::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), guard::guard))
         .layer(axum::middleware::map_response(openai::ensure_request_id))
         .with_state(gw)
 }
@@ -67,6 +70,9 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
             tracing::info!("restored override: {ack}");
         }
     }
+    if let Some((before, after)) = listen::raise_fd_limit() {
+        tracing::info!("raised the open-file limit from {before} to {after} (the hard limit)");
+    }
     let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     let admin = TcpListener::bind(admin_listen)
@@ -81,9 +87,11 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     let mut background = crate::monitor::spawn(gw.upstreams.clone(), gw.live.clone(), shutdown.clone());
     background.push(spawn_rollups(gw.clone(), shutdown.clone()));
     let admin_app = admin::app(gw.clone(), token);
+    let admin_limits = gw.config.server.limits;
     let admin_shutdown = shutdown.clone();
     background.push(tokio::spawn(async move {
-        let _ = axum::serve(nodelay(admin), admin_app).with_graceful_shutdown(admin_shutdown.cancelled_owned()).await;
+        let stats = Arc::new(listen::ListenStats::default());
+        let _ = listen::serve(admin, admin_app, admin_limits, stats, admin_shutdown).await;
     }));
     let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
     Ok(Running { gw, addr, admin_addr, shutdown, task, background })
@@ -149,10 +157,12 @@ fn spawn_rollups(gw: Arc<Gateway>, cancel: CancellationToken) -> tokio::task::Jo
     })
 }
 
-/// Serves `app(gw)` on `listener` until `shutdown` is cancelled, then lets requests in flight
-/// finish (the caller bounds how long by racing this future against a deadline).
+/// Serves `app(gw)` on `listener`, within the config's connection limits, until `shutdown` is
+/// cancelled, then lets requests in flight finish (the caller bounds how long by racing this
+/// future against a deadline).
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(nodelay(listener), app(gw)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let limits = gw.config.server.limits;
+    listen::serve(listener, app(gw), limits, Arc::new(listen::ListenStats::default()), shutdown).await
 }
 
 /// The listener with `TCP_NODELAY` on every accepted connection: an SSE event is a small write,

@@ -90,13 +90,32 @@ async fn prepare(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let body: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(e) => {
+    let limits = gw.config.server.limits;
+    let body: Bytes = match tokio::time::timeout(limits.body_read_timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Ok(Err(e)) => {
             return Err(ApiError::bad_request("body_read_error", format!("could not read the request body: {e}")));
         }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "body_read_timeout",
+                format!("the request body did not arrive within {} ms", limits.body_read_timeout.as_millis()),
+            ));
+        }
     };
+    // serde would read a top-level array into the envelope too: only an object is a request.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("invalid_json", "the request body must be a JSON object"));
+    }
+    if json_depth(&body) > limits.max_json_depth {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            format!("the request body nests deeper than {} levels", limits.max_json_depth),
+        ));
+    }
     let env: Envelope = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the request body is not a valid JSON object: {e}"))
     })?;
@@ -163,6 +182,32 @@ async fn prepare(
     })
 }
 
+/// The deepest nesting of objects and arrays in a JSON text (strings skipped), in one pass.
+fn json_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Gives every answer an `x-request-id`, also those that never reached a handler of ours.
 pub async fn ensure_request_id(mut r: Response) -> Response {
     if !r.headers().contains_key("x-request-id") {
@@ -204,4 +249,17 @@ pub async fn method_not_allowed(uri: Uri) -> ApiError {
         "method_not_allowed",
         format!("method not allowed on {}", uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_depth;
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth(br#"{"a":1}"#), 1);
+        assert_eq!(json_depth(br#"{"messages":[{"content":"[[[{{{"}]}"#), 3);
+        assert_eq!(json_depth(br#"{"s":"\"[[[\"","x":[[[]]]}"#), 4, "escaped quotes do not end a string");
+        assert_eq!(json_depth(&[b'['; 10_000]), 10_000);
+    }
 }

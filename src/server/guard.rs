@@ -1,0 +1,98 @@
+//! Checks every API request passes before its body is read: a browser page must not be able to
+//! use a gateway on this machine as a confused deputy (spending the operator's provider keys),
+//! so requests from foreign web origins, non-JSON bodies and, on loopback, foreign host names
+//! (DNS rebinding) are refused.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::pipeline::Gateway;
+
+/// The middleware: refuses with an OpenAI-shaped 403 or 415, or passes the request on.
+pub async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let s = &gw.config.server;
+    match check(req.headers(), &s.allowed_origins, s.listen.ip().is_loopback()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The checks, pure so they are tested on their own.
+pub fn check(h: &HeaderMap, allowed_origins: &[String], loopback: bool) -> Result<(), ApiError> {
+    if let Some(origin) = h.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !allowed_origins.iter().any(|o| o == origin) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                "origin_not_allowed",
+                format!("requests from the web origin '{origin}' are not allowed (server.allowed_origins)"),
+            ));
+        }
+    }
+    if let Some(ct) = h.get(header::CONTENT_TYPE) {
+        let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if essence != "application/json" {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "unsupported_content_type",
+                "the request body must be JSON, sent with content-type: application/json",
+            ));
+        }
+    }
+    if loopback && !h.get(header::HOST).and_then(|v| v.to_str().ok()).is_none_or(is_loopback_host) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "host_not_allowed",
+            "this gateway listens on loopback and answers only to a loopback host name",
+        ));
+    }
+    Ok(())
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(n, port)| if port.bytes().all(|b| b.is_ascii_digit()) { n } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn browsers_and_rebinding_are_refused() {
+        let ok = |p: &[(&'static str, &'static str)]| check(&headers(p), &["https://app.example".into()], true);
+        let status = |p: &[(&'static str, &'static str)]| ok(p).unwrap_err().status.as_u16();
+        assert!(ok(&[("host", "127.0.0.1:8080"), ("content-type", "application/json")]).is_ok());
+        assert!(ok(&[("host", "localhost:8080"), ("content-type", "application/json; charset=utf-8")]).is_ok());
+        assert!(ok(&[("host", "[::1]:8080")]).is_ok(), "no content type: not a browser form");
+        assert!(ok(&[("host", "localhost"), ("origin", "https://app.example")]).is_ok(), "an allowed origin");
+        assert_eq!(status(&[("host", "localhost"), ("origin", "https://evil.example")]), 403);
+        assert_eq!(status(&[("host", "localhost"), ("content-type", "text/plain")]), 415);
+        assert_eq!(status(&[("host", "evil.example:8080")]), 403, "DNS rebinding");
+        assert_eq!(status(&[("host", "127.0.0.1.evil.example")]), 403);
+        assert!(check(&headers(&[("host", "gw.internal:8080")]), &[], false).is_ok(), "not on loopback: any host");
+    }
+}

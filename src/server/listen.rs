@@ -1,0 +1,177 @@
+//! Accepting client connections within limits: a connection cap (past it, a fast 503 and close,
+//! never a hang), a deadline for each request head (slow or silent clients are dropped, idle
+//! keep-alive connections closed), a bound on head size, `TCP_NODELAY`, and accept errors
+//! counted and logged at a bounded rate. Graceful shutdown lets requests in flight finish.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConnLimits;
+
+/// What the listener refused or failed at, for logs and the console.
+#[derive(Debug, Default)]
+pub struct ListenStats {
+    /// Connections turned away at the cap.
+    pub refused: AtomicU64,
+    /// `accept` calls that failed (out of file descriptors, ...).
+    pub accept_errors: AtomicU64,
+}
+
+/// The answer to a connection past the cap: complete, so the client sees why at once.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 149\r\n\r\n{\"error\":{\"message\":\"the gateway is at its connection limit; retry shortly\",\"type\":\"service_unavailable\",\"param\":null,\"code\":\"too_many_connections\"}}";
+
+/// Serves `app` on `listener` within `limits` until `shutdown`, then waits for the requests in
+/// flight (the caller bounds how long).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnLimits,
+    stats: Arc<ListenStats>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let mut log_gate = LogGate::default();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => break,
+        };
+        let (tcp, _) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                stats.accept_errors.fetch_add(1, Relaxed);
+                if log_gate.allow() {
+                    tracing::warn!("accepting a connection failed: {e}{}", log_gate.suppressed());
+                }
+                // Out of descriptors, most likely: give connections in flight a moment to end.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            stats.refused.fetch_add(1, Relaxed);
+            if log_gate.allow() {
+                tracing::warn!(
+                    "connection refused: {} open (server.max_connections){}",
+                    limits.max_connections,
+                    log_gate.suppressed()
+                );
+            }
+            tokio::spawn(async move {
+                let mut tcp = tcp;
+                let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(OVER_CAPACITY)).await;
+                let _ = tcp.shutdown().await;
+            });
+            continue;
+        };
+        let conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A client that breaks off or times out is routine, not an error of ours.
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// At most a few warnings a second; the rest are counted and reported with the next one.
+#[derive(Debug, Default)]
+struct LogGate {
+    window_start: Option<tokio::time::Instant>,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl LogGate {
+    const PER_SECOND: u32 = 5;
+
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.window_start.is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1)) {
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        self.in_window += 1;
+        let ok = self.in_window <= Self::PER_SECOND;
+        if !ok {
+            self.suppressed += 1;
+        }
+        ok
+    }
+
+    /// " (N more suppressed)" when lines were held back since the last one written.
+    fn suppressed(&mut self) -> String {
+        let n = std::mem::take(&mut self.suppressed);
+        if n == 0 { String::new() } else { format!(" ({n} more suppressed)") }
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit: a gateway holds a socket
+/// per client and per upstream connection. Returns (before, after) when it changed.
+pub fn raise_fd_limit() -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+                return None;
+            }
+            let before = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return None;
+            }
+            Some((before as u64, lim.rlim_max as u64))
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_over_capacity_answer_is_well_formed() {
+        let text = std::str::from_utf8(OVER_CAPACITY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "too_many_connections");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_log_gate_lets_a_few_through_and_counts_the_rest() {
+        let mut g = LogGate::default();
+        let allowed = (0..20).filter(|_| g.allow()).count();
+        assert_eq!(allowed, 5);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(g.allow());
+        assert_eq!(g.suppressed(), " (15 more suppressed)");
+        assert_eq!(g.suppressed(), "");
+    }
+}
