@@ -144,6 +144,7 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 return None;
             }
+            #[allow(clippy::unnecessary_cast, reason = "rlim_t is not u64 on every unix")]
             Some((before as u64, lim.rlim_max as u64))
         }
     }
