@@ -161,6 +161,12 @@ pub mod defaults {
     pub const ATTEMPT_TIMEOUT_MS: u64 = 120_000;
     /// `[proxy] stream_idle_timeout_ms`.
     pub const STREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+    /// `[proxy] max_response_bytes`: 32 MiB (large embedding batches).
+    pub const MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
+    /// `[proxy] max_event_bytes`: 1 MiB.
+    pub const MAX_EVENT_BYTES: u64 = 1024 * 1024;
+    /// `[proxy] max_stream_ms`: 30 minutes.
+    pub const MAX_STREAM_MS: u64 = 30 * 60 * 1000;
     /// `[proxy] retry_budget`.
     pub const RETRY_BUDGET: f64 = 0.2;
     /// `[proxy] retry_floor_per_s`.

@@ -81,6 +81,13 @@ pub struct ProxyConfig {
     pub retry_budget: f64,
     /// ... plus this many per second.
     pub retry_floor_per_s: f64,
+    /// Largest non-streamed answer read from a provider; past it the attempt fails as a broken
+    /// upstream and the request fails over.
+    pub max_response_bytes: usize,
+    /// Largest single SSE event; past it the stream is broken.
+    pub max_event_bytes: usize,
+    /// Longest a stream may last, keepalives or not.
+    pub max_stream: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -112,6 +119,9 @@ pub(super) struct RawProxy {
     pub(super) stream_idle_timeout_ms: Option<Spanned<u64>>,
     pub(super) retry_budget: Option<Spanned<f64>>,
     pub(super) retry_floor_per_s: Option<Spanned<f64>>,
+    pub(super) max_response_bytes: Option<Spanned<u64>>,
+    pub(super) max_event_bytes: Option<Spanned<u64>>,
+    pub(super) max_stream_ms: Option<Spanned<u64>>,
 }
 
 /// The timeout keys that both `[proxy]` and a provider may set (serde's `flatten` cannot be
@@ -236,6 +246,19 @@ impl Ctx<'_> {
                 0.0,
                 1e6,
             )?,
+            max_response_bytes: cx.within(
+                p.max_response_bytes,
+                defaults::MAX_RESPONSE_BYTES,
+                "proxy.max_response_bytes",
+                1024..=1 << 30,
+            )? as usize,
+            max_event_bytes: cx.within(
+                p.max_event_bytes,
+                defaults::MAX_EVENT_BYTES,
+                "proxy.max_event_bytes",
+                1024..=1 << 28,
+            )? as usize,
+            max_stream: cx.ms(p.max_stream_ms, defaults::MAX_STREAM_MS, "proxy.max_stream_ms")?,
         })
     }
 }

@@ -267,17 +267,23 @@ impl Gateway {
         let is_sse = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
 
         if status.is_success() && req.stream && is_sse {
-            // Hold the response until a whole first event arrives: until then another target can
-            // still take over without the client noticing.
+            // Hold the response until a whole first event with data arrives (keepalive comments
+            // do not count): until then another target can still take over unnoticed.
             let mut framer = EventFramer::default();
+            let mut head = bytes::BytesMut::new();
+            let limits = &self.config.proxy;
             let first = loop {
                 match tokio::time::timeout_at(first_byte_by, resp.chunk()).await {
                     Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
                     Ok(Err(_)) | Ok(Ok(None)) => return Err(fin.end_attempt(OutcomeClass::StreamBroken, code)),
                     Ok(Ok(Some(chunk))) => {
-                        let out = framer.push(chunk);
-                        if !out.is_empty() {
-                            break out;
+                        head.extend_from_slice(&framer.push(chunk));
+                        if framer.pending() + head.len() > limits.max_event_bytes {
+                            tracing::warn!(provider = %up.name, "stream event over proxy.max_event_bytes: failing over");
+                            return Err(fin.end_attempt(OutcomeClass::StreamBroken, code));
+                        }
+                        if framer.data_events > 0 {
+                            break head.freeze();
                         }
                     }
                 }
@@ -298,6 +304,8 @@ impl Gateway {
                 upstream: Box::pin(resp.bytes_stream()),
                 framer,
                 idle: up.timeouts.stream_idle,
+                max_event: limits.max_event_bytes,
+                ends_by: Instant::now() + limits.max_stream,
                 fin: fin.take(),
                 fault: stream_fault,
                 capture,
@@ -306,9 +314,14 @@ impl Gateway {
             return Ok(response);
         }
 
-        let body = match tokio::time::timeout_at(read_by, resp.bytes()).await {
+        let max = self.config.proxy.max_response_bytes;
+        let body = match tokio::time::timeout_at(read_by, read_bounded(&mut resp, max)).await {
             Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
-            Ok(Err(e)) => return Err(fin.end_attempt(classify(&e), code)),
+            Ok(Err(Some(e))) => return Err(fin.end_attempt(classify(&e), code)),
+            Ok(Err(None)) => {
+                tracing::warn!(provider = %up.name, "answer over proxy.max_response_bytes ({max}): failing over");
+                return Err(fin.end_attempt(OutcomeClass::StreamBroken, code));
+            }
             Ok(Ok(b)) => b,
         };
         fin.ttft();
@@ -332,4 +345,20 @@ impl Gateway {
         fin.decorate(response.headers_mut());
         Ok(response)
     }
+}
+
+/// The whole body of `resp`, unless it passes `max` bytes (`Err(None)`) or the read fails.
+/// Never holds more than `max` bytes of it.
+async fn read_bounded(resp: &mut reqwest::Response, max: usize) -> Result<Bytes, Option<reqwest::Error>> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(None);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Some)? {
+        if buf.len() + chunk.len() > max {
+            return Err(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }

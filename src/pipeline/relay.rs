@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::time::timeout;
+use tokio::time::timeout_at;
 
 use super::finish::Finish;
 use crate::outcome::OutcomeClass;
@@ -19,7 +19,13 @@ use crate::providers::sse::{EventFramer, error_event};
 pub(super) struct Relay {
     pub upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     pub framer: EventFramer,
+    /// The stream breaks when no data event arrives for this long (keepalive comments do not
+    /// count).
     pub idle: Duration,
+    /// Largest event; a longer one breaks the stream.
+    pub max_event: usize,
+    /// The stream breaks at this instant, whatever it sends (`proxy.max_stream_ms`).
+    pub ends_by: tokio::time::Instant,
     pub fin: Finish,
     pub fault: Option<StreamFault>,
     pub capture: Option<Capture>,
@@ -39,8 +45,9 @@ impl Relay {
     pub fn into_stream(mut self, first: Bytes) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
         self.note_usage(&first);
         let head = futures_util::stream::once(std::future::ready(Ok(first)));
-        let rest = futures_util::stream::unfold(Some(self), |state| async move {
-            let mut r = state?;
+        let idle_until = tokio::time::Instant::now() + self.idle;
+        let rest = futures_util::stream::unfold(Some((self, idle_until)), |state| async move {
+            let (mut r, mut idle_until) = state?;
             loop {
                 let injected = match r.fault {
                     Some(StreamFault::Cut(n)) if r.framer.events >= n as u64 => Some("the connection was cut"),
@@ -53,14 +60,23 @@ impl Relay {
                 let broke = if let Some(why) = injected {
                     why.to_string()
                 } else {
-                    match timeout(r.idle, r.upstream.next()).await {
+                    let until = idle_until.min(r.ends_by);
+                    match timeout_at(until, r.upstream.next()).await {
                         Ok(Some(Ok(chunk))) => {
+                            let data_before = r.framer.data_events;
                             let out = r.framer.push(chunk);
-                            if out.is_empty() {
-                                continue;
+                            if r.framer.pending() > r.max_event {
+                                "the provider sent an event larger than proxy.max_event_bytes".to_string()
+                            } else {
+                                if r.framer.data_events > data_before {
+                                    idle_until = tokio::time::Instant::now() + r.idle;
+                                }
+                                if out.is_empty() {
+                                    continue;
+                                }
+                                r.note_usage(&out);
+                                return Some((Ok(out), Some((r, idle_until))));
                             }
-                            r.note_usage(&out);
-                            return Some((Ok(out), Some(r)));
                         }
                         Ok(None) if r.framer.done => {
                             r.fin.end_attempt(OutcomeClass::Ok, Some(200));
@@ -69,7 +85,10 @@ impl Relay {
                         }
                         Ok(None) => "the provider closed the stream before [DONE]".to_string(),
                         Ok(Some(Err(_))) => "the provider's stream broke".to_string(),
-                        Err(_) => format!("the provider sent nothing for {} ms", r.idle.as_millis()),
+                        Err(_) if tokio::time::Instant::now() >= r.ends_by => {
+                            "the stream ran past proxy.max_stream_ms".to_string()
+                        }
+                        Err(_) => format!("the provider sent no data for {} ms", r.idle.as_millis()),
                     }
                 };
                 let provider = r.fin.current.map_or("?", |(_, p, _)| r.fin.gw.config.providers[p].name.as_str());

@@ -14,6 +14,14 @@ pub struct EventFramer {
     at_line_start: bool,
     /// Complete events seen so far.
     pub events: u64,
+    /// Of those, events that carry data (not only `:` comments, such as keepalives).
+    pub data_events: u64,
+    /// Whether the event being read so far has a line that is not a comment.
+    event_has_data: bool,
+    /// Whether the current line is a `:` comment.
+    line_is_comment: bool,
+    /// Whether the current line has any byte yet.
+    line_started: bool,
     /// Whether the terminating `data: [DONE]` event was seen.
     pub done: bool,
     /// How much of `data: [DONE]` the current line has matched, from its start.
@@ -36,6 +44,10 @@ impl EventFramer {
                     }
                     if self.at_line_start {
                         self.events += 1;
+                        if self.event_has_data {
+                            self.data_events += 1;
+                        }
+                        self.event_has_data = false;
                         last_boundary = Some(i);
                         self.at_line_start = false;
                     } else {
@@ -43,9 +55,17 @@ impl EventFramer {
                     }
                     self.done_match = 0;
                     self.line_dirty = false;
+                    self.line_started = false;
                 }
                 b'\r' => {}
                 _ => {
+                    if !self.line_started {
+                        self.line_started = true;
+                        self.line_is_comment = b == b':';
+                    }
+                    if !self.line_is_comment {
+                        self.event_has_data = true;
+                    }
                     self.at_line_start = false;
                     if !self.line_dirty && self.done_match < DONE.len() && b == DONE[self.done_match] {
                         self.done_match += 1;
@@ -109,6 +129,16 @@ mod tests {
         assert!(f.done);
         assert_eq!(f.events, 3);
         assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn comments_are_events_without_data() {
+        let mut f = EventFramer::default();
+        let out = f.push(Bytes::from_static(b": keepalive\n\n: ping\r\n\r\n"));
+        assert_eq!(out.len(), 23, "comments are relayed whole");
+        assert_eq!((f.events, f.data_events), (2, 0));
+        f.push(Bytes::from_static(b": x\ndata: {}\n\n"));
+        assert_eq!((f.events, f.data_events), (3, 1), "a comment line beside data does not hide it");
     }
 
     #[test]

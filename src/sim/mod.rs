@@ -54,6 +54,17 @@ pub struct Behavior {
     /// OpenAI-compatible servers do (llama.cpp's Python server).
     #[arg(long)]
     pub uuid_request_ids: bool,
+    /// Pad answers with this many bytes: a `padding` field of JSON answers (streamed out, never
+    /// held whole), or inside the first event of a stream (one huge event).
+    #[arg(long, default_value_t = 0)]
+    pub pad_bytes: u64,
+    /// Streams send `: keepalive` comments, one every this many ms, and nothing else: from the
+    /// start, or after `stall_after` events (a stall that keeps the connection busy).
+    #[arg(long)]
+    pub keepalive_ms: Option<u64>,
+    /// Answer 200 with a body that is not JSON.
+    #[arg(long)]
+    pub not_json: bool,
 }
 
 impl Default for Behavior {
@@ -70,6 +81,9 @@ impl Default for Behavior {
             stall_after: None,
             reply_tokens: 24,
             uuid_request_ids: false,
+            pad_bytes: 0,
+            keepalive_ms: None,
+            not_json: false,
         }
     }
 }

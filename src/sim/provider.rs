@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Behavior;
-use super::reply::{SimStream, fnv, reply_for, stream_events, usage};
+use super::reply::{SimStream, fnv, padded_event, padded_json, reply_for, stream_events, usage};
 
 /// Counters a test or drill reads from `GET /sim/stats`.
 #[derive(Debug, Default, Serialize)]
@@ -196,9 +196,15 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let with_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
     let pace = (b.tokens_per_s > 0.0).then(|| Duration::from_secs_f64(1.0 / b.tokens_per_s));
-    let mut resp = if stream {
+    let mut resp = if b.not_json {
+        ([(header::CONTENT_TYPE, "application/json")], "<html>503 Service Temporarily Unavailable</html>")
+            .into_response()
+    } else if stream {
         h.stats.streams_started.fetch_add(1, Relaxed);
-        let events = stream_events(&reply, &fingerprint, with_usage);
+        let mut events = stream_events(&reply, &fingerprint, with_usage);
+        if b.pad_bytes > 0 {
+            events[0] = padded_event(&events[0], b.pad_bytes);
+        }
         let s = SimStream {
             h: h.clone(),
             events,
@@ -206,6 +212,7 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
             pace,
             cut_after: b.cut_after,
             stall_after: b.stall_after,
+            keepalive: b.keepalive_ms.map(Duration::from_millis),
             finished: false,
         };
         let mut r = Response::new(Body::from_stream(s.into_stream()));
@@ -217,14 +224,14 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
             tokio::time::sleep(p * reply.tokens.len() as u32).await;
         }
         let content: String = reply.tokens.concat();
-        Json(json!({
+        let answer = json!({
             "id": reply.id, "object": "chat.completion", "created": CREATED, "model": reply.model,
             "system_fingerprint": fingerprint,
             "choices": [{ "index": 0, "message": { "role": "assistant", "content": content, "refusal": null },
                           "logprobs": null, "finish_reason": "stop" }],
             "usage": usage(&reply),
-        }))
-        .into_response()
+        });
+        if b.pad_bytes > 0 { padded_json(answer, b.pad_bytes) } else { Json(answer).into_response() }
     };
     resp.headers_mut()
         .insert("x-sim-provider", HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")));

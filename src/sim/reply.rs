@@ -5,6 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -54,6 +57,31 @@ pub(super) fn usage(r: &Reply) -> Value {
     json!({ "prompt_tokens": r.prompt_tokens, "completion_tokens": c, "total_tokens": r.prompt_tokens + c })
 }
 
+/// A JSON answer with a `padding` field of `n` bytes, streamed in 64 KiB pieces so the
+/// simulated provider never holds it whole.
+pub(super) fn padded_json(answer: Value, n: u64) -> Response {
+    let rest = answer.to_string();
+    let head = Bytes::from_static(b"{\"padding\":\"");
+    let tail = Bytes::from(format!("\",{}", &rest[1..]));
+    let piece = Bytes::from(vec![b'x'; 64 * 1024]);
+    let pieces = (0..n.div_ceil(64 * 1024)).map(move |i| {
+        let len = (n - i * 64 * 1024).min(64 * 1024) as usize;
+        Ok::<_, std::io::Error>(piece.slice(..len))
+    });
+    let body = futures_util::stream::iter(std::iter::once(Ok(head)).chain(pieces).chain(std::iter::once(Ok(tail))));
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A stream event with `n` bytes of padding inside its JSON.
+pub(super) fn padded_event(event: &Bytes, n: u64) -> Bytes {
+    let text = std::str::from_utf8(event).unwrap_or("data: {}\n\n");
+    let json = text.trim_start_matches("data: ").trim_end();
+    let pad = "x".repeat(n as usize);
+    Bytes::from(format!("data: {{\"padding\":\"{pad}\",{}\n\n", &json[1..]))
+}
+
 /// The SSE events of a streamed reply, `[DONE]` included.
 pub(super) fn stream_events(r: &Reply, fingerprint: &str, with_usage: bool) -> Vec<Bytes> {
     let chunk = |delta: Value, finish: Value| {
@@ -92,6 +120,7 @@ pub(super) struct SimStream {
     pub(super) pace: Option<Duration>,
     pub(super) cut_after: Option<u32>,
     pub(super) stall_after: Option<u32>,
+    pub(super) keepalive: Option<Duration>,
     pub(super) finished: bool,
 }
 
@@ -100,6 +129,11 @@ impl SimStream {
         futures_util::stream::unfold(self, |mut s| async move {
             if s.finished {
                 return None;
+            }
+            let stalled = s.stall_after.is_none_or(|n| s.next as u32 >= n);
+            if let (Some(every), true) = (s.keepalive, stalled) {
+                tokio::time::sleep(every).await;
+                return Some((Ok(Bytes::from_static(b": keepalive\n\n")), s));
             }
             let sent = s.next as u32;
             if s.cut_after.is_some_and(|n| sent >= n) {

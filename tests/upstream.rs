@@ -1,0 +1,123 @@
+//! A misbehaving upstream cannot exhaust or poison the gateway: huge bodies, endless events,
+//! keepalives forever and answers that are not JSON each fail over or are refused, within
+//! bounds. Real gateway, real simulated providers, loopback only.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::*;
+use llmgw::sim::Behavior;
+
+const BIN: &str = env!("CARGO_BIN_EXE_llmgw");
+
+/// A `chat` route over `bad` then `good`, priority order, with `proxy` settings.
+fn route_toml(bad: &llmgw::sim::SimHandle, good: &llmgw::sim::SimHandle, proxy: &str) -> String {
+    format!(
+        "[proxy]\n{proxy}\n\n[[providers]]\nname = \"bad\"\nbase_url = \"{}\"\n\n[[providers]]\nname = \"good\"\nbase_url = \"{}\"\n\n\
+         [[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [{{ provider = \"bad\", model = \"m\" }}, {{ provider = \"good\", model = \"m\" }}]\n",
+        bad.base_url(),
+        good.base_url()
+    )
+}
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_answers_fail_over_without_the_gateway_holding_them() {
+    let bad = sim("bad", Behavior { pad_bytes: 50 << 20, ..instant() }).await;
+    let good = sim("good", instant()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = dead_addr().await.port();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n{}",
+        dir.path().join("data").display(),
+        route_toml(&bad, &good, "max_response_bytes = 4194304")
+    );
+    std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
+    let mut child =
+        Command::new(BIN).args(["serve", "-c"]).arg(dir.path().join("gw.toml")).stderr(Stdio::null()).spawn().unwrap();
+    let c = client();
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    assert!(wait_for_ok(&c, &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
+    let before = peak_rss_kib(child.id());
+    // Eight 50 MB answers at once.
+    let answers = futures_util::future::join_all((0..8).map(|_| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            let r = c.post(&url).json(&chat_body("chat", false)).send().await.unwrap();
+            (r.status().as_u16(), r.headers()["x-llmgw-provider"].to_str().unwrap().to_string())
+        }
+    }))
+    .await;
+    assert!(answers.iter().all(|(s, p)| *s == 200 && p == "good"), "every request failed over: {answers:?}");
+    let peak = peak_rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(bad.stats.chat.load(Relaxed) >= 8);
+    assert!(peak < before + 80 * 1024, "peak RSS grew from {before} KiB to {peak} KiB for 8 × 50 MB answers");
+}
+
+async fn wait_for_ok(c: &reqwest::Client, url: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if c.get(url).send().await.is_ok_and(|r| r.status() == 200) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_event_or_keepalives_alone_never_commit_a_stream() {
+    let good = sim("good", instant()).await;
+    for bad_does in [Behavior { pad_bytes: 4 << 20, ..instant() }, Behavior { keepalive_ms: Some(20), ..instant() }] {
+        let bad = sim("bad", bad_does.clone()).await;
+        let gw = gateway(&route_toml(&bad, &good, "max_event_bytes = 1048576\nfirst_byte_timeout_ms = 500")).await;
+        let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", true)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-llmgw-provider"], "good", "{bad_does:?}");
+        let text = r.text().await.unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n") && !text.contains("keepalive"), "{bad_does:?}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_stream_that_only_keeps_alive_ends_within_its_idle_time() {
+    // The stream's first event is data (so it commits), then only keepalives.
+    let bad = sim("bad", Behavior { stall_after: Some(2), keepalive_ms: Some(20), ..instant() }).await;
+    let gw = gateway(&format!(
+        "[proxy]\nstream_idle_timeout_ms = 300\n\n{}[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"bad\", model = \"m\" }}]\n",
+        providers_toml(&[&bad])
+    ))
+    .await;
+    let started = tokio::time::Instant::now();
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", true)).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains(": keepalive"), "the keepalives were relayed: {text}");
+    assert!(text.contains("stream_broken") && text.contains("no data for 300 ms"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_is_not_json_is_never_cached() {
+    let a = sim("a", Behavior { not_json: true, ..instant() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(&config_text(dir.path(), &[&a], ""), dir.path()).await;
+    for _ in 0..2 {
+        let (_, cache, _) = send(client().post(url(&gw)).json(&body("hi", false))).await;
+        assert_eq!(cache, "miss");
+    }
+    assert_eq!(a.stats.chat.load(Relaxed), 2, "both went upstream");
+    assert_eq!(gw.gw.stores().unwrap().cache.stats().entries, 0);
+    gw.stop().await.unwrap();
+}
