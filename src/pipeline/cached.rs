@@ -13,6 +13,7 @@ use super::{Gateway, ProxyRequest};
 use crate::clock::unix_ms;
 use crate::config::RouteConfig;
 use crate::outcome::CacheStatus;
+use crate::providers::openai::ApiPath;
 use crate::store::cache;
 use crate::store::replay::replay_as_sse;
 use crate::store::writer::Write;
@@ -118,19 +119,14 @@ impl Gateway {
             freshness(e.age_ms(now), route.cache.ttl, req.cache_control.max_age, self.config.cache.stale_ttl)
                 == Freshness::Fresh
         };
-        match plan.key.as_deref().and_then(|k| stores.cache.get(k)).filter(fresh) {
-            Some(e) => {
-                stores.cache.count(CacheStatus::Hit);
-                fin.record.cache = CacheStatus::Hit;
-                let hit = self.serve_cached(req, fin, e.body);
-                (plan, hit)
-            }
-            None => {
-                stores.cache.count(CacheStatus::Miss);
-                fin.record.cache = CacheStatus::Miss;
-                (plan, None)
-            }
+        // An entry that cannot be replayed in the form asked for is a miss, not a hit.
+        let entry = plan.key.as_deref().and_then(|k| stores.cache.get(k)).filter(fresh);
+        if let Some(hit) = entry.and_then(|e| self.serve_cached(req, fin, e.body, CacheStatus::Hit)) {
+            return (plan, Some(hit));
         }
+        stores.cache.count(CacheStatus::Miss);
+        fin.record.cache = CacheStatus::Miss;
+        (plan, None)
     }
 
     /// An expired entry younger than `stale_ttl_s`, when every target failed.
@@ -141,25 +137,21 @@ impl Gateway {
         if freshness(e.age_ms(unix_ms()), cfg.ttl, None, cfg.stale_ttl) == Freshness::Expired {
             return None;
         }
-        stores.cache.count(CacheStatus::Stale);
-        fin.record.cache = CacheStatus::Stale;
-        self.serve_cached(req, fin, e.body)
+        self.serve_cached(req, fin, e.body, CacheStatus::Stale)
     }
 
     /// Stores a complete JSON answer of a request whose plan allows it.
-    pub(super) fn cache_store(&self, plan: &Plan, route: &RouteConfig, body: &Bytes) {
+    pub(super) fn cache_store(&self, plan: &Plan, route: &RouteConfig, path: ApiPath, body: &Bytes) {
         if let (Some(key), true) = (&plan.key, plan.store) {
-            self.cache_put(key.clone(), route, body.clone());
+            self.cache_put(key.clone(), route, path, body.clone());
         }
     }
 
     /// Makes a complete answer visible to the next request at once and queues its disk write.
-    /// Only a JSON document within the route's entry size is stored.
-    pub(super) fn cache_put(&self, key: Vec<u8>, route: &RouteConfig, body: Bytes) {
+    /// Only an answer of the endpoint's shape, within the route's entry size, is stored.
+    pub(super) fn cache_put(&self, key: Vec<u8>, route: &RouteConfig, path: ApiPath, body: Bytes) {
         let Some(stores) = self.stores() else { return };
-        if body.len() as u64 > route.cache.max_entry_bytes
-            || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
-        {
+        if body.len() as u64 > route.cache.max_entry_bytes || !storable(path, &body) {
             return;
         }
         stores.cache.stage(&key, &body);
@@ -168,7 +160,9 @@ impl Gateway {
         }
     }
 
-    fn serve_cached(&self, req: &ProxyRequest, fin: &mut Finish, body: Bytes) -> Option<Response> {
+    /// The answer from a stored entry, counted as `status`; `None` when it cannot be replayed
+    /// in the form the request wants (then nothing is counted).
+    fn serve_cached(&self, req: &ProxyRequest, fin: &mut Finish, body: Bytes, status: CacheStatus) -> Option<Response> {
         // Usage is read from the stored JSON answer, whichever form the client gets it in.
         let tokens = crate::providers::openai::usage_of(&body);
         let (body, content_type) = if req.stream {
@@ -176,6 +170,10 @@ impl Gateway {
         } else {
             (body, "application/json")
         };
+        if let Some(stores) = self.stores() {
+            stores.cache.count(status);
+        }
+        fin.record.cache = status;
         fin.record.status = 200;
         fin.ttft();
         fin.tokens = tokens;
@@ -186,9 +184,31 @@ impl Gateway {
     }
 }
 
+/// Whether an answer has the shape its endpoint's answers have: a chat completion with choices,
+/// or a list of embeddings. Anything else (an HTML error page with a 200) is never stored.
+fn storable(path: ApiPath, body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    let field = match path {
+        ApiPath::ChatCompletions => "choices",
+        ApiPath::Embeddings => "data",
+    };
+    v.get(field).and_then(|c| c.as_array()).is_some_and(|a| !a.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_answers_of_the_endpoints_shape_are_stored() {
+        let chat = br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}"#;
+        assert!(storable(ApiPath::ChatCompletions, chat));
+        assert!(!storable(ApiPath::Embeddings, chat), "a chat answer is not an embeddings answer");
+        assert!(storable(ApiPath::Embeddings, br#"{"object":"list","data":[{"embedding":[0.1]}]}"#));
+        assert!(!storable(ApiPath::ChatCompletions, br#"{"error":{"message":"busy"}}"#));
+        assert!(!storable(ApiPath::ChatCompletions, br#"{"choices":[]}"#));
+        assert!(!storable(ApiPath::ChatCompletions, b"<html>busy</html>"));
+    }
 
     #[test]
     fn ttl_max_age_and_stale_with_an_injected_clock() {

@@ -328,7 +328,7 @@ impl Gateway {
         let class = if status.is_success() {
             fin.tokens = usage_of(&body);
             if status == StatusCode::OK {
-                self.cache_store(plan, route, &body);
+                self.cache_store(plan, route, req.path, &body);
             }
             OutcomeClass::Ok
         } else {

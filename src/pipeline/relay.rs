@@ -125,7 +125,8 @@ impl Relay {
         if let Some(key) = c.key
             && let Some(body) = crate::store::replay::assemble_stream(&c.buf)
         {
-            gw.cache_put(key, &gw.config.routes[self.fin.record.route.unwrap_or(0)], body);
+            let route = &gw.config.routes[self.fin.record.route.unwrap_or(0)];
+            gw.cache_put(key, route, crate::providers::openai::ApiPath::ChatCompletions, body);
         }
         if gw.config.history.store_bodies {
             self.fin.response_body = Some(Bytes::from(c.buf));

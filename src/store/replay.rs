@@ -8,7 +8,13 @@ use serde_json::{Value, json};
 /// asked for, `[DONE]`.
 pub fn replay_as_sse(body: &[u8], include_usage: bool) -> Option<Bytes> {
     let v: Value = serde_json::from_slice(body).ok()?;
-    let choice = v.get("choices")?.get(0)?;
+    let choices = v.get("choices")?.as_array()?;
+    let choice = choices.first()?;
+    // Several choices, or tool calls, are not what this replay writes: better a miss than an
+    // answer that lost them.
+    if choices.len() != 1 || choice.pointer("/message/tool_calls").is_some_and(|t| !t.is_null()) {
+        return None;
+    }
     let content = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or("");
     let finish = choice.get("finish_reason").cloned().unwrap_or(json!("stop"));
     let base = |choices: Value| {
@@ -99,5 +105,14 @@ mod tests {
         let back: Value = serde_json::from_slice(&assemble_stream(&sse).unwrap()).unwrap();
         assert_eq!(back, serde_json::from_slice::<Value>(json).unwrap());
         assert_eq!(assemble_stream(b"data: {\"id\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\n"), None, "no [DONE]: incomplete");
+    }
+
+    #[test]
+    fn answers_the_replay_cannot_carry_are_refused() {
+        let tools = br#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#;
+        assert_eq!(replay_as_sse(tools, false), None);
+        let two =
+            br#"{"id":"c","choices":[{"index":0,"message":{"content":"a"}},{"index":1,"message":{"content":"b"}}]}"#;
+        assert_eq!(replay_as_sse(two, false), None);
     }
 }
