@@ -175,3 +175,37 @@ async fn an_absurd_retry_after_fails_over_instead_of_crashing() {
     let wait = gw.gw.live.cooldown_left(0, Instant::now()).unwrap();
     assert!(wait <= Duration::from_secs(300), "held back for at most the cap: {wait:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_fails_over_and_is_the_operators_problem_not_the_clients() {
+    let revoked = Behavior { error_rate: 1.0, error_status: 401, ..instant() };
+    let a = sim("a", revoked.clone()).await;
+    let b = sim("b", instant()).await;
+    let gw = gateway(&format!(
+        "[health]\nprobe_interval_ms = 100\n\n{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [{{ provider = \"a\", model = \"m\" }}, {{ provider = \"b\", model = \"m\" }}]\n\n\
+         [[routes]]\nmodel = \"only-a\"\ntargets = [{{ provider = \"a\", model = \"m\" }}]\n",
+        providers_toml(&[&a, &b])
+    ))
+    .await;
+    let c = client();
+    for _ in 0..20 {
+        let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+        assert_eq!((r.status().as_u16(), r.headers()["x-llmgw-provider"].to_str().unwrap()), (200, "b"));
+    }
+    let live = &gw.gw.live;
+    assert!(live.auth_failed(0), "a is out of rotation");
+    assert!(live.events(50).iter().any(|e| e.text.starts_with("AUTH a")), "{:?}", live.events(10));
+    assert!(a.stats.chat.load(std::sync::atomic::Ordering::Relaxed) <= 3, "a was skipped once refused");
+    // With no other provider, the client learns the gateway's credentials were refused, and
+    // never sees the provider's refusal (which quotes the key).
+    let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("only-a", false)).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("upstream_auth_failed") && text.contains("credentials"), "{text}");
+    assert!(!text.contains("sk-sim-leaked"), "{text}");
+    // The key works again: the next probe passing brings a back.
+    a.set_behavior(instant());
+    assert!(wait_for(Duration::from_secs(5), || !live.auth_failed(0)).await, "a probe passed");
+    let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+    assert_eq!(r.headers()["x-llmgw-provider"], "a");
+}

@@ -239,7 +239,7 @@ async fn a_stalled_stream_ends_with_an_error_event() {
         .unwrap();
     let ev = events(&body);
     assert_eq!(ev.len(), 4, "{body}");
-    assert!(ev[3].contains("sent nothing for 300 ms"), "{}", ev[3]);
+    assert!(ev[3].contains("sent no data for 300 ms"), "{}", ev[3]);
     // The stalled upstream request was dropped, not left hanging.
     assert!(
         wait_for(Duration::from_secs(5), || stall.stats.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed)

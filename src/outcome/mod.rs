@@ -34,6 +34,8 @@ pub enum OutcomeClass {
     /// The client went away before the attempt finished.
     #[default]
     ClientClosed,
+    /// The provider refused the gateway's own credentials (401 or 403).
+    Auth,
 }
 
 /// Whose doing an outcome was. Every consumer that counts failures asks this and nothing else.
@@ -54,6 +56,10 @@ pub enum Blame {
     Client,
     /// The client went away first: no verdict on anyone.
     Cancelled,
+    /// The provider refused the gateway's own credentials: the operator's problem, neither the
+    /// client's (its request is fine: it fails over, and the refusal never reaches it) nor the
+    /// provider's health. Takes the provider out of rotation until a probe passes.
+    Credentials,
 }
 
 /// What may follow an attempt that did not answer the client.
@@ -68,7 +74,7 @@ pub enum Retry {
 
 impl OutcomeClass {
     /// Every class, in a fixed order (the order of per-class counters).
-    pub const ALL: [OutcomeClass; 8] = [
+    pub const ALL: [OutcomeClass; 9] = [
         OutcomeClass::Ok,
         OutcomeClass::Connect,
         OutcomeClass::Timeout,
@@ -77,6 +83,7 @@ impl OutcomeClass {
         OutcomeClass::Http4xx,
         OutcomeClass::StreamBroken,
         OutcomeClass::ClientClosed,
+        OutcomeClass::Auth,
     ];
 
     /// Short, stable label for logs, metrics, history and error messages.
@@ -90,6 +97,7 @@ impl OutcomeClass {
             OutcomeClass::Http4xx => "http_4xx",
             OutcomeClass::StreamBroken => "stream_broken",
             OutcomeClass::ClientClosed => "client_closed",
+            OutcomeClass::Auth => "auth",
         }
     }
 
@@ -113,6 +121,7 @@ impl OutcomeClass {
             OutcomeClass::Http429 => Blame::RateLimit,
             OutcomeClass::Http4xx => Blame::Client,
             OutcomeClass::ClientClosed => Blame::Cancelled,
+            OutcomeClass::Auth => Blame::Credentials,
         }
     }
 
@@ -130,7 +139,7 @@ impl OutcomeClass {
     /// client error or a departed client end the request.
     pub fn retry(self) -> Retry {
         match self.blame() {
-            Blame::Provider | Blame::RateLimit => Retry::Failover,
+            Blame::Provider | Blame::RateLimit | Blame::Credentials => Retry::Failover,
             Blame::None | Blame::Client | Blame::Cancelled => Retry::No,
         }
     }
@@ -165,7 +174,7 @@ impl OutcomeClass {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     /// Outcomes by [`OutcomeClass::ALL`].
-    pub by_class: [u64; 8],
+    pub by_class: [u64; 9],
 }
 
 impl Tally {

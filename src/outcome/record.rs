@@ -27,6 +27,8 @@ pub enum Skip {
     Tried,
     /// The route's retry budget was spent.
     Budget,
+    /// Its provider refused the gateway's credentials and no probe has passed since.
+    AuthFailed,
 }
 
 impl Skip {
@@ -41,12 +43,13 @@ impl Skip {
             Skip::Avoided => "avoided by rule",
             Skip::Tried => "tried",
             Skip::Budget => "retry budget",
+            Skip::AuthFailed => "auth failed",
         }
     }
 
     /// Whether the skip is about health, so the target may serve in panic mode.
     pub fn health(self) -> bool {
-        matches!(self, Skip::Ejected | Skip::Unhealthy)
+        matches!(self, Skip::Ejected | Skip::Unhealthy | Skip::AuthFailed)
     }
 }
 

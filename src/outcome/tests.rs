@@ -20,6 +20,7 @@ fn client_errors_and_rate_limits_are_not_provider_failures() {
     assert!(!Http4xx.retryable() && Http4xx.answered_client() && Http4xx.blame() == Blame::Client);
     assert!(!ClientClosed.retryable() && ClientClosed.blame() == Blame::Cancelled);
     assert!(Ok.answered_client() && !Ok.retryable());
+    assert!(Auth.retryable() && !Auth.is_provider_failure() && !Auth.answered_client(), "the operator's problem");
 }
 
 #[test]

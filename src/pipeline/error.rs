@@ -48,6 +48,14 @@ pub enum ProxyError {
         /// The attempts.
         summary: String,
     },
+    /// Every provider tried refused the gateway's credentials (502).
+    #[error("route '{route}': the provider rejected the gateway's credentials (check its api_key_env); {summary}")]
+    CredentialsRejected {
+        /// The route.
+        route: String,
+        /// The attempts.
+        summary: String,
+    },
     /// Every attempt failed (502).
     #[error("route '{route}': {summary}{}", if *budget_spent { "; the retry budget is spent" } else { "" })]
     AllAttemptsFailed {
@@ -67,7 +75,7 @@ impl ProxyError {
             ProxyError::DeadlineExceeded { .. } => 504,
             ProxyError::RateLimited { .. } => 429,
             ProxyError::NoAvailableTarget { .. } | ProxyError::NoHealthyTarget { .. } => 503,
-            ProxyError::AllAttemptsFailed { .. } => 502,
+            ProxyError::AllAttemptsFailed { .. } | ProxyError::CredentialsRejected { .. } => 502,
         }
     }
 
@@ -80,6 +88,7 @@ impl ProxyError {
             ProxyError::NoAvailableTarget { .. } => "no_available_target",
             ProxyError::NoHealthyTarget { .. } => "no_healthy_target",
             ProxyError::AllAttemptsFailed { .. } => "all_attempts_failed",
+            ProxyError::CredentialsRejected { .. } => "upstream_auth_failed",
         }
     }
 }
@@ -112,6 +121,9 @@ impl Gateway {
         }
         if attempts.is_empty() {
             return ProxyError::NoAvailableTarget { route: route_name };
+        }
+        if attempts.iter().all(|a| a.class == crate::outcome::OutcomeClass::Auth) {
+            return ProxyError::CredentialsRejected { route: route_name, summary };
         }
         if fin.record.panic {
             return ProxyError::NoHealthyTarget { route: route_name, summary };

@@ -263,6 +263,10 @@ impl Gateway {
         if status.is_server_error() {
             return Err(fin.end_attempt(OutcomeClass::Http5xx, code));
         }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            // The operator's key, not the client's request: fail over, never pass it back.
+            return Err(fin.end_attempt(OutcomeClass::Auth, code));
+        }
         let headers = std::mem::take(resp.headers_mut());
         let is_sse = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
 

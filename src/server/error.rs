@@ -61,7 +61,7 @@ impl From<&ProxyError> for ApiError {
             ProxyError::DeadlineExceeded { .. } => "timeout",
             ProxyError::RateLimited { .. } => "rate_limit_error",
             ProxyError::NoAvailableTarget { .. } | ProxyError::NoHealthyTarget { .. } => "service_unavailable",
-            ProxyError::AllAttemptsFailed { .. } => "upstream_error",
+            ProxyError::AllAttemptsFailed { .. } | ProxyError::CredentialsRejected { .. } => "upstream_error",
         };
         let api = ApiError::new(status, kind, e.code(), e.to_string());
         match e {

@@ -122,12 +122,18 @@ async fn patch_behavior(State(h): State<Arc<SimHandle>>, Json(patch): Json<Value
     }
 }
 
-async fn models() -> Json<Value> {
+async fn models(State(h): State<Arc<SimHandle>>) -> Response {
+    // A refused key is refused on every endpoint, the list of models too.
+    let b = h.behavior();
+    if matches!(b.error_status, 401 | 403) && b.error_rate > 0.0 && fastrand::f64() < b.error_rate {
+        let status = StatusCode::from_u16(b.error_status).unwrap_or(StatusCode::UNAUTHORIZED);
+        return error(status, "invalid_request_error", "Incorrect API key provided: sk-sim-leaked-key-1234.");
+    }
     let data: Vec<Value> = ["sim-chat", "sim-large", "sim-embed"]
         .iter()
         .map(|id| json!({ "id": id, "object": "model", "created": CREATED, "owned_by": "llmgw-sim" }))
         .collect();
-    Json(json!({ "object": "list", "data": data }))
+    Json(json!({ "object": "list", "data": data })).into_response()
 }
 
 /// Fixed so replies are identical for identical requests.
@@ -166,7 +172,12 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
     if b.error_rate > 0.0 && fastrand::f64() < b.error_rate {
         h.stats.errors.fetch_add(1, Relaxed);
         let status = StatusCode::from_u16(b.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let mut r = error(status, "server_error", &format!("{} is simulating a failure", h.name));
+        let mut r = if matches!(status.as_u16(), 401 | 403) {
+            // As real providers do: the refusal quotes (part of) the key it got.
+            error(status, "invalid_request_error", "Incorrect API key provided: sk-sim-leaked-key-1234.")
+        } else {
+            error(status, "server_error", &format!("{} is simulating a failure", h.name))
+        };
         if status == StatusCode::TOO_MANY_REQUESTS {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_str(&format!("{}", b.retry_after_s)).expect("number"));

@@ -108,6 +108,8 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 Status::Fault
             } else if drained {
                 Status::Drained
+            } else if live.auth_failed(p) {
+                Status::AuthFailed
             } else if ejected_s.is_some() {
                 Status::Ejected
             } else if matches!(health.phase, Phase::HalfOpen | Phase::Ejected { .. }) {

@@ -33,6 +33,8 @@ pub enum Status {
     Recovering,
     /// Failing its active probes.
     Unhealthy,
+    /// It refused the gateway's credentials.
+    AuthFailed,
 }
 
 /// Share of failed attempts over the last few seconds above which a provider is degraded.
@@ -82,6 +84,7 @@ impl ProviderView {
             (Status::HalfOpen, _) => "half-open".into(),
             (Status::Recovering, _) => "recovering".into(),
             (Status::Unhealthy, _) => "unhealthy".into(),
+            (Status::AuthFailed, _) => "AUTH FAILED".into(),
         }
     }
 }

@@ -93,6 +93,8 @@ impl Live {
                 c.skip = Some(Skip::Drained);
             } else if self.cooldown_left(p, now).is_some() {
                 c.skip = Some(Skip::RateLimited);
+            } else if ps.auth_failed.load(Relaxed) {
+                c.skip = Some(Skip::AuthFailed);
             } else if ps.probe_down.load(Relaxed) {
                 c.skip = Some(Skip::Unhealthy);
             } else {
@@ -204,6 +206,14 @@ impl Live {
 
     /// Records an active probe of provider `p`.
     pub fn probe_result(&self, p: usize, ok: bool, latency: Duration, now: Instant) {
+        if ok && self.providers[p].auth_failed.swap(false, Relaxed) {
+            let name = &self.config.providers[p].name;
+            self.event(
+                now,
+                EventKind::Health,
+                format!("{name}: a probe passed with the gateway's credentials; back in rotation"),
+            );
+        }
         let change =
             lock(&self.providers[p].probe).record(&self.config.health, ok, latency.as_millis() as u64, self.ms(now));
         if let Some(unhealthy) = change {

@@ -52,6 +52,8 @@ struct ProviderState {
     outlier: Mutex<Outlier>,
     probe: Mutex<ProbeState>,
     probe_down: AtomicBool,
+    /// The provider refused our credentials; out of rotation until a probe passes.
+    auth_failed: AtomicBool,
     cooldown_until_ms: AtomicU64,
     in_flight: AtomicI64,
     drained: AtomicBool,
@@ -179,6 +181,11 @@ impl Live {
         !self.providers[p].drained.load(Relaxed) && self.cooldown_left(p, now).is_none()
     }
 
+    /// Whether provider `p` refused the gateway's credentials (and no probe has passed since).
+    pub fn auth_failed(&self, p: usize) -> bool {
+        self.providers[p].auth_failed.load(Relaxed)
+    }
+
     /// Whether provider `p` is drained.
     pub fn drained(&self, p: usize) -> bool {
         self.providers[p].drained.load(Relaxed)
@@ -225,6 +232,14 @@ impl Live {
         self.health_outcome(r, a, trial, ttft, now);
         if a.class.is_provider_failure() {
             s.failures.fetch_add(1, Relaxed);
+        }
+        if a.class == OutcomeClass::Auth && !s.auth_failed.swap(true, Relaxed) {
+            let name = &self.config.providers[a.provider].name;
+            let status = a.status.map_or(String::new(), |c| format!(" (HTTP {c})"));
+            let text = format!(
+                "AUTH {name}: the provider refused the gateway's credentials{status}; out of rotation until a probe passes (check its api_key_env)"
+            );
+            self.event(now, EventKind::Health, text);
         }
         if a.class != OutcomeClass::Ok && a.class != OutcomeClass::ClientClosed {
             *lock(&s.last_error) = Some(LastError { class: a.class, status: a.status, at_ms: self.ms(now) });

@@ -56,7 +56,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Status::Degraded | Status::RateLimited | Status::Drained | Status::HalfOpen | Status::Recovering => {
                 theme.warn
             }
-            Status::Fault | Status::Ejected | Status::Unhealthy => theme.bad,
+            Status::Fault | Status::Ejected | Status::Unhealthy | Status::AuthFailed => theme.bad,
         };
         let mut state = p.status_text();
         if let (Status::Healthy, Some(steer)) = (p.status, &t.steering) {
