@@ -203,9 +203,40 @@ async fn a_refused_key_fails_over_and_is_the_operators_problem_not_the_clients()
     let text = r.text().await.unwrap();
     assert!(text.contains("upstream_auth_failed") && text.contains("credentials"), "{text}");
     assert!(!text.contains("sk-sim-leaked"), "{text}");
-    // The key works again: the next probe passing brings a back.
+    // The key works again: passing probes bring a back (its failed probes made it unhealthy
+    // too, so it takes the probes' verdict as well).
     a.set_behavior(instant());
     assert!(wait_for(Duration::from_secs(5), || !live.auth_failed(0)).await, "a probe passed");
-    let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
-    assert_eq!(r.headers()["x-llmgw-provider"], "a");
+    let served_by_a = || async {
+        let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+        r.headers()["x-llmgw-provider"] == "a"
+    };
+    assert!(wait_for_async(Duration::from_secs(5), served_by_a).await, "a serves again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_error_reaches_the_client_without_keys_cookies_or_server_details() {
+    const KEY: &str = "sk-operator-Q7rT2mZp9";
+    let a = llmgw::sim::spawn(
+        "a",
+        "127.0.0.1:0".parse().unwrap(),
+        Some(KEY.into()),
+        Behavior { error_rate: 1.0, error_status: 400, ..instant() },
+    )
+    .await
+    .unwrap();
+    let toml = format!(
+        "[[providers]]\nname = \"a\"\nbase_url = \"{}\"\napi_key_env = \"A_KEY\"\n\n[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"a\", model = \"m\" }}]\n",
+        a.base_url()
+    );
+    let gw = gateway_with_env(&toml, &|k| (k == "A_KEY").then(|| KEY.to_string())).await;
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+    assert_eq!(r.status(), 400, "the client's error is passed back");
+    for h in ["set-cookie", "server", "x-sim-provider"] {
+        assert!(!r.headers().contains_key(h), "{h} must not reach the client");
+    }
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let text = r.text().await.unwrap();
+    assert!(text.contains("refused the request sent with Bearer [redacted]"), "{text}");
+    assert!(!text.contains("Q7rT2mZp9"), "the operator's key leaked: {text}");
 }

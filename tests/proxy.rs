@@ -286,7 +286,7 @@ async fn request_ids_are_uuids_upstream_and_a_clients_own_id_passes_unchanged() 
         let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", stream)).send().await.unwrap();
         assert_eq!(r.status(), 200, "the generated id is accepted");
         let ours = r.headers()["x-request-id"].to_str().unwrap().to_string();
-        let upstream = r.headers()["x-sim-request-id"].to_str().unwrap().to_string();
+        let upstream = r.headers()["x-llmgw-upstream-request-id"].to_str().unwrap().to_string();
         assert_eq!(ours, upstream, "the client and the provider see one id");
         assert_eq!(uuid::Uuid::try_parse(&ours).map(|u| u.get_version_num()), Ok(4), "{ours}");
     }
@@ -294,7 +294,7 @@ async fn request_ids_are_uuids_upstream_and_a_clients_own_id_passes_unchanged() 
     let r = c.post(gw.url("/v1/chat/completions")).header("x-request-id", own).json(&chat_body("chat", false));
     let r = r.send().await.unwrap();
     assert_eq!(
-        (r.headers()["x-request-id"].to_str().unwrap(), r.headers()["x-sim-request-id"].to_str().unwrap()),
+        (r.headers()["x-request-id"].to_str().unwrap(), r.headers()["x-llmgw-upstream-request-id"].to_str().unwrap()),
         (own, own)
     );
     // Any other id of the client's goes upstream unchanged too (this server refuses it, as it would direct).

@@ -39,7 +39,7 @@ use crate::state::{EventKind, Live};
 use crate::store::Stores;
 use finish::Finish;
 use relay::{Capture, Relay};
-use wire::{copy_headers, retry_after, rewrite_model};
+use wire::{copy_headers, retry_after, rewrite_model, sanitize_error};
 
 /// The gateway's shared core: config, upstream adapters and live state.
 #[derive(Debug)]
@@ -329,14 +329,15 @@ impl Gateway {
             Ok(Ok(b)) => b,
         };
         fin.ttft();
-        let class = if status.is_success() {
+        let (class, body) = if status.is_success() {
             fin.tokens = usage_of(&body);
             if status == StatusCode::OK {
                 self.cache_store(plan, route, req.path, &body);
             }
-            OutcomeClass::Ok
+            (OutcomeClass::Ok, body)
         } else {
-            OutcomeClass::Http4xx
+            let key = self.config.providers[target.provider].api_key.as_ref().map(|k| k.expose());
+            (OutcomeClass::Http4xx, sanitize_error(body, key))
         };
         fin.record.status = status.as_u16();
         if self.config.history.store_bodies {

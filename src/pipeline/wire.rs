@@ -4,22 +4,84 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, header};
+use axum::http::{HeaderMap, HeaderName};
 use bytes::Bytes;
 
-/// Headers that describe one hop and must not be relayed.
-const HOP_HEADERS: [HeaderName; 6] =
-    [header::CONNECTION, header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::TE, header::UPGRADE, header::DATE];
+/// The provider's answer headers that reach the client, by name: what describes the answer.
+/// Everything else stays with the gateway: hop-by-hop headers, cookies, the provider's server
+/// and account details (organization, rate-limit budgets of the operator's key), proxies'
+/// challenges. The provider's own request id is kept as `x-llmgw-upstream-request-id`, for
+/// support tickets. (README: "Headers".)
+const PASSED: [&str; 5] = ["content-type", "cache-control", "openai-processing-ms", "openai-version", "openai-model"];
+
+/// Where the provider's `x-request-id` goes: the client's `x-request-id` is the gateway's.
+const UPSTREAM_REQUEST_ID: &str = "x-llmgw-upstream-request-id";
 
 /// Longest wait a provider's `Retry-After` may impose on us.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// Copies the headers of the provider's answer that may reach the client (see [`PASSED`]).
 pub(super) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (k, v) in from {
-        if !HOP_HEADERS.contains(k) {
-            to.append(k, v.clone());
+    for name in PASSED {
+        for v in from.get_all(name) {
+            to.append(HeaderName::from_static(name), v.clone());
         }
     }
+    for id in [from.get("x-request-id"), from.get("request-id")].into_iter().flatten().take(1) {
+        to.insert(HeaderName::from_static(UPSTREAM_REQUEST_ID), id.clone());
+    }
+}
+
+/// Largest error body of a provider passed on to a client; a larger one is replaced by the
+/// gateway's own error.
+pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A provider's error body as a client may see it: within [`MAX_ERROR_BODY`], with anything
+/// shaped like a key (`sk-...`, `Bearer ...`) and the gateway's own key for this provider
+/// redacted. Providers quote the key they refused; the client must never read the operator's.
+pub(super) fn sanitize_error(body: Bytes, key: Option<&str>) -> Bytes {
+    if body.len() > MAX_ERROR_BODY {
+        let msg = format!("the provider's error ({} bytes) was too large to pass on", body.len());
+        let v = serde_json::json!({ "error": { "message": msg, "type": "upstream_error", "param": null, "code": "upstream_error_too_large" } });
+        return Bytes::from(v.to_string());
+    }
+    let text = String::from_utf8_lossy(&body);
+    let text = match key.filter(|k| k.len() >= 8) {
+        Some(k) => text.replace(k, "[redacted]"),
+        None => text.into_owned(),
+    };
+    redact_patterns(&text)
+}
+
+/// Redacts `sk-...` tokens and `Bearer ...` credentials in `text`.
+fn redact_patterns(text: &str) -> Bytes {
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let token_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let prefix = if rest.starts_with("sk-") {
+            Some(3)
+        } else if rest.len() >= 7 && rest[..7].eq_ignore_ascii_case("bearer ") {
+            Some(7)
+        } else {
+            None
+        };
+        if let Some(p) = prefix {
+            let len = rest.as_bytes()[p..].iter().take_while(|b| token_char(**b)).count();
+            if len >= 4 {
+                out.push_str(&rest[..p]);
+                out.push_str("[redacted]");
+                i += p + len;
+                continue;
+            }
+        }
+        let ch = rest.chars().next().expect("not at the end");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    Bytes::from(out)
 }
 
 /// The body with its `model` value replaced by `model`, everything else byte for byte.
@@ -44,6 +106,45 @@ pub(super) fn retry_after(h: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn error_bodies_lose_keys_and_bulk() {
+        let body = Bytes::from_static(
+            br#"{"error":{"message":"Incorrect API key provided: sk-proj-AbC123xyz. Header was Bearer sk-proj-AbC123xyz; mine-secret-key-42 too"}}"#,
+        );
+        let out = sanitize_error(body, Some("mine-secret-key-42"));
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(!text.contains("AbC123") && !text.contains("mine-secret"), "{text}");
+        assert!(text.contains("sk-[redacted]") && text.contains("Bearer [redacted]"), "{text}");
+        serde_json::from_str::<serde_json::Value>(text).expect("still JSON");
+        let big = sanitize_error(Bytes::from(vec![b'x'; MAX_ERROR_BODY + 1]), None);
+        assert!(std::str::from_utf8(&big).unwrap().contains("upstream_error_too_large"));
+        assert_eq!(sanitize_error(Bytes::from_static("ünïcode ok".as_bytes()), None), "ünïcode ok");
+    }
+
+    #[test]
+    fn only_answer_headers_pass() {
+        let mut from = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "application/json"),
+            ("set-cookie", "__cf_bm=abc"),
+            ("server", "cloudflare"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authenticate", "Basic"),
+            ("openai-organization", "org-operator"),
+            ("x-ratelimit-remaining-requests", "99"),
+            ("openai-processing-ms", "12"),
+            ("x-request-id", "req_123"),
+        ] {
+            from.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let mut to = HeaderMap::new();
+        copy_headers(&from, &mut to);
+        let mut names: Vec<&str> = to.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["content-type", "openai-processing-ms", UPSTREAM_REQUEST_ID]);
+        assert_eq!(to[UPSTREAM_REQUEST_ID], "req_123");
+    }
 
     #[test]
     fn rewrites_only_the_model() {

@@ -175,6 +175,10 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
         let mut r = if matches!(status.as_u16(), 401 | 403) {
             // As real providers do: the refusal quotes (part of) the key it got.
             error(status, "invalid_request_error", "Incorrect API key provided: sk-sim-leaked-key-1234.")
+        } else if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+            // Some providers quote the request's credentials back in their errors.
+            let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("no key");
+            error(status, "invalid_request_error", &format!("{} refused the request sent with {auth}", h.name))
         } else {
             error(status, "server_error", &format!("{} is simulating a failure", h.name))
         };
@@ -246,9 +250,12 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
     };
     resp.headers_mut()
         .insert("x-sim-provider", HeaderValue::from_str(&h.name).unwrap_or(HeaderValue::from_static("sim")));
-    // Tests check which request id reached the provider.
+    // What a provider behind a CDN sends, and a gateway must not pass on.
+    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static("__cf_bm=sim; path=/; HttpOnly"));
+    resp.headers_mut().insert(header::SERVER, HeaderValue::from_static("llmgw-sim"));
+    // As real providers do, the answer carries the request's id.
     if let Some(id) = headers.get("x-request-id") {
-        resp.headers_mut().insert("x-sim-request-id", id.clone());
+        resp.headers_mut().insert("x-request-id", id.clone());
     }
     resp
 }

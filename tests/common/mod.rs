@@ -50,8 +50,13 @@ pub fn providers_toml(sims: &[&Arc<SimHandle>]) -> String {
 
 /// Starts a gateway from config text.
 pub async fn gateway(toml: &str) -> TestGateway {
+    gateway_with_env(toml, &|k| std::env::var(k).ok()).await
+}
+
+/// Starts a gateway from config text, looking environment variables up in `env`.
+pub async fn gateway_with_env(toml: &str, env: &dyn Fn(&str) -> Option<String>) -> TestGateway {
     llmgw::install_crypto();
-    let cfg = Config::parse(Path::new("test.toml"), toml, &|k| std::env::var(k).ok()).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::parse(Path::new("test.toml"), toml, env).unwrap_or_else(|e| panic!("{e}"));
     let gw = Arc::new(Gateway::new(cfg).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
