@@ -188,7 +188,7 @@ async fn client_errors_are_not_retried() {
     assert_eq!(r.headers()["x-llmgw-attempts"], "1");
     let body: Value = r.json().await.unwrap();
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("simulating a failure"),
+        body["error"]["message"].as_str().unwrap().contains("refused the request"),
         "the provider's own error body"
     );
     let total = a.stats.chat.load(std::sync::atomic::Ordering::Relaxed)

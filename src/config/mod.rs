@@ -25,6 +25,7 @@ macro_rules! raw_timeouts {
     };
 }
 
+mod clients;
 mod describe;
 mod health;
 mod providers;
@@ -33,6 +34,7 @@ pub mod rules;
 mod server;
 mod store;
 
+pub use clients::{ClientConfig, key_digest};
 pub use health::{HealthConfig, ProbeKind};
 pub use providers::{ProviderConfig, ProviderKind, Secret};
 pub use routes::{Canary, RouteConfig, Strategy, TargetConfig};
@@ -104,6 +106,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// `[[routes]]`, in file order.
     pub routes: Vec<RouteConfig>,
+    /// `[[clients]]`: when there are any, every request must present one of their keys.
+    pub clients: Vec<ClientConfig>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +127,8 @@ struct RawConfig {
     providers: Vec<providers::RawProvider>,
     #[serde(default)]
     routes: Vec<routes::RawRoute>,
+    #[serde(default)]
+    clients: Vec<clients::RawClient>,
 }
 
 /// Default values, also quoted by `config.example.toml`.
@@ -304,8 +310,23 @@ impl Config {
         let health = cx.health(raw.health)?;
         let mut providers = cx.providers(raw.providers, env, &proxy, &health)?;
         let routes = cx.routes(raw.routes, &mut providers, &proxy, &cache)?;
-        Ok(Config { path: path.to_path_buf(), server, proxy, health, cache, history, providers, routes })
+        let clients = cx.clients(raw.clients, env)?;
+        if clients.is_empty() && !server.listen.ip().is_loopback() && !server.allow_anonymous {
+            return Err(cx.err(
+                server_listen_span(src),
+                "server.listen",
+                "listening beyond loopback without [[clients]] keys lets anyone who reaches it spend your \
+                 provider credits: add [[clients]], or set server.allow_anonymous = true",
+            ));
+        }
+        Ok(Config { path: path.to_path_buf(), server, proxy, health, cache, history, providers, routes, clients })
     }
+}
+
+/// Where `listen = ...` stands in the `[server]` section, for errors about it.
+fn server_listen_span(src: &str) -> Option<Range<usize>> {
+    let start = src.find("\nlisten")? + 1;
+    Some(start..start + "listen".len())
 }
 
 fn attempts(cx: &Ctx<'_>, v: Option<Spanned<u32>>, default: u32, key: &str) -> Result<u32, ConfigError> {

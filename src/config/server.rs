@@ -33,6 +33,9 @@ pub struct ServerConfig {
     pub store_cache_bytes: u64,
     /// What a client connection may do: timeouts and sizes.
     pub limits: ConnLimits,
+    /// Whether a non-loopback `listen` may go without `[[clients]]` keys (anyone who reaches
+    /// it can spend the providers' credits).
+    pub allow_anonymous: bool,
     /// Web origins (`https://app.example.com`) whose pages may call the API from a browser;
     /// a request with any other `Origin` is refused (none by default).
     pub allowed_origins: Vec<String>,
@@ -106,6 +109,7 @@ pub(super) struct RawServer {
     pub(super) max_connections: Option<Spanned<u64>>,
     pub(super) max_json_depth: Option<Spanned<u64>>,
     pub(super) allowed_origins: Option<Vec<String>>,
+    pub(super) allow_anonymous: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -191,6 +195,7 @@ impl Ctx<'_> {
             admin_token_env,
             store_cache_bytes,
             allowed_origins: s.allowed_origins.unwrap_or_default(),
+            allow_anonymous: s.allow_anonymous.unwrap_or(false),
             limits: ConnLimits {
                 header_read_timeout: cx.ms(
                     s.header_read_timeout_ms,

@@ -6,7 +6,7 @@
 
 mod record;
 
-pub use record::{Attempt, CacheStatus, RequestRecord, Skip};
+pub use record::{Attempt, CacheStatus, ClientId, RequestRecord, Skip};
 
 use serde::{Deserialize, Serialize};
 

@@ -100,6 +100,26 @@ pub struct Attempt {
     pub latency: Duration,
 }
 
+/// Who sent a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientId {
+    /// A configured client's name (`[[clients]]`).
+    pub name: Option<std::sync::Arc<str>>,
+    /// A salted fingerprint of its name or key (never the key), `None` without either.
+    pub fingerprint: Option<[u8; 8]>,
+}
+
+impl ClientId {
+    /// As history and the console show it: the name, else the fingerprint in hex.
+    pub fn label(&self) -> Option<String> {
+        match (&self.name, self.fingerprint) {
+            (Some(n), _) => Some(n.to_string()),
+            (None, Some(f)) => Some(f.iter().map(|b| format!("{b:02x}")).collect()),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Everything about one client request, emitted once when it is over.
 #[derive(Debug, Clone, Default)]
 pub struct RequestRecord {
@@ -128,8 +148,8 @@ pub struct RequestRecord {
     pub at_ms: u64,
     /// What the cache did for it.
     pub cache: CacheStatus,
-    /// Fingerprint of the client's key, if it sent one.
-    pub client: Option<[u8; 8]>,
+    /// Who sent it.
+    pub client: ClientId,
     /// (prompt, completion) tokens from the answer's `usage`.
     pub tokens: Option<(u32, u32)>,
 }

@@ -98,7 +98,7 @@ impl Gateway {
             return (Plan::default(), None);
         }
         // One tenant never gets another's answer: the key includes the client key's fingerprint.
-        let tenant = match req.client {
+        let tenant = match req.client.fingerprint {
             Some(c) => c,
             None if self.config.cache.share_without_key => [0; 8],
             None => {

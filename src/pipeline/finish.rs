@@ -42,7 +42,7 @@ impl Finish {
             attempts: Vec::with_capacity(2),
             status: 499,
             at_ms: crate::clock::unix_ms(),
-            client: req.client,
+            client: req.client.clone(),
             ..RequestRecord::default()
         };
         Finish {

@@ -52,6 +52,8 @@ pub struct Gateway {
     pub upstreams: Arc<[Upstream]>,
     routes: HashMap<String, usize>,
     stores: Option<Arc<Stores>>,
+    /// This install's salt for client fingerprints.
+    pub salt: [u8; 16],
 }
 
 /// A client request, parsed just enough to route it.
@@ -69,8 +71,8 @@ pub struct ProxyRequest {
     pub model_span: Range<usize>,
     /// The request's id, given or generated.
     pub request_id: HeaderValue,
-    /// Fingerprint of the client's key (`Authorization`), if it sent one.
-    pub client: Option<[u8; 8]>,
+    /// Who sent it: a configured client's name, and a fingerprint (the cache's tenant).
+    pub client: crate::outcome::ClientId,
     /// The client's `Cache-Control` directives.
     pub cache_control: CacheControl,
     /// Whether a stream should end with a usage chunk (`stream_options.include_usage`).
@@ -90,7 +92,13 @@ impl Gateway {
         let routes = config.routes.iter().enumerate().map(|(i, r)| (r.model.clone(), i)).collect();
         let config = Arc::new(config);
         let live = Arc::new(Live::new(config.clone()));
-        Ok(Gateway { config, live, upstreams: upstreams.into(), routes, stores })
+        // With a store, the salt is kept with it (fingerprints in the history stay comparable).
+        let salt = match &stores {
+            Some(_) => crate::store::install_salt(&config.server.data_dir)
+                .map_err(|e| anyhow::anyhow!("cannot keep {}/install.salt: {e}", config.server.data_dir.display()))?,
+            None => fastrand::u128(..).to_le_bytes(),
+        };
+        Ok(Gateway { config, live, upstreams: upstreams.into(), routes, stores, salt })
     }
 
     /// The store, when the gateway has one.

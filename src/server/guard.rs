@@ -11,7 +11,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use crate::config::key_digest;
+use crate::outcome::ClientId;
 use crate::pipeline::Gateway;
+use crate::store::cache::fingerprint;
 
 /// The middleware: refuses with an OpenAI-shaped 403 or 415, or passes the request on.
 pub async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
@@ -55,6 +58,42 @@ pub fn check(h: &HeaderMap, allowed_origins: &[String], loopback: bool) -> Resul
         ));
     }
     Ok(())
+}
+
+/// Who is calling: with `[[clients]]` configured, the client whose key the request presents
+/// (`Authorization: Bearer KEY` or `x-api-key: KEY`), else 401; without, anyone, told apart by
+/// a salted fingerprint of the `Authorization` header (the cache's tenant).
+pub fn identify(gw: &Gateway, h: &HeaderMap) -> Result<ClientId, ApiError> {
+    let presented = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().as_bytes())
+        .or_else(|| h.get("x-api-key").map(|v| v.as_bytes()));
+    let clients = &gw.config.clients;
+    if clients.is_empty() {
+        let fingerprint = h.get(header::AUTHORIZATION).map(|a| fingerprint(&gw.salt, a.as_bytes()));
+        return Ok(ClientId { name: None, fingerprint });
+    }
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "a valid client key is required (Authorization: Bearer <key>)",
+        )
+    };
+    let digest = key_digest(presented.ok_or_else(unauthorized)?);
+    // Every configured digest is compared in full, whatever matches: the time taken says
+    // nothing about which key, or how much of it, was right.
+    let mut found = None;
+    for c in clients {
+        let diff = c.key_sha256.iter().zip(digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff == 0 {
+            found = Some(c);
+        }
+    }
+    let c = found.ok_or_else(unauthorized)?;
+    Ok(ClientId { name: Some(c.name.as_str().into()), fingerprint: Some(fingerprint(&gw.salt, c.name.as_bytes())) })
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.

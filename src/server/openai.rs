@@ -16,7 +16,6 @@ use serde_json::value::RawValue;
 use super::error::ApiError;
 use crate::pipeline::{CacheControl, Gateway, ProxyRequest};
 use crate::providers::openai::ApiPath;
-use crate::store::cache::fingerprint;
 
 /// The fields the gateway looks at; everything else is forwarded untouched.
 #[derive(Deserialize)]
@@ -77,6 +76,8 @@ async fn prepare(
     body: Body,
     request_id: HeaderValue,
 ) -> Result<ProxyRequest, ApiError> {
+    // Who is calling, before reading a byte of what they send.
+    let client = super::guard::identify(gw, headers)?;
     let limit = gw.config.server.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -154,7 +155,6 @@ async fn prepare(
     let model_span = start..start + model_raw.get().len();
     let stream = env.stream.unwrap_or(false) && path == ApiPath::ChatCompletions;
     let include_usage = env.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
-    let client = fingerprint(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
     let mut cache_control =
         headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(CacheControl::parse).unwrap_or_default();
     if let Some(v) = headers.get("x-llmgw-cache") {

@@ -104,12 +104,16 @@ pub fn key(route: &str, endpoint: &str, tenant: &[u8; 8], body: &[u8]) -> Option
     Some(k)
 }
 
-/// The tenant of a request: a fingerprint of its client key (never the key), or `None`.
-pub fn fingerprint(authorization: Option<&[u8]>) -> Option<[u8; 8]> {
-    let a = authorization?;
+/// A fingerprint of what identifies a client (its key, or its configured name), never the key
+/// itself. Salted per install, so fingerprints in one gateway's history say nothing about keys
+/// seen elsewhere.
+pub fn fingerprint(salt: &[u8; 16], identity: &[u8]) -> [u8; 8] {
+    let mut h = blake3::Hasher::new();
+    h.update(salt);
+    h.update(identity);
     let mut f = [0u8; 8];
-    f.copy_from_slice(&blake3::hash(a).as_bytes()[..8]);
-    Some(f)
+    f.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    f
 }
 
 impl Cache {

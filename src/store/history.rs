@@ -55,7 +55,7 @@ pub struct HistoryRecord {
     pub tokens_out: Option<u32>,
     /// `hit`, `miss`, `bypass`, `stale` or `off`.
     pub cache: String,
-    /// Fingerprint of the client's key (never the key).
+    /// The client: its configured name, or a salted fingerprint of its key (never the key).
     pub client: Option<String>,
     /// The request body, with `[history] store_bodies = true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +104,7 @@ pub fn record_of(
         tokens_in: r.tokens.map(|t| t.0),
         tokens_out: r.tokens.map(|t| t.1),
         cache: r.cache.label().to_string(),
-        client: r.client.map(|c| c.iter().map(|b| format!("{b:02x}")).collect()),
+        client: r.client.label(),
         request_body: request_body.map(text),
         response_body: response_body.map(text),
     }

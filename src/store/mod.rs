@@ -20,6 +20,24 @@ use std::time::Duration;
 
 use crate::clock::unix_ms;
 
+/// This install's salt for client fingerprints: random, made once and kept in
+/// `<data_dir>/install.salt` (readable by this user only).
+pub fn install_salt(data_dir: &Path) -> std::io::Result<[u8; 16]> {
+    let path = data_dir.join("install.salt");
+    if let Ok(b) = std::fs::read(&path)
+        && let Ok(salt) = <[u8; 16]>::try_from(b.as_slice())
+    {
+        return Ok(salt);
+    }
+    let salt = fastrand::u128(..).to_le_bytes();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    std::io::Write::write_all(&mut opts.open(&path)?, &salt)?;
+    Ok(salt)
+}
+
 /// Checks that `data_dir` can hold llmgw's files (creating it if needed): the same messages as
 /// opening the store, before anything else (logs) is written there.
 pub fn prepare_data_dir(data_dir: &Path) -> Result<(), StoreError> {
@@ -74,7 +92,15 @@ impl Store {
     pub fn open(data_dir: &Path, cache_bytes: u64, flush: Duration) -> Result<Store, StoreError> {
         prepare_data_dir(data_dir)?;
         let path = data_dir.join("store");
-        match Self::open_at(&path, cache_bytes, flush) {
+        // A handle this process just dropped may hold the lock for a moment (sled's flusher
+        // thread lets go last): wait that moment out, never longer.
+        let mut opened = Self::open_at(&path, cache_bytes, flush);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while matches!(&opened, Err(sled::Error::Io(e)) if is_lock_error(e)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            opened = Self::open_at(&path, cache_bytes, flush);
+        }
+        match opened {
             Ok(db) => Ok(Store { db, path, errors: AtomicU64::new(0), moved_aside: None }),
             Err(sled::Error::Io(e)) if is_lock_error(&e) => Err(StoreError::Locked(path)),
             Err(sled::Error::Corruption { .. }) | Err(sled::Error::Unsupported(_)) => {
