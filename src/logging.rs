@@ -17,6 +17,91 @@ pub enum LogTarget<'a> {
     File(&'a Path),
 }
 
+/// A log file is rotated when it reaches this size ...
+pub const FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// ... and this many files are kept (`llmgw.log`, `llmgw.log.1`, ...): at most 128 MiB of logs,
+/// whatever floods them.
+pub const FILES: usize = 8;
+
+/// A log file rotated by size: `llmgw.log` is renamed `llmgw.log.1` (and so on, the oldest
+/// dropped) when it would pass `max_bytes`.
+pub struct SizeRotating {
+    dir: PathBuf,
+    file: std::fs::File,
+    written: u64,
+    max_bytes: u64,
+    max_files: usize,
+}
+
+impl SizeRotating {
+    /// Appends to `<dir>/llmgw.log`.
+    pub fn open(dir: &Path, max_bytes: u64, max_files: usize) -> std::io::Result<SizeRotating> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("llmgw.log"))?;
+        let written = file.metadata()?.len();
+        Ok(SizeRotating { dir: dir.to_path_buf(), file, written, max_bytes, max_files: max_files.max(1) })
+    }
+
+    fn name(&self, n: usize) -> PathBuf {
+        if n == 0 { self.dir.join("llmgw.log") } else { self.dir.join(format!("llmgw.log.{n}")) }
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let _ = std::fs::remove_file(self.name(self.max_files - 1));
+        for n in (0..self.max_files - 1).rev() {
+            let _ = std::fs::rename(self.name(n), self.name(n + 1));
+        }
+        self.file = std::fs::OpenOptions::new().create(true).append(true).open(self.name(0))?;
+        self.written = 0;
+        Ok(())
+    }
+}
+
+impl std::io::Write for SizeRotating {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written > 0 && self.written + buf.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// At most a few lines a second through a gate; the rest are counted and reported with the
+/// next line let through. For logs a client can cause (rejected requests): they must not be
+/// able to fill a disk.
+#[derive(Debug, Default)]
+pub struct LogGate {
+    inner: std::sync::Mutex<(Option<std::time::Instant>, u32, u64)>,
+}
+
+impl LogGate {
+    /// Lines let through per second.
+    pub const PER_SECOND: u32 = 5;
+
+    /// `Some(" (N more suppressed)")` (or `Some("")`) when a line may be written now; `None`
+    /// when it is suppressed (and counted).
+    pub fn allow(&self) -> Option<String> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if g.0.is_none_or(|s| now.duration_since(s) >= std::time::Duration::from_secs(1)) {
+            g.0 = Some(now);
+            g.1 = 0;
+        }
+        g.1 += 1;
+        if g.1 > Self::PER_SECOND {
+            g.2 += 1;
+            return None;
+        }
+        let n = std::mem::take(&mut g.2);
+        Some(if n == 0 { String::new() } else { format!(" ({n} more suppressed)") })
+    }
+}
+
 /// Keeps the file writer alive; drop it last so buffered lines reach the file.
 pub struct LogGuard {
     _guard: Option<WorkerGuard>,
@@ -46,17 +131,40 @@ pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
             let dir = data_dir.join("logs");
             std::fs::create_dir_all(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
-            let appender = tracing_appender::rolling::Builder::new()
-                .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix("llmgw")
-                .filename_suffix("log")
-                .max_log_files(14)
-                .build(&dir)
+            let appender = SizeRotating::open(&dir, FILE_BYTES, FILES)
                 .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?;
             let (writer, guard) = tracing_appender::non_blocking(appender);
             let file = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
             tracing_subscriber::registry().with(filter()).with(to_stderr.then_some(stderr)).with(file).try_init()?;
             Ok(LogGuard { _guard: Some(guard), dir: Some(dir) })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn files_rotate_by_size_and_the_oldest_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SizeRotating::open(dir.path(), 100, 3).unwrap();
+        for _ in 0..50 {
+            w.write_all(&[b'x'; 30]).unwrap();
+        }
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["llmgw.log", "llmgw.log.1", "llmgw.log.2"]);
+        let total: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert!(total <= 300, "{total} bytes kept");
+    }
+
+    #[test]
+    fn the_gate_lets_a_few_through_and_counts_the_rest() {
+        let g = LogGate::default();
+        let through = (0..20).filter(|_| g.allow().is_some()).count();
+        assert_eq!(through, LogGate::PER_SECOND as usize);
     }
 }

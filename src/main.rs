@@ -149,7 +149,7 @@ fn main() -> ExitCode {
         }
         Command::Load(args) => rt.block_on(llmgw::cli::load::run(args)),
         Command::History(args) => {
-            let cfg = match Config::load(&args.config) {
+            let cfg = match Config::load_for_tools(&args.config) {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };

@@ -440,3 +440,44 @@ async fn per_minute_history_is_there_right_after_a_restart() {
     assert_eq!(snap.routes[0].targets[0].minutes.len(), 120, "the console gets them in its snapshot");
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_needs_no_provider_keys_and_the_admin_token_stays_private() {
+    let a = sim("a", instant()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A token file left readable by others, say by a careless copy.
+    std::fs::write(dir.path().join("admin.token"), "old").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join("admin.token"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let text = config_text(dir.path(), &[&a], "").replace(
+        &format!("base_url = \"{}\"\n", a.base_url()),
+        &format!("base_url = \"{}\"\napi_key_env = \"LLMGW_TEST_UNSET_KEY\"\n", a.base_url()),
+    );
+    std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
+    let gw = start(&config_text(dir.path(), &[&a], ""), dir.path()).await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("admin.token")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "narrowed at start");
+    }
+    send(client().post(url(&gw)).header("x-request-id", "=cmd()").json(&body("x", false))).await;
+    let stores = gw.gw.stores().unwrap().clone();
+    assert!(wait_for(Duration::from_secs(5), || stores.writer.written() == 1).await);
+    drop(stores);
+    gw.stop().await.unwrap();
+    // The config names a key nobody set: `llmgw history` does not need it.
+    std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
+    let out = Proc::new(BIN)
+        .args(["history", "--format", "csv", "-c"])
+        .arg(dir.path().join("gw.toml"))
+        .env_remove("LLMGW_TEST_UNSET_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"'=cmd()\""), "a formula-looking id is escaped: {stdout}");
+}

@@ -96,6 +96,7 @@ fn fixture(busy: bool) -> Snapshot {
         listen: "127.0.0.1:8080".into(),
         requests: if busy { summary(200.0, 120.0, 0, 12_000) } else { Summary::default() },
         in_flight: if busy { 9 } else { 0 },
+        rejected: 0,
         providers: vec![
             provider("swift", Status::Healthy),
             provider("steady", Status::Healthy),

@@ -67,6 +67,17 @@ impl Source {
     fn open(cfg: &Config) -> anyhow::Result<Source> {
         match Store::open(&cfg.server.data_dir, 16 << 20, cfg.history.flush) {
             Ok(store) => Ok(Source::Local(History::open(std::sync::Arc::new(store)))),
+            // sled cannot open a store read-only: read a private copy of it instead.
+            Err(StoreError::NotWritable(dir, _)) if cfg.server.data_dir.join("store").is_dir() => {
+                let copy = std::env::temp_dir().join(format!("llmgw-history-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&copy);
+                copy_dir(&cfg.server.data_dir.join("store"), &copy.join("store")).map_err(|e| {
+                    anyhow::anyhow!("{} is read-only, and copying its store failed: {e}", dir.display())
+                })?;
+                eprintln!("{} is read-only: reading a copy of its store", dir.display());
+                let store = Store::open(&copy, 16 << 20, cfg.history.flush)?;
+                Ok(Source::Local(History::open(std::sync::Arc::new(store))))
+            }
             Err(StoreError::Locked(path)) => {
                 let addr = std::fs::read_to_string(crate::server::admin::addr_path(&cfg.server.data_dir))
                     .map(|a| a.trim().to_string())
@@ -173,8 +184,26 @@ fn time(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// A CSV cell: quoted when it must be, and never a formula a spreadsheet would run (a client
+/// chooses its own request id: `=cmd()` must stay text).
 fn csv(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let s = if formula { format!("'{s}") } else { s.to_string() };
+    if formula || s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
 fn attempts(r: &HistoryRecord) -> String {
@@ -355,4 +384,18 @@ fn summary(s: &[ProviderSummary], format: Format, out: &mut impl std::io::Write)
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv;
+
+    #[test]
+    fn csv_cells_are_quoted_and_never_formulas() {
+        assert_eq!(csv("plain"), "plain");
+        assert_eq!(csv("a,b"), "\"a,b\"");
+        assert_eq!(csv("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv("=cmd()"), "\"'=cmd()\"");
+        assert_eq!(csv("@SUM(A1)"), "\"'@SUM(A1)\"");
+    }
 }

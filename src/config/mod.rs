@@ -138,6 +138,8 @@ pub mod defaults;
 struct Ctx<'a> {
     path: &'a Path,
     src: &'a str,
+    /// Whether keys named by `api_key_env` and `key_env` must be set (not for read-only tools).
+    keys_required: bool,
 }
 
 impl Ctx<'_> {
@@ -216,19 +218,24 @@ impl Ctx<'_> {
 impl Config {
     /// Reads and validates a config file. Provider keys are read from the environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            line: None,
-            key: None,
-            message: format!("cannot read config file: {e}"),
-            snippet: None,
-        })?;
+        let src = read(path)?;
         Self::parse(path, &src, &|name| std::env::var(name).ok())
+    }
+
+    /// The same for tools that call no provider (`llmgw history`): keys named in the config may
+    /// be unset (those providers then have none).
+    pub fn load_for_tools(path: &Path) -> Result<Config, ConfigError> {
+        let src = read(path)?;
+        Self::parse_inner(Ctx { path, src: &src, keys_required: false }, &|name| std::env::var(name).ok())
     }
 
     /// Validates config text; `env` looks up environment variables (injectable for tests).
     pub fn parse(path: &Path, src: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let cx = Ctx { path, src };
+        Self::parse_inner(Ctx { path, src, keys_required: true }, env)
+    }
+
+    fn parse_inner(cx: Ctx<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let (path, src) = (cx.path, cx.src);
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
             let msg = e.message().trim().replace('\n', "; ");
             cx.err(e.span(), "", msg)
@@ -252,6 +259,16 @@ impl Config {
         }
         Ok(Config { path: path.to_path_buf(), server, proxy, health, cache, history, providers, routes, clients })
     }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        line: None,
+        key: None,
+        message: format!("cannot read config file: {e}"),
+        snippet: None,
+    })
 }
 
 /// Where `listen = ...` stands in the `[server]` section, for errors about it.

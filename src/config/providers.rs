@@ -129,6 +129,7 @@ impl Ctx<'_> {
                     let var_name = var.get_ref().clone();
                     match env(&var_name) {
                         Some(v) if !v.trim().is_empty() => (Some(var_name), Some(Secret(v.trim().to_string()))),
+                        _ if !cx.keys_required => (Some(var_name), None),
                         _ => {
                             return Err(cx.err(
                                 Some(var.span()),

@@ -45,7 +45,10 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::PermissionsExt;
         let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+        // `mode` applies only to a new file: one left with wider permissions is narrowed too.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f.write_all(text.as_bytes())
     }
     #[cfg(not(unix))]

@@ -21,7 +21,10 @@ pub async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> 
     let s = &gw.config.server;
     match check(req.headers(), &s.allowed_origins, s.listen.ip().is_loopback()) {
         Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            gw.live.note_rejected();
+            e.into_response()
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnLimits;
+use crate::logging::LogGate;
 
 /// What the listener refused or failed at, for logs and the console.
 #[derive(Debug, Default)]
@@ -48,7 +49,7 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
-    let mut log_gate = LogGate::default();
+    let log_gate = LogGate::default();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -58,8 +59,8 @@ pub async fn serve(
             Ok(c) => c,
             Err(e) => {
                 stats.accept_errors.fetch_add(1, Relaxed);
-                if log_gate.allow() {
-                    tracing::warn!("accepting a connection failed: {e}{}", log_gate.suppressed());
+                if let Some(more) = log_gate.allow() {
+                    tracing::warn!("accepting a connection failed: {e}{more}");
                 }
                 // Out of descriptors, most likely: give connections in flight a moment to end.
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -69,12 +70,8 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             stats.refused.fetch_add(1, Relaxed);
-            if log_gate.allow() {
-                tracing::warn!(
-                    "connection refused: {} open (server.max_connections){}",
-                    limits.max_connections,
-                    log_gate.suppressed()
-                );
+            if let Some(more) = log_gate.allow() {
+                tracing::warn!("connection refused: {} open (server.max_connections){more}", limits.max_connections);
             }
             tokio::spawn(async move {
                 let mut tcp = tcp;
@@ -94,38 +91,6 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
-}
-
-/// At most a few warnings a second; the rest are counted and reported with the next one.
-#[derive(Debug, Default)]
-struct LogGate {
-    window_start: Option<tokio::time::Instant>,
-    in_window: u32,
-    suppressed: u64,
-}
-
-impl LogGate {
-    const PER_SECOND: u32 = 5;
-
-    fn allow(&mut self) -> bool {
-        let now = tokio::time::Instant::now();
-        if self.window_start.is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1)) {
-            self.window_start = Some(now);
-            self.in_window = 0;
-        }
-        self.in_window += 1;
-        let ok = self.in_window <= Self::PER_SECOND;
-        if !ok {
-            self.suppressed += 1;
-        }
-        ok
-    }
-
-    /// " (N more suppressed)" when lines were held back since the last one written.
-    fn suppressed(&mut self) -> String {
-        let n = std::mem::take(&mut self.suppressed);
-        if n == 0 { String::new() } else { format!(" ({n} more suppressed)") }
-    }
 }
 
 /// Raises this process's soft limit on open files to its hard limit: a gateway holds a socket
@@ -163,16 +128,5 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["error"]["code"], "too_many_connections");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_log_gate_lets_a_few_through_and_counts_the_rest() {
-        let mut g = LogGate::default();
-        let allowed = (0..20).filter(|_| g.allow()).count();
-        assert_eq!(allowed, 5);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(g.allow());
-        assert_eq!(g.suppressed(), " (15 more suppressed)");
-        assert_eq!(g.suppressed(), "");
     }
 }

@@ -45,6 +45,9 @@ pub async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body
     handle(gw, ApiPath::Embeddings, &headers, body).await
 }
 
+/// The gate on log lines of rejected requests.
+static REJECTED_LOG: std::sync::LazyLock<crate::logging::LogGate> = std::sync::LazyLock::new(Default::default);
+
 async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body) -> Response {
     let request_id = headers
         .get("x-request-id")
@@ -61,7 +64,12 @@ async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body
             }
         },
         Err(e) => {
-            tracing::info!(target: "llmgw::request", request_id = ?request_id, status = e.status.as_u16(), code = e.code, "rejected: {}", e.message);
+            // A client can send rejected requests as fast as it likes: they are counted, and
+            // logged a few a second.
+            gw.live.note_rejected();
+            if let Some(more) = REJECTED_LOG.allow() {
+                tracing::info!(target: "llmgw::request", request_id = ?request_id, status = e.status.as_u16(), code = e.code, "rejected: {}{more}", e.message);
+            }
             let mut r = e.into_response();
             r.headers_mut().insert("x-request-id", request_id);
             r

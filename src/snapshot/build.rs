@@ -151,6 +151,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         listen: meta.listen.clone(),
         requests: live.request_window().summary(sec),
         in_flight: providers.iter().map(|p| p.in_flight).sum(),
+        rejected: live.rejected(),
         providers,
         routes,
         events: live.events(SNAPSHOT_EVENTS),

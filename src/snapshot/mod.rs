@@ -171,6 +171,9 @@ pub struct Snapshot {
     pub requests: Summary,
     /// Attempts under way, over all providers.
     pub in_flight: i64,
+    /// Client requests refused before routing, since start.
+    #[serde(default)]
+    pub rejected: u64,
     /// Providers, in config order.
     pub providers: Vec<ProviderView>,
     /// Routes, in config order.

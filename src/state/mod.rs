@@ -110,6 +110,8 @@ pub struct Live {
     requests: Window,
     events: Mutex<VecDeque<Event>>,
     recent: Mutex<VecDeque<Arc<RequestRecord>>>,
+    /// Client requests refused before routing (bad requests, no key, wrong origin).
+    rejected: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -132,6 +134,7 @@ impl Live {
             requests: Window::default(),
             events: Mutex::new(VecDeque::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_KEPT)),
+            rejected: AtomicU64::new(0),
         }
     }
 
@@ -268,6 +271,16 @@ impl Live {
             tokens: None,
         };
         self.requests.record(self.sec(now), &sample);
+    }
+
+    /// A client request was refused before routing.
+    pub fn note_rejected(&self) {
+        self.rejected.fetch_add(1, Relaxed);
+    }
+
+    /// Client requests refused before routing, since start.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Relaxed)
     }
 
     /// Attempts under way on provider `p`.

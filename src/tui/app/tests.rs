@@ -31,6 +31,7 @@ fn snap() -> Arc<Snapshot> {
         listen: "127.0.0.1:8080".into(),
         requests: Default::default(),
         in_flight: 4,
+        rejected: 0,
         providers: vec![provider("swift"), provider("steady")],
         routes: vec![
             RouteView {
