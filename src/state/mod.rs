@@ -16,14 +16,15 @@ use crate::config::Config;
 use crate::control::Fault;
 use crate::health::outlier::Outlier;
 use crate::health::probe::ProbeState;
-use crate::metrics::{Minute, Sample, Window};
-use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
+use crate::metrics::{Minute, Window};
+use crate::outcome::{OutcomeClass, RequestRecord};
 use crate::router::budget::RetryBudget;
 
 mod command;
 mod events;
 mod health;
 mod minutes;
+mod record;
 
 pub use events::{EVENTS_KEPT, Event, EventKind};
 
@@ -214,75 +215,6 @@ impl Live {
         *f
     }
 
-    /// An attempt on provider `p` is starting.
-    pub fn attempt_started(&self, p: usize) {
-        self.providers[p].in_flight.fetch_add(1, Relaxed);
-    }
-
-    /// An attempt of route `r` has finished; every attempt that started ends here exactly once.
-    /// `trial` says it was its provider's half-open trial.
-    pub fn attempt_finished(
-        &self,
-        r: usize,
-        a: &Attempt,
-        trial: bool,
-        ttft: Option<Duration>,
-        tokens: Option<(u32, u32)>,
-        now: Instant,
-    ) {
-        let s = &self.providers[a.provider];
-        s.in_flight.fetch_sub(1, Relaxed);
-        self.health_outcome(r, a, trial, ttft, now);
-        if a.class.is_provider_failure() {
-            s.failures.fetch_add(1, Relaxed);
-        }
-        if a.class == OutcomeClass::Auth && !s.auth_failed.swap(true, Relaxed) {
-            let name = &self.config.providers[a.provider].name;
-            let status = a.status.map_or(String::new(), |c| format!(" (HTTP {c})"));
-            let text = format!(
-                "AUTH {name}: the provider refused the gateway's credentials{status}; out of rotation until a probe passes (check its api_key_env)"
-            );
-            self.event(now, EventKind::Health, text);
-        }
-        if a.class != OutcomeClass::Ok && a.class != OutcomeClass::ClientClosed {
-            *lock(&s.last_error) = Some(LastError { class: a.class, status: a.status, at_ms: self.ms(now) });
-        }
-        let served = a.class.answered_client();
-        let sample = Sample { class: a.class, injected: a.injected, served, latency: a.latency, ttft, tokens };
-        self.targets[r][a.target].window.record(self.sec(now), &sample);
-    }
-
-    /// A client request is over.
-    pub fn request_finished(&self, rec: &Arc<RequestRecord>, now: Instant) {
-        {
-            let mut recent = lock(&self.recent);
-            if recent.len() == RECENT_KEPT {
-                recent.pop_front();
-            }
-            recent.push_back(rec.clone());
-        }
-        let class = OutcomeClass::of_request(rec.status, rec.attempts.last().map(|a| a.class));
-        let sample = Sample {
-            class,
-            injected: false,
-            served: class.answered_client(),
-            latency: rec.total,
-            ttft: if rec.stream { rec.ttft } else { None },
-            tokens: None,
-        };
-        self.requests.record(self.sec(now), &sample);
-    }
-
-    /// A client request was refused before routing.
-    pub fn note_rejected(&self) {
-        self.rejected.fetch_add(1, Relaxed);
-    }
-
-    /// Client requests refused before routing, since start.
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Relaxed)
-    }
-
     /// Attempts under way on provider `p`.
     pub fn in_flight(&self, p: usize) -> i64 {
         self.providers[p].in_flight.load(Relaxed)
@@ -313,6 +245,7 @@ impl Live {
 mod tests {
     use super::*;
     use crate::control::{Command, CommandError};
+    use crate::outcome::Attempt;
     use std::path::Path;
 
     fn live() -> Live {
