@@ -11,7 +11,7 @@ pub use cached::CacheControl;
 mod error;
 mod finish;
 mod relay;
-mod wire;
+pub mod wire;
 
 pub use error::{Failed, ProxyError};
 

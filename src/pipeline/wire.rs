@@ -85,7 +85,7 @@ fn redact_patterns(text: &str) -> Bytes {
 }
 
 /// The body with its `model` value replaced by `model`, everything else byte for byte.
-pub(super) fn rewrite_model(body: &[u8], span: Range<usize>, model: &str) -> Bytes {
+pub fn rewrite_model(body: &[u8], span: Range<usize>, model: &str) -> Bytes {
     let mut out = Vec::with_capacity(body.len() + model.len() + 2);
     out.extend_from_slice(&body[..span.start]);
     serde_json::to_writer(&mut out, model).expect("writing a string to a Vec cannot fail");

@@ -5,6 +5,7 @@ pub mod error;
 pub mod guard;
 pub mod listen;
 mod openai;
+pub mod request;
 
 use std::sync::Arc;
 

@@ -1,7 +1,6 @@
 //! Handlers of the OpenAI-compatible endpoints: read and check the request, then hand it to the
 //! pipeline.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,30 +9,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::error::ApiError;
+use super::request::{Inspected, inspect};
 use crate::pipeline::{CacheControl, Gateway, ProxyRequest};
 use crate::providers::openai::ApiPath;
-
-/// The fields the gateway looks at; everything else is forwarded untouched.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow)]
-    messages: Option<&'a RawValue>,
-    #[serde(borrow)]
-    input: Option<&'a RawValue>,
-    stream: Option<bool>,
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    include_usage: Option<bool>,
-}
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
@@ -115,40 +95,7 @@ async fn prepare(
             ));
         }
     };
-    // serde would read a top-level array into the envelope too: only an object is a request.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::bad_request("invalid_json", "the request body must be a JSON object"));
-    }
-    if json_depth(&body) > limits.max_json_depth {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            format!("the request body nests deeper than {} levels", limits.max_json_depth),
-        ));
-    }
-    let env: Envelope = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the request body is not a valid JSON object: {e}"))
-    })?;
-    let Some(model_raw) = env.model else {
-        return Err(ApiError::bad_request("missing_model", "you must provide a model parameter"));
-    };
-    let model: Cow<str> = serde_json::from_str(model_raw.get())
-        .map_err(|_| ApiError::bad_request("invalid_model", "'model' must be a string"))?;
-    let (field, value) = match path {
-        ApiPath::ChatCompletions => ("messages", env.messages),
-        ApiPath::Embeddings => ("input", env.input),
-    };
-    match value {
-        None => {
-            return Err(ApiError::bad_request(
-                "missing_required_parameter",
-                format!("missing required parameter: '{field}'"),
-            ));
-        }
-        Some(v) if path == ApiPath::ChatCompletions && !v.get().starts_with('[') => {
-            return Err(ApiError::bad_request("invalid_type", "'messages' must be an array"));
-        }
-        Some(_) => {}
-    }
+    let Inspected { model, model_span, stream, include_usage } = inspect(&body, path, limits.max_json_depth)?;
     let Some(route) = gw.route_index(&model) else {
         let known: Vec<&str> = gw.config.routes.iter().map(|r| r.model.as_str()).collect();
         return Err(ApiError::new(
@@ -158,11 +105,6 @@ async fn prepare(
             format!("the model '{model}' does not exist on this gateway (routes: {})", known.join(", ")),
         ));
     };
-    // The raw value borrows from `body`, so its offset locates `model` for rewriting.
-    let start = model_raw.get().as_ptr() as usize - body.as_ptr() as usize;
-    let model_span = start..start + model_raw.get().len();
-    let stream = env.stream.unwrap_or(false) && path == ApiPath::ChatCompletions;
-    let include_usage = env.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
     let mut cache_control =
         headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(CacheControl::parse).unwrap_or_default();
     if let Some(v) = headers.get("x-llmgw-cache") {
@@ -188,32 +130,6 @@ async fn prepare(
         cache_control,
         include_usage,
     })
-}
-
-/// The deepest nesting of objects and arrays in a JSON text (strings skipped), in one pass.
-fn json_depth(json: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in json {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
 }
 
 /// Gives every answer an `x-request-id`, also those that never reached a handler of ours.
@@ -257,17 +173,4 @@ pub async fn method_not_allowed(uri: Uri) -> ApiError {
         "method_not_allowed",
         format!("method not allowed on {}", uri.path()),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::json_depth;
-
-    #[test]
-    fn depth_counts_nesting_outside_strings() {
-        assert_eq!(json_depth(br#"{"a":1}"#), 1);
-        assert_eq!(json_depth(br#"{"messages":[{"content":"[[[{{{"}]}"#), 3);
-        assert_eq!(json_depth(br#"{"s":"\"[[[\"","x":[[[]]]}"#), 4, "escaped quotes do not end a string");
-        assert_eq!(json_depth(&[b'['; 10_000]), 10_000);
-    }
 }
