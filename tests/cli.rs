@@ -66,6 +66,18 @@ fn every_bad_config_names_file_line_and_key() {
         ("api_key_env = \"LLMGW_CLI_TEST_KEY\"", ":7:", "environment variable LLMGW_CLI_NOT_SET is not set"),
         ("listen = \"127.0.0.1:0\"", ":2:", "server.listen: 'localhost' is not an address"),
         ("strategy", ":0:", "unknown variant `fastest`"),
+        // Numbers `serve` could not run with are refused by `check` (the same validation).
+        ("listen = \"127.0.0.1:0\"\nstore_cache_bytes = 0", ":3:", "server.store_cache_bytes: must be between"),
+        (
+            "listen = \"127.0.0.1:0\"\n[history]\nqueue = 9223372036854775807",
+            ":4:",
+            "history.queue: must be between 1 and 10000000",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\n[proxy]\nfirst_byte_timeout_ms = 18446744073709551",
+            ":4:",
+            "must be between 1 and 86400000",
+        ),
     ];
     for (i, (needle, line, words)) in cases.iter().enumerate() {
         let text = match *needle {
@@ -252,4 +264,41 @@ async fn load_reports_latency_and_errors() {
     assert!(errors.starts_with("errors: 0 of"), "{errors}");
     assert!((60..=100).contains(&total), "about 40 req/s for 2 s: {total}");
     assert_eq!(a.stats.chat.load(std::sync::atomic::Ordering::Relaxed), total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_rejected_requests_cannot_fill_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = dead_addr().await.port();
+    let cfg = VALID.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")).replace(
+        "[server]\n",
+        &format!("[server]\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n", dir.path().join("data").display()),
+    );
+    let path = write(dir.path(), "gw.toml", &cfg);
+    let child = Command::new(BIN)
+        .args(["serve", "-c"])
+        .arg(&path)
+        .env("LLMGW_CLI_TEST_KEY", "k")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
+    let c = client();
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    // At least 2000, over more than one second (the gate counts per second).
+    while sent < 2000 || started.elapsed() < Duration::from_millis(1500) {
+        let r = c.post(&url).header("content-type", "application/json").body("not json").send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        sent += 1;
+    }
+    let secs = started.elapsed().as_secs() + 2;
+    terminate(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines = stderr.lines().filter(|l| l.contains("rejected:")).count() as u64;
+    assert!(lines <= 5 * secs, "{lines} lines for {sent} rejected requests in {secs} s");
+    assert!(stderr.contains("more suppressed"), "the suppressed ones are counted");
 }
