@@ -264,20 +264,37 @@ fn ejected_recovering_and_the_why_overlay() {
     s.providers[1].status = Status::Recovering;
     s.routes[0].targets[1].weight = 12;
     s.routes[0].targets[2].steering = Some("avoided: p95_ms > 700".into());
-    s.recent = vec![RecentRequest {
-        request_id: "r1".into(),
-        route: 0,
-        status: 200,
-        stream: true,
-        total_ms: 48,
-        candidates: vec![("swift".into(), Some("ejected".into())), ("steady".into(), None), ("flaky".into(), None)],
-        attempts: vec![
-            ("flaky".into(), "http_5xx".into(), Some(503), 12, false),
-            ("steady".into(), "ok".into(), Some(200), 36, false),
-        ],
-        panic: false,
-        budget_exhausted: false,
-    }];
+    s.recent = vec![
+        RecentRequest {
+            request_id: "r1".into(),
+            route: 0,
+            status: 200,
+            stream: true,
+            total_ms: 48,
+            candidates: vec![("swift".into(), Some("ejected".into())), ("steady".into(), None), ("flaky".into(), None)],
+            attempts: vec![
+                ("flaky".into(), "http_5xx".into(), Some(503), 12, false),
+                ("steady".into(), "ok".into(), Some(200), 36, false),
+            ],
+            panic: false,
+            budget_exhausted: false,
+            cache: "miss".into(),
+            client: Some("web".into()),
+        },
+        RecentRequest {
+            request_id: "r2".into(),
+            route: 0,
+            status: 200,
+            stream: false,
+            total_ms: 1,
+            candidates: vec![("swift".into(), Some("ejected".into())), ("steady".into(), None), ("flaky".into(), None)],
+            attempts: vec![],
+            panic: false,
+            budget_exhausted: false,
+            cache: "hit".into(),
+            client: None,
+        },
+    ];
     let mut a = app(s);
     let out = text(&render(&a, &Theme::color(), 120, 36));
     assert!(out.contains("ejected 8s") && out.contains("recovering") && out.contains("avoided"), "{out}");
@@ -286,6 +303,7 @@ fn ejected_recovering_and_the_why_overlay() {
     press(&mut a, &[KeyCode::Char('w')]);
     let out = text(&render(&a, &Theme::color(), 120, 36));
     assert!(out.contains("swift ✗ ejected") && out.contains("flaky http_5xx 503 12 ms → steady ok 36 ms"), "{out}");
+    assert!(out.contains("→ answered from the cache") && out.contains("client web"), "{out}");
     insta::assert_snapshot!("why_overlay", out);
 }
 

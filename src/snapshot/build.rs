@@ -195,6 +195,8 @@ fn recent_view(cfg: &crate::config::Config, r: &crate::outcome::RequestRecord) -
             .collect(),
         panic: r.panic,
         budget_exhausted: r.budget_exhausted,
+        cache: r.cache.label().to_string(),
+        client: r.client.label(),
     }
 }
 

@@ -149,6 +149,12 @@ pub struct RecentRequest {
     pub panic: bool,
     /// Whether the retry budget refused a retry.
     pub budget_exhausted: bool,
+    /// What the cache did (`hit`, `stale`, `miss`, `bypass`, `off`).
+    #[serde(default)]
+    pub cache: String,
+    /// Who sent it: a configured client's name, or a salted fingerprint of its key.
+    #[serde(default)]
+    pub client: Option<String>,
 }
 
 /// The synthetic traffic generator of `llmgw demo`, when there is one.

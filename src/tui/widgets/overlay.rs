@@ -138,6 +138,9 @@ fn why(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, only_failovers: 
         if r.budget_exhausted {
             head.push(Span::styled("budget spent ", theme.bad));
         }
+        if let Some(client) = &r.client {
+            head.push(Span::styled(format!("client {client}"), theme.dim));
+        }
         lines.push(Line::from(head));
         let attempts: Vec<String> = r
             .attempts
@@ -147,7 +150,14 @@ fn why(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, only_failovers: 
                 format!("{p} {class}{st}{} {ms} ms", if *injected { " (injected)" } else { "" })
             })
             .collect();
-        lines.push(Line::styled(format!("    → {}", attempts.join(" → ")), theme.dim));
+        let answered = match (attempts.is_empty(), r.cache.as_str()) {
+            (true, "hit") => "answered from the cache".to_string(),
+            (true, "stale") => "answered from the cache (stale: every provider failed)".to_string(),
+            (true, _) => "no attempt was made".to_string(),
+            (false, "stale") => format!("{} → answered from the cache (stale)", attempts.join(" → ")),
+            (false, _) => attempts.join(" → "),
+        };
+        lines.push(Line::styled(format!("    → {answered}"), theme.dim));
     }
     if lines.len() == 1 {
         lines.push(Line::styled("no requests yet", theme.dim));
