@@ -14,7 +14,8 @@ use llmgw::store::writer::{Write, spawn_writer};
 fn record(i: u64) -> HistoryRecord {
     HistoryRecord {
         at_ms: unix_ms(),
-        request_id: format!("llmgw-{i:032x}"),
+        // Request ids are random UUIDs: the least compressible part of a record.
+        request_id: uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid().to_string(),
         route: "chat".into(),
         stream: i % 3 == 0,
         status: 200,
@@ -31,7 +32,7 @@ fn record(i: u64) -> HistoryRecord {
         tokens_in: Some(42),
         tokens_out: Some(180),
         cache: "miss".into(),
-        client: Some("3f2a9c0d11e4b7a8".into()),
+        client: Some(format!("{:016x}", i % 50)),
         request_body: None,
         response_body: None,
     }
@@ -95,7 +96,7 @@ async fn main() {
     println!("| history writer throughput | {:.0} records/s ({n} records in {secs:.1} s) |", n as f64 / secs);
     println!("| records dropped | {} |", writer.dropped());
     println!(
-        "| store size per million records | {:.0} MiB (on disk after {n} records: {:.1} MiB) |",
+        "| store size per million records | {:.0} MiB (on disk after {n} records: {:.1} MiB; postcard + zstd chunks of 128) |",
         size / n as f64 * 1e6 / 1048576.0,
         size / 1048576.0
     );
@@ -106,4 +107,45 @@ async fn main() {
     );
     let _ = backpressure;
     assert_eq!(history.len(), n);
+    drop((history, writer, store));
+
+    // Startup to the first served request: with an empty store, and with this one.
+    let empty = tempfile::tempdir().unwrap();
+    let fresh = startup_ms(empty.path()).await;
+    let full = startup_ms(dir.path()).await;
+    println!("| startup to the first served request, empty store | {fresh:.0} ms |");
+    println!("| startup to the first served request, {n} records | {full:.0} ms |");
+}
+
+/// `llmgw serve`'s start (store, listeners, overrides, rollups) until a first request is
+/// answered through it by a simulated provider.
+async fn startup_ms(data_dir: &std::path::Path) -> f64 {
+    llmgw::install_crypto();
+    let sim = llmgw::sim::spawn(
+        "a",
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        llmgw::sim::Behavior { latency_ms: 0, jitter_ms: 0, tokens_per_s: 0.0, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[[providers]]\nname = \"a\"\nbase_url = \"{}\"\n[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"a\", model = \"m\" }}]\n",
+        data_dir.display(),
+        sim.base_url()
+    );
+    let cfg = llmgw::config::Config::parse(std::path::Path::new("<bench>"), &text, &|_| None).unwrap();
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let gw = llmgw::server::start(cfg).await.unwrap();
+    let r = client
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .json(&serde_json::json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    gw.stop().await.unwrap();
+    ms
 }

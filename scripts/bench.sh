@@ -1,80 +1,125 @@
 #!/usr/bin/env bash
-# Proxy overhead benchmark: a simulated provider with 0 ms latency, driven directly and then
-# through llmgw in the same run by oha (open loop at fixed rates, then closed loop at maximum
-# throughput with 64 connections). Prints p50/p99 and req/s for both paths, the latency llmgw
-# adds and the throughput ratio. Needs oha: `cargo install oha --locked`.
+# The proxy's cost, measured in one run on this machine: a simulated provider that answers at
+# once, reached directly, through nginx as a plain reverse proxy (the ceiling for any HTTP
+# gateway; installed if missing and apt-get can) and through llmgw, each with the same load:
+#   - non-streamed answers, open loop at 1000 and 5000 req/s, then closed loop at maximum
+#     throughput (64 keep-alive connections);
+#   - streamed answers at maximum throughput (64 connections), and one stream after another on one
+#     reused connection (time to first byte and to the end: the Nagle/delayed-ACK signature);
+#   - 1000 streams held open at once from a slow provider (errors, the gateway's peak memory);
+#   - cache hits against the fastest generating provider.
+# Prints tables with ratios against direct, and writes a machine-readable summary to
+# target/bench-summary.json. Needs oha (`cargo install oha --locked`).
 #   scripts/bench.sh [seconds per run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
-cargo build --release --quiet
+if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null) ||
+    echo "nginx could not be installed: measuring without it" >&2
+fi
+cargo build --release --quiet --bin llmgw --example stream_probe
 bin=target/release/llmgw
+probe=target/release/examples/stream_probe
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
 "$bin" mock --listen 127.0.0.1:19001 --name bench --latency-ms 0 --jitter-ms 0 --tokens-per-s 0 --reply-tokens 16 \
   >"$work/mock.log" 2>&1 &
 # The fastest simulated provider with generation time: 0 ms before the first byte, 300 tokens/s.
 "$bin" mock --listen 127.0.0.1:19002 --name gen --latency-ms 0 --jitter-ms 0 --tokens-per-s 300 --reply-tokens 16 \
   >"$work/mock2.log" 2>&1 &
+# A slow one, for streams held open: 100 tokens at 20 tokens/s, 5 s each.
+"$bin" mock --listen 127.0.0.1:19003 --name slow --latency-ms 0 --jitter-ms 0 --tokens-per-s 20 --reply-tokens 100 \
+  >"$work/mock3.log" 2>&1 &
 cat >"$work/gw.toml" <<TOML
 [server]
 listen = "127.0.0.1:19080"
 admin_listen = "127.0.0.1:0"
 data_dir = "$work/data"
+max_connections = 8192
 [[providers]]
 name = "bench"
 base_url = "http://127.0.0.1:19001/v1"
 [[providers]]
 name = "gen"
 base_url = "http://127.0.0.1:19002/v1"
+[[providers]]
+name = "slow"
+base_url = "http://127.0.0.1:19003/v1"
 [[routes]]
 model = "chat"
-cache = { enabled = false }
 targets = [{ provider = "bench", model = "sim-chat" }]
 [[routes]]
 model = "cached"
+cache = { enabled = true }
 targets = [{ provider = "gen", model = "sim-chat" }]
+[[routes]]
+model = "slow"
+targets = [{ provider = "slow", model = "sim-chat" }]
 TOML
 RUST_LOG=warn "$bin" serve -c "$work/gw.toml" >"$work/gw.log" 2>&1 &
+gw_pid=$!
+have_nginx=0
+if command -v nginx >/dev/null; then
+  cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream up { server 127.0.0.1:19001; keepalive 128; }
+  server {
+    listen 127.0.0.1:19090;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+  nginx -c "$work/nginx.conf" -p "$work" && have_nginx=1
+fi
 for _ in $(seq 100); do curl -sf 127.0.0.1:19080/healthz >/dev/null && break; sleep 0.1; done
 
+paths=("direct http://127.0.0.1:19001/v1/chat/completions sim-chat" "llmgw http://127.0.0.1:19080/v1/chat/completions chat")
+[ "$have_nginx" = 1 ] && paths+=("nginx http://127.0.0.1:19090/v1/chat/completions sim-chat")
 body='{"model":"M","messages":[{"role":"user","content":"hello"}]}'
-run() { # url model rate(or max) -> json
-  local args=(-z "${secs}s" --no-tui --output-format json -m POST -H 'content-type: application/json' -d "${body/M/$2}")
-  if [ "$3" = max ]; then args+=(-c 64); else args+=(-q "$3" -c 64 --latency-correction); fi
+stream_body='{"model":"M","stream":true,"messages":[{"role":"user","content":"hello"}]}'
+run() { # url model rate(or max) body conns -> json
+  local args=(-z "${secs}s" --no-tui --output-format json -m POST -H 'content-type: application/json' -d "${4/M/$2}")
+  if [ "$3" = max ]; then args+=(-c "$5"); else args+=(-q "$3" -c "$5" --latency-correction); fi
   oha "${args[@]}" "$1" 2>/dev/null
 }
-printf '%-10s %-7s %10s %10s %10s %8s\n' load path p50_ms p99_ms req_s ok_%
+results="$work/results.jsonl"
 for rate in 1000 5000 max; do
-  direct=$(run http://127.0.0.1:19001/v1/chat/completions sim-chat $rate)
-  proxied=$(run http://127.0.0.1:19080/v1/chat/completions chat $rate)
-  python3 - "$rate" "$direct" "$proxied" <<'PY'
-import json, sys
-rate, d, p = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-def row(name, r):
-    s, pct = r["summary"], r["latencyPercentiles"]
-    print(f"{rate:<10} {name:<7} {pct['p50']*1000:10.3f} {pct['p99']*1000:10.3f} {s['requestsPerSec']:10.0f} {s['successRate']*100:8.2f}")
-    return pct["p50"]*1000, pct["p99"]*1000, s["requestsPerSec"]
-d50, d99, drps = row("direct", d)
-p50, p99, prps = row("llmgw", p)
-print(f"{rate:<10} added: p50 +{p50-d50:.3f} ms, p99 +{p99-d99:.3f} ms, throughput {100*prps/drps:.0f}% of direct")
-PY
+  for p in "${paths[@]}"; do
+    read -r name url model <<<"$p"
+    echo "{\"kind\":\"json\",\"load\":\"$rate\",\"path\":\"$name\",\"oha\":$(run "$url" "$model" "$rate" "$body" 64)}" >>"$results"
+  done
+done
+for p in "${paths[@]}"; do
+  read -r name url model <<<"$p"
+  echo "{\"kind\":\"stream\",\"load\":\"max\",\"path\":\"$name\",\"oha\":$(run "$url" "$model" max "$stream_body" 64)}" >>"$results"
+  echo "{\"kind\":\"stream_reused\",\"path\":\"$name\",\"probe\":$("$probe" "$url" "$model" 300)}" >>"$results"
 done
 
-# Cache hits: the same request again and again through llmgw (answered from the cache) against
-# the same request sent straight to the fastest generating provider; 64 connections, closed loop.
-curl -sf 127.0.0.1:19080/v1/chat/completions -H 'content-type: application/json' -d "${body/M/cached}" >/dev/null
-direct=$(run http://127.0.0.1:19002/v1/chat/completions sim-chat max)
-hits=$(run http://127.0.0.1:19080/v1/chat/completions cached max)
-python3 - "$direct" "$hits" <<'PY'
-import json, sys
-d, h = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print()
-for name, r in (("provider (0 ms + 300 tok/s), direct", d), ("llmgw cache hit", h)):
-    p = r["latencyPercentiles"]
-    print(f"{name:<38} p50 {p['p50']*1000:8.3f} ms  p99 {p['p99']*1000:8.3f} ms  {r['summary']['requestsPerSec']:9.0f} req/s")
-print(f"a hit is {d['latencyPercentiles']['p50'] / h['latencyPercentiles']['p50']:.0f}x faster at p50")
-PY
+# 1000 streams at once from the slow provider, through llmgw: errors and the gateway's memory.
+cpu_before=$(awk '{print $14+$15}' "/proc/$gw_pid/stat")
+held=$(oha -z "${secs}s" --no-tui --output-format json -m POST -H 'content-type: application/json' \
+  -d "${stream_body/M/slow}" -c 1000 http://127.0.0.1:19080/v1/chat/completions 2>/dev/null)
+cpu_after=$(awk '{print $14+$15}' "/proc/$gw_pid/stat")
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
+echo "{\"kind\":\"held_streams\",\"path\":\"llmgw\",\"peak_rss_kib\":$hwm,\"cpu_ticks\":$((cpu_after - cpu_before)),\"seconds\":$secs,\"oha\":$held}" >>"$results"
 
+# Cache hits: the same request again and again through llmgw against it sent straight to the
+# fastest generating provider; 64 connections, closed loop.
+curl -sf 127.0.0.1:19080/v1/chat/completions -H 'content-type: application/json' -d "${body/M/cached}" >/dev/null
+echo "{\"kind\":\"cache\",\"path\":\"direct\",\"oha\":$(run http://127.0.0.1:19002/v1/chat/completions sim-chat max "$body" 64)}" >>"$results"
+echo "{\"kind\":\"cache\",\"path\":\"llmgw\",\"oha\":$(run http://127.0.0.1:19080/v1/chat/completions cached max "$body" 64)}" >>"$results"
+
+python3 scripts/bench_report.py "$results" target/bench-summary.json

@@ -26,7 +26,7 @@ pub struct AttemptRecord {
     /// Milliseconds.
     pub latency_ms: f64,
     /// Caused by an injected fault.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub injected: bool,
 }
 
@@ -58,10 +58,10 @@ pub struct HistoryRecord {
     /// The client: its configured name, or a salted fingerprint of its key (never the key).
     pub client: Option<String>,
     /// The request body, with `[history] store_bodies = true`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub request_body: Option<String>,
     /// The answer, with `[history] store_bodies = true`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub response_body: Option<String>,
 }
 
@@ -160,8 +160,8 @@ fn key(at_ms: u64, seq: u32) -> [u8; 12] {
     k
 }
 
-/// Records per stored chunk: one sled entry holds this many records as JSON lines, which cuts
-/// sled's per-entry CPU and space overhead by as much.
+/// Records per stored chunk: one sled entry holds this many, compressed together
+/// ([`super::chunk`]), which cuts sled's per-entry CPU and space overhead by as much.
 pub const CHUNK: usize = 128;
 
 const COUNT_KEY: &[u8] = b"count";
@@ -197,13 +197,13 @@ impl History {
         let mut batch = sled::Batch::default();
         let mut written = 0;
         for chunk in records.chunks(CHUNK) {
-            let mut value = Vec::with_capacity(chunk.len() * 384);
-            for r in chunk {
-                match serde_json::to_writer(&mut value, r) {
-                    Ok(()) => value.push(b'\n'),
-                    Err(e) => self.store.error("history encode", &e),
+            let value = match super::chunk::encode(chunk) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.store.error("history encode", &e);
+                    continue;
                 }
-            }
+            };
             // Keyed by the chunk's newest arrival: a chunk keyed before `since` holds nothing
             // newer than `since`, and retention can drop whole chunks by key.
             let newest = chunk.iter().map(|r| r.at_ms).max().unwrap_or(0);
@@ -223,15 +223,11 @@ impl History {
         }
     }
 
-    fn decode(&self, chunk: &[u8]) -> impl DoubleEndedIterator<Item = HistoryRecord> {
-        chunk
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| {
-                serde_json::from_slice::<HistoryRecord>(l).map_err(|e| self.store.error("history decode", &e)).ok()
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
+    fn decode(&self, chunk: &[u8]) -> Vec<HistoryRecord> {
+        super::chunk::decode(chunk).unwrap_or_else(|e| {
+            self.store.error("history decode", &e);
+            Vec::new()
+        })
     }
 
     /// Deletes records older than `retention` and the oldest beyond `max_records` (whole
@@ -245,7 +241,7 @@ impl History {
             if at >= cutoff && self.count.load(Relaxed) <= cfg.max_records {
                 break;
             }
-            let n = v.iter().filter(|&&b| b == b'\n').count() as u64;
+            let n = super::chunk::count(&v);
             if self.tree.remove(&k).ok().flatten().is_some() {
                 let _ = self.count.fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(n)));
                 removed += n;
@@ -268,7 +264,7 @@ impl History {
         let mut out = Vec::new();
         for item in self.tree.range(from..=to).rev() {
             let Ok((_, v)) = item else { continue };
-            let mut records: Vec<HistoryRecord> = self.decode(&v).collect();
+            let mut records = self.decode(&v);
             records.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
             for r in records {
                 if r.at_ms >= since && r.at_ms <= until && f.matches(&r) {
@@ -284,11 +280,12 @@ impl History {
 
     /// The record of one request.
     pub fn find(&self, request_id: &str) -> Option<HistoryRecord> {
-        let needle = format!("\"request_id\":{}", serde_json::to_string(request_id).ok()?);
-        self.tree.iter().rev().filter_map(|i| i.ok()).find_map(|(_, v)| {
-            let hit = v.windows(needle.len()).any(|w| w == needle.as_bytes());
-            if hit { self.decode(&v).find(|r| r.request_id == request_id) } else { None }
-        })
+        // Newest first: a lookup is usually of a recent request.
+        self.tree
+            .iter()
+            .rev()
+            .filter_map(|i| i.ok())
+            .find_map(|(_, v)| self.decode(&v).into_iter().find(|r| r.request_id == request_id))
     }
 
     /// Per-provider summary of the records matching `f`.
@@ -367,6 +364,26 @@ mod tests {
         let a = s.iter().find(|s| s.provider == "a").unwrap();
         assert_eq!((a.requests, a.failures, a.tokens_in), (25, 5, 75), "a answers every 4th, fails every 20th");
         assert_eq!(a.failure_pct, Some(20.0));
+    }
+
+    #[test]
+    fn chunks_from_before_the_compact_format_are_read_beside_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap());
+        let h = History::open(store);
+        // A JSON-lines chunk as an earlier version wrote it.
+        let mut old = Vec::new();
+        for i in 0..3 {
+            serde_json::to_writer(&mut old, &record(500 + i, "chat", "a", 200)).unwrap();
+            old.push(b'\n');
+        }
+        h.tree.insert(key(502, 0), old).unwrap();
+        h.count.store(3, Relaxed);
+        assert_eq!(h.write_batch(&[record(900, "chat", "b", 200)]), 1);
+        let all = h.query(&Filter::default());
+        assert_eq!(all.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [900, 502, 501, 500], "newest first, both kinds");
+        assert_eq!(h.find("r501").unwrap().at_ms, 501);
+        assert_eq!(h.enforce_retention(&cfg(7, 1), 1_000), 3, "the old chunk's records counted for retention");
     }
 
     #[test]

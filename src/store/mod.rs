@@ -6,6 +6,7 @@
 //! the writes of that last interval; what was flushed opens intact.
 
 pub mod cache;
+pub mod chunk;
 pub mod history;
 pub mod overrides;
 pub mod replay;

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's raw results (one JSON object a line) into the tables it prints, with
+ratios against a direct call in the same run, and a machine-readable summary.
+Usage: bench_report.py RESULTS.jsonl SUMMARY.json"""
+import json
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+
+
+def oha(r):
+    s, p = r["oha"]["summary"], r["oha"]["latencyPercentiles"]
+    return {
+        "p50_ms": p["p50"] * 1000,
+        "p99_ms": p["p99"] * 1000,
+        "req_s": s["requestsPerSec"],
+        "ok_pct": s["successRate"] * 100,
+    }
+
+
+summary = {"json": {}, "stream": {}, "stream_reused": {}, "held_streams": {}, "cache": {}}
+for r in rows:
+    k = r["kind"]
+    if k == "json":
+        summary["json"].setdefault(r["load"], {})[r["path"]] = oha(r)
+    elif k == "stream":
+        summary["stream"][r["path"]] = oha(r)
+    elif k == "stream_reused":
+        summary["stream_reused"][r["path"]] = r["probe"]
+    elif k == "held_streams":
+        summary["held_streams"] = {
+            **oha(r),
+            "peak_rss_mib": r["peak_rss_kib"] / 1024,
+            "cpu_pct_of_a_core": r["cpu_ticks"] / r["seconds"],
+        }
+    elif k == "cache":
+        summary["cache"][r["path"]] = oha(r)
+
+print(f"{'load':<10} {'path':<7} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'ok %':>7}  vs direct")
+for load, paths in summary["json"].items():
+    d = paths["direct"]
+    for name in ("direct", "nginx", "llmgw"):
+        if name not in paths:
+            continue
+        x = paths[name]
+        vs = "" if name == "direct" else (
+            f"p99 +{x['p99_ms'] - d['p99_ms']:.3f} ms, throughput {100 * x['req_s'] / d['req_s']:.0f}%")
+        print(f"{load:<10} {name:<7} {x['p50_ms']:9.3f} {x['p99_ms']:9.3f} {x['req_s']:9.0f} {x['ok_pct']:7.2f}  {vs}")
+print()
+print(f"{'streams':<22} {'p50 ms':>9} {'p99 ms':>9} {'streams/s':>10}  vs direct")
+d = summary["stream"].get("direct")
+for name, x in summary["stream"].items():
+    vs = "" if name == "direct" else f"{100 * x['req_s'] / d['req_s']:.0f}% of direct"
+    print(f"{name + ', 64 conns':<22} {x['p50_ms']:9.3f} {x['p99_ms']:9.3f} {x['req_s']:10.0f}  {vs}")
+print()
+print(f"{'one reused connection':<22} {'ttfb p50':>9} {'end p50':>9} {'end p99':>9}  vs direct (p50)")
+d = summary["stream_reused"].get("direct")
+for name, x in summary["stream_reused"].items():
+    vs = "" if name == "direct" else (
+        f"ttfb +{x['ttfb_p50_ms'] - d['ttfb_p50_ms']:.3f} ms, end +{x['total_p50_ms'] - d['total_p50_ms']:.3f} ms")
+    print(f"{name:<22} {x['ttfb_p50_ms']:9.3f} {x['total_p50_ms']:9.3f} {x['total_p99_ms']:9.3f}  {vs}")
+h = summary["held_streams"]
+if h:
+    print()
+    print(f"1000 streams held open through llmgw: {h['req_s']:.0f} streams/s, {h['ok_pct']:.2f}% ok, "
+          f"peak RSS {h['peak_rss_mib']:.0f} MiB, {h['cpu_pct_of_a_core']:.0f}% of a core")
+c = summary["cache"]
+if c:
+    print()
+    print(f"cache hit p50 {c['llmgw']['p50_ms']:.3f} ms vs provider {c['direct']['p50_ms']:.3f} ms: "
+          f"{c['direct']['p50_ms'] / c['llmgw']['p50_ms']:.0f}x faster")
+json.dump(summary, open(sys.argv[2], "w"), indent=2)
+print(f"\nsummary: {sys.argv[2]}")
