@@ -10,9 +10,10 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 
 def oha(r):
     s, p = r["oha"]["summary"], r["oha"]["latencyPercentiles"]
+    ms = lambda v: v * 1000 if v is not None else float("nan")
     return {
-        "p50_ms": p["p50"] * 1000,
-        "p99_ms": p["p99"] * 1000,
+        "p50_ms": ms(p["p50"]),
+        "p99_ms": ms(p["p99"]),
         "req_s": s["requestsPerSec"],
         "ok_pct": s["successRate"] * 100,
     }

@@ -83,6 +83,16 @@ impl Relay {
                             r.finish_capture();
                             return None;
                         }
+                        // Completion is decided by content: an answer that carried its finish
+                        // is whole, even when the provider closed without `[DONE]`. The
+                        // gateway ends the stream as the client expects.
+                        Ok(None) if r.framer.finished && r.framer.pending() == 0 => {
+                            let done = Bytes::from_static(b"data: [DONE]\n\n");
+                            r.note_usage(&done);
+                            r.fin.end_attempt(OutcomeClass::Ok, Some(200));
+                            r.finish_capture();
+                            return Some((Ok(done), None));
+                        }
                         Ok(None) => "the provider closed the stream before [DONE]".to_string(),
                         Ok(Some(Err(_))) => "the provider's stream broke".to_string(),
                         Err(_) if tokio::time::Instant::now() >= r.ends_by => {

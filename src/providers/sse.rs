@@ -24,6 +24,8 @@ pub struct EventFramer {
     line_started: bool,
     /// Whether the terminating `data: [DONE]` event was seen.
     pub done: bool,
+    /// Whether an event carried a `finish_reason`: the answer is whole, `[DONE]` or not.
+    pub finished: bool,
     /// How much of `data: [DONE]` the current line has matched, from its start.
     done_match: usize,
     /// The current line can no longer be `data: [DONE]`.
@@ -88,6 +90,9 @@ impl EventFramer {
             self.partial.split().freeze()
         };
         self.partial.extend_from_slice(&chunk);
+        if !self.finished {
+            self.finished = has_finish_reason(&out);
+        }
         out
     }
 
@@ -95,6 +100,21 @@ impl EventFramer {
     pub fn pending(&self) -> usize {
         self.partial.len()
     }
+}
+
+/// Whether whole events hold a `"finish_reason": "<reason>"` (a string, not `null`): what
+/// says a chat answer is complete, whatever the transport does after it.
+fn has_finish_reason(events: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"finish_reason\":";
+    let mut rest = events;
+    while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[i + KEY.len()..];
+        let value = rest.iter().position(|b| !b.is_ascii_whitespace()).map(|j| rest[j]);
+        if value == Some(b'"') {
+            return true;
+        }
+    }
+    false
 }
 
 /// The SSE event that ends a stream the gateway could not finish: an OpenAI-style error object.
@@ -129,6 +149,15 @@ mod tests {
         assert!(f.done);
         assert_eq!(f.events, 3);
         assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn a_finish_reason_says_the_answer_is_whole() {
+        let mut f = EventFramer::default();
+        f.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n"));
+        assert!(!f.finished, "null is not a finish");
+        f.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{},\"finish_reason\": \"stop\"}]}\n\n"));
+        assert!(f.finished && !f.done);
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub struct Behavior {
     /// Answer 200 with a body that is not JSON.
     #[arg(long)]
     pub not_json: bool,
+    /// Streams end after their finish (and usage) without `data: [DONE]`.
+    #[arg(long)]
+    pub no_done: bool,
 }
 
 impl Default for Behavior {
@@ -84,6 +87,7 @@ impl Default for Behavior {
             pad_bytes: 0,
             keepalive_ms: None,
             not_json: false,
+            no_done: false,
         }
     }
 }

@@ -220,6 +220,9 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
         if b.pad_bytes > 0 {
             events[0] = padded_event(&events[0], b.pad_bytes);
         }
+        if b.no_done {
+            events.pop();
+        }
         let s = SimStream {
             h: h.clone(),
             events,
