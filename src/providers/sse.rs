@@ -154,7 +154,9 @@ mod tests {
     #[test]
     fn a_finish_reason_says_the_answer_is_whole() {
         let mut f = EventFramer::default();
-        f.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n"));
+        f.push(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n",
+        ));
         assert!(!f.finished, "null is not a finish");
         f.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{},\"finish_reason\": \"stop\"}]}\n\n"));
         assert!(f.finished && !f.done);
