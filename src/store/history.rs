@@ -5,12 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::config::{Config, HistoryConfig};
-use crate::outcome::RequestRecord;
+use crate::config::HistoryConfig;
 
 /// One attempt of a recorded request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,44 +67,6 @@ impl HistoryRecord {
     /// The provider that answered (the last attempt's).
     pub fn provider(&self) -> Option<&str> {
         self.attempts.last().map(|a| a.provider.as_str())
-    }
-}
-
-/// The history record of a finished request (names from the config, bodies if given).
-pub fn record_of(
-    cfg: &Config,
-    r: &RequestRecord,
-    request_body: Option<&Bytes>,
-    response_body: Option<&Bytes>,
-) -> HistoryRecord {
-    let route = r.route.unwrap_or(0);
-    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
-    HistoryRecord {
-        at_ms: r.at_ms,
-        request_id: r.request_id.clone(),
-        route: cfg.routes[route].model.clone(),
-        stream: r.stream,
-        status: r.status,
-        total_ms: r.total.as_secs_f64() * 1000.0,
-        ttft_ms: r.ttft.map(|t| t.as_secs_f64() * 1000.0),
-        attempts: r
-            .attempts
-            .iter()
-            .map(|a| AttemptRecord {
-                provider: cfg.providers[a.provider].name.clone(),
-                model: cfg.routes[route].targets[a.target].model.clone(),
-                outcome: a.class.label().to_string(),
-                status: a.status,
-                latency_ms: a.latency.as_secs_f64() * 1000.0,
-                injected: a.injected,
-            })
-            .collect(),
-        tokens_in: r.tokens.map(|t| t.0),
-        tokens_out: r.tokens.map(|t| t.1),
-        cache: r.cache.label().to_string(),
-        client: r.client.label(),
-        request_body: request_body.map(text),
-        response_body: response_body.map(text),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::Cache;
-use super::history::{History, HistoryRecord, record_of};
+use super::history::{AttemptRecord, History, HistoryRecord};
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::outcome::RequestRecord;
@@ -70,6 +70,43 @@ impl Writer {
 /// How long the writer gathers records before writing them (well within a flush interval).
 const GATHER: Duration = Duration::from_millis(20);
 
+/// The history record of a finished request (names from the config, bodies if given).
+pub fn record_of(
+    cfg: &Config,
+    r: &RequestRecord,
+    request_body: Option<&Bytes>,
+    response_body: Option<&Bytes>,
+) -> HistoryRecord {
+    let route = r.route.unwrap_or(0);
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    HistoryRecord {
+        at_ms: r.at_ms,
+        request_id: r.request_id.clone(),
+        route: cfg.routes[route].model.clone(),
+        stream: r.stream,
+        status: r.status,
+        total_ms: r.total.as_secs_f64() * 1000.0,
+        ttft_ms: r.ttft.map(|t| t.as_secs_f64() * 1000.0),
+        attempts: r
+            .attempts
+            .iter()
+            .map(|a| AttemptRecord {
+                provider: cfg.providers[a.provider].name.clone(),
+                model: cfg.routes[route].targets[a.target].model.clone(),
+                outcome: a.class.label().to_string(),
+                status: a.status,
+                latency_ms: a.latency.as_secs_f64() * 1000.0,
+                injected: a.injected,
+            })
+            .collect(),
+        tokens_in: r.tokens.map(|t| t.0),
+        tokens_out: r.tokens.map(|t| t.1),
+        cache: r.cache.label().to_string(),
+        client: r.client.label(),
+        request_body: request_body.map(text),
+        response_body: response_body.map(text),
+    }
+}
 /// Starts the writer task (history batches and cache puts) and the retention task. The
 /// returned handle stops them; they flush before they end.
 pub fn spawn_writer(
