@@ -104,7 +104,7 @@ impl LogGate {
 
 /// Keeps the file writer alive; drop it last so buffered lines reach the file.
 pub struct LogGuard {
-    _guard: Option<WorkerGuard>,
+    _guard: Vec<WorkerGuard>,
     /// The directory of the log files, when there are any.
     pub dir: Option<PathBuf>,
 }
@@ -119,12 +119,15 @@ fn stderr_colour() -> bool {
 /// Installs the global subscriber. Fails with a message naming the directory it cannot use.
 pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Request threads hand lines to a writer thread: a slow terminal or pipe never holds a
+    // request up (past a full buffer, lines are dropped, not waited for).
+    let (stderr_writer, stderr_guard) = tracing_appender::non_blocking(std::io::stderr());
     let stderr =
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(stderr_colour());
+        tracing_subscriber::fmt::layer().with_writer(stderr_writer).with_target(false).with_ansi(stderr_colour());
     match target {
         LogTarget::Stderr => {
             tracing_subscriber::registry().with(filter()).with(stderr).try_init()?;
-            Ok(LogGuard { _guard: None, dir: None })
+            Ok(LogGuard { _guard: vec![stderr_guard], dir: None })
         }
         LogTarget::StderrAndFile(data_dir) | LogTarget::File(data_dir) => {
             let to_stderr = matches!(target, LogTarget::StderrAndFile(_));
@@ -136,7 +139,7 @@ pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
             let (writer, guard) = tracing_appender::non_blocking(appender);
             let file = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
             tracing_subscriber::registry().with(filter()).with(to_stderr.then_some(stderr)).with(file).try_init()?;
-            Ok(LogGuard { _guard: Some(guard), dir: Some(dir) })
+            Ok(LogGuard { _guard: vec![stderr_guard, guard], dir: Some(dir) })
         }
     }
 }

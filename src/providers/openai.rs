@@ -14,6 +14,9 @@ pub struct Upstream {
     /// Timeouts of attempts on this provider.
     pub timeouts: Timeouts,
     base_url: String,
+    /// The endpoints' URLs, parsed once: a request clones one instead of parsing a string.
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     auth: Option<HeaderValue>,
     client: reqwest::Client,
 }
@@ -71,7 +74,19 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("llmgw/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Upstream { name: cfg.name.clone(), timeouts: cfg.timeouts, base_url: cfg.base_url.clone(), auth, client })
+        let url = |path: ApiPath| {
+            reqwest::Url::parse(&format!("{}{}", cfg.base_url, path.suffix()))
+                .map_err(|e| anyhow::anyhow!("provider '{}': bad base_url: {e}", cfg.name))
+        };
+        Ok(Upstream {
+            name: cfg.name.clone(),
+            timeouts: cfg.timeouts,
+            base_url: cfg.base_url.clone(),
+            chat_url: url(ApiPath::ChatCompletions)?,
+            embeddings_url: url(ApiPath::Embeddings)?,
+            auth,
+            client,
+        })
     }
 
     /// Sends `body` (already rewritten for this provider) to `path`. Resolves when the response
@@ -84,7 +99,10 @@ impl Upstream {
     ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
         let mut req = self
             .client
-            .post(format!("{}{}", self.base_url, path.suffix()))
+            .post(match path {
+                ApiPath::ChatCompletions => self.chat_url.clone(),
+                ApiPath::Embeddings => self.embeddings_url.clone(),
+            })
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
             .body(body);
