@@ -38,3 +38,36 @@ async fn a_whole_answer_without_done_is_complete_not_broken() {
     let outcomes = live.target_window(0, 0).summary(live.sec(Instant::now())).recent;
     assert_eq!((outcomes.of(OutcomeClass::Ok), outcomes.blamed(Blame::Provider)), (1, 0), "no failure counted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_primary_takes_its_traffic_back_within_a_probe_interval_and_a_trial() {
+    // The primary is down (503, probes too) for 1.5 s, then healthy; ejections last 10 s.
+    let a = sim("a", Behavior { down_for_ms: Some(1_500), ..instant() }).await;
+    let b = sim("b", instant()).await;
+    let gw = gateway(&format!(
+        "[health]\nprobe_interval_ms = 200\n\n{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [{{ provider = \"a\", model = \"m\" }}, {{ provider = \"b\", model = \"m\" }}]\n",
+        providers_toml(&[&a, &b])
+    ))
+    .await;
+    let started = Instant::now();
+    let c = client();
+    let mut back_at = None;
+    // One request every 100 ms for at most 6 s.
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "clients never see the outage");
+        let by = r.headers()["x-llmgw-provider"].to_str().unwrap().to_string();
+        if started.elapsed() > std::time::Duration::from_millis(1_500) && by == "a" {
+            back_at = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let back_at = back_at.expect("the primary came back");
+    assert!(
+        back_at < std::time::Duration::from_millis(1_500 + 2_000),
+        "back {back_at:?} after the start, {:?} after recovering (its ejection was 10 s)",
+        back_at - std::time::Duration::from_millis(1_500)
+    );
+    assert!(gw.gw.live.events(100).iter().any(|e| e.text.contains("passed a probe")), "{:?}", gw.gw.live.events(20));
+}

@@ -57,6 +57,8 @@ pub enum Transition {
     },
     /// The trial succeeded: back in rotation with slow start.
     Restored,
+    /// An active probe passed during an ejection: the trial comes at once.
+    ProbeEndedEjection,
     /// The trial failed: ejected again for longer.
     TrialFailed {
         /// How long.
@@ -73,11 +75,20 @@ pub struct Outlier {
     ejections: u32,
     trial_in_flight: bool,
     last_ejection_ms: u64,
+    /// When it last came back into rotation (its trial passed).
+    restored_ms: Option<u64>,
 }
 
 impl Default for Outlier {
     fn default() -> Outlier {
-        Outlier { phase: Phase::Healthy, consecutive: 0, ejections: 0, trial_in_flight: false, last_ejection_ms: 0 }
+        Outlier {
+            phase: Phase::Healthy,
+            consecutive: 0,
+            ejections: 0,
+            trial_in_flight: false,
+            last_ejection_ms: 0,
+            restored_ms: None,
+        }
     }
 }
 
@@ -86,10 +97,17 @@ const SLOW_START_FLOOR: f64 = 0.1;
 
 impl Outlier {
     fn eject_for(&mut self, cfg: &HealthConfig, now_ms: u64) -> u64 {
+        let base = cfg.eject_base.as_millis() as u64;
         if now_ms.saturating_sub(self.last_ejection_ms) > 2 * cfg.eject_max.as_millis() as u64 {
             self.ejections = 0;
         }
-        let base = cfg.eject_base.as_millis() as u64;
+        // The multiplier decays while the provider stays in rotation: one step for every two
+        // base ejections' worth of healthy time since it came back, so a provider that failed
+        // once long ago is not punished as a flapping one.
+        if let Some(back) = self.restored_ms.take() {
+            let steps = now_ms.saturating_sub(back) / (2 * base).max(1);
+            self.ejections = self.ejections.saturating_sub(steps.min(u32::MAX as u64) as u32);
+        }
         let len = base.saturating_mul(1 << self.ejections.min(20)).min(cfg.eject_max.as_millis() as u64);
         self.ejections += 1;
         self.last_ejection_ms = now_ms;
@@ -155,6 +173,7 @@ impl Outlier {
             }
             self.phase = Phase::SlowStart { since_ms: now_ms };
             self.consecutive = 0;
+            self.restored_ms = Some(now_ms);
             return Some(Transition::Restored);
         }
         if !failed {
@@ -190,6 +209,20 @@ impl Outlier {
                 cfg.eject_error_rate * 100.0
             ),
         })
+    }
+
+    /// An active probe passed: an ejection ends now and the provider takes its half-open trial
+    /// at once (as Envoy's successful active health check unejects), instead of sitting out
+    /// the rest of an ejection that may have grown long.
+    pub fn probe_passed(&mut self, now_ms: u64) -> Option<Transition> {
+        match self.phase {
+            Phase::Ejected { until_ms } if until_ms > now_ms => {
+                self.phase = Phase::HalfOpen;
+                self.trial_in_flight = false;
+                Some(Transition::ProbeEndedEjection)
+            }
+            _ => None,
+        }
     }
 
     /// Since when the provider has been back in rotation (its failures before don't count).
@@ -290,6 +323,27 @@ mod tests {
         let t = o.error_rate(&c, &tally(6, 14, 0), 0).unwrap();
         assert!(matches!(t, Transition::Ejected { for_ms: 10_000, .. }), "{t:?}");
         assert_eq!(o.error_rate(&c, &tally(20, 0, 0), 1), None, "already out");
+    }
+
+    #[test]
+    fn a_passing_probe_ends_an_ejection_and_healthy_time_shrinks_the_next() {
+        let c = cfg();
+        let mut o = Outlier::default();
+        for i in 0..5 {
+            o.record(&c, FAIL, false, i);
+        }
+        assert_eq!(o.admit(&c, 1_000), Admit::No, "ejected for 10 s");
+        assert_eq!(o.probe_passed(1_000), Some(Transition::ProbeEndedEjection));
+        assert_eq!(o.admit(&c, 1_000), Admit::Trial, "the trial at once");
+        assert!(o.claim_trial());
+        assert_eq!(o.record(&c, OK, true, 1_100), Some(Transition::Restored));
+        assert_eq!(o.probe_passed(1_200), None, "nothing to end");
+        // Healthy for a long while: the next ejection starts from the base again, not doubled.
+        let later = 1_100 + 2 * 10_000 + 1;
+        for i in 0..5 {
+            o.record(&c, FAIL, false, later + i);
+        }
+        assert_eq!(o.phase, Phase::Ejected { until_ms: later + 4 + 10_000 });
     }
 
     #[test]

@@ -366,12 +366,22 @@ async fn read_bounded(resp: &mut reqwest::Response, max: usize) -> Result<Bytes,
     if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(None);
     }
-    let mut buf = bytes::BytesMut::new();
+    // The pieces as they came, joined once at the end: no doubling buffer grows past what
+    // the answer needs while it is read.
+    let (mut pieces, mut len) = (Vec::new(), 0usize);
     while let Some(chunk) = resp.chunk().await.map_err(Some)? {
-        if buf.len() + chunk.len() > max {
+        len += chunk.len();
+        if len > max {
             return Err(None);
         }
-        buf.extend_from_slice(&chunk);
+        pieces.push(chunk);
+    }
+    if pieces.len() == 1 {
+        return Ok(pieces.pop().expect("one piece"));
+    }
+    let mut buf = bytes::BytesMut::with_capacity(len);
+    for p in pieces {
+        buf.extend_from_slice(&p);
     }
     Ok(buf.freeze())
 }

@@ -68,6 +68,10 @@ pub struct Behavior {
     /// Streams end after their finish (and usage) without `data: [DONE]`.
     #[arg(long)]
     pub no_done: bool,
+    /// Answer 503 to everything (probes too) for this many ms after the behavior is set (at
+    /// start, or by `PATCH /sim/behavior`), then recover: a down-then-up schedule for drills.
+    #[arg(long)]
+    pub down_for_ms: Option<u64>,
 }
 
 impl Default for Behavior {
@@ -88,6 +92,7 @@ impl Default for Behavior {
             keepalive_ms: None,
             not_json: false,
             no_done: false,
+            down_for_ms: None,
         }
     }
 }

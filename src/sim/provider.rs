@@ -49,7 +49,8 @@ pub struct SimHandle {
     /// Its counters.
     pub stats: SimStats,
     key: Option<String>,
-    behavior: RwLock<Behavior>,
+    /// The behavior, and since when it is in force (for `down_for_ms`).
+    behavior: RwLock<(Behavior, std::time::Instant)>,
 }
 
 impl SimHandle {
@@ -60,12 +61,18 @@ impl SimHandle {
 
     /// The current behavior.
     pub fn behavior(&self) -> Behavior {
-        self.behavior.read().expect("behavior lock").clone()
+        self.behavior.read().expect("behavior lock").0.clone()
+    }
+
+    /// Whether the behavior's `down_for_ms` still holds.
+    fn down_now(&self) -> bool {
+        let b = self.behavior.read().expect("behavior lock");
+        b.0.down_for_ms.is_some_and(|d| b.1.elapsed() < Duration::from_millis(d))
     }
 
     /// Changes the behavior; requests already under way keep the one they started with.
     pub fn set_behavior(&self, b: Behavior) {
-        *self.behavior.write().expect("behavior lock") = b;
+        *self.behavior.write().expect("behavior lock") = (b, std::time::Instant::now());
     }
 }
 
@@ -84,7 +91,7 @@ pub async fn spawn(
         addr: listener.local_addr()?,
         stats: SimStats::default(),
         key,
-        behavior: RwLock::new(behavior),
+        behavior: RwLock::new((behavior, std::time::Instant::now())),
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -123,6 +130,9 @@ async fn patch_behavior(State(h): State<Arc<SimHandle>>, Json(patch): Json<Value
 }
 
 async fn models(State(h): State<Arc<SimHandle>>) -> Response {
+    if h.down_now() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "server_error", &format!("{} is down for a while", h.name));
+    }
     // A refused key is refused on every endpoint, the list of models too.
     let b = h.behavior();
     if matches!(b.error_status, 401 | 403) && b.error_rate > 0.0 && fastrand::f64() < b.error_rate {
@@ -160,6 +170,10 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
     if b.uuid_request_ids && request_id.is_some_and(|id| uuid::Uuid::try_parse(id).is_err()) {
         h.stats.errors.fetch_add(1, Relaxed);
         return Err(StatusCode::BAD_REQUEST.into_response());
+    }
+    if h.down_now() {
+        h.stats.errors.fetch_add(1, Relaxed);
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "server_error", &format!("{} is down for a while", h.name)));
     }
     let jitter = if b.jitter_ms > 0 { fastrand::i64(-(b.jitter_ms as i64)..=b.jitter_ms as i64) } else { 0 };
     let delay = (b.latency_ms as i64 + jitter).max(0) as u64;

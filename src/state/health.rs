@@ -200,12 +200,16 @@ impl Live {
                 self.config.health.slow_start.as_secs()
             ),
             Transition::TrialFailed { for_ms } => format!("{name} failed its trial: ejected for {} s", for_ms / 1000),
+            Transition::ProbeEndedEjection => format!("{name} passed a probe: its ejection ends, a trial request next"),
         };
         self.event(now, EventKind::Health, text);
     }
 
     /// Records an active probe of provider `p`.
     pub fn probe_result(&self, p: usize, ok: bool, latency: Duration, now: Instant) {
+        if ok && let Some(t) = lock(&self.providers[p].outlier).probe_passed(self.ms(now)) {
+            self.health_event(p, t, now);
+        }
         if ok && self.providers[p].auth_failed.swap(false, Relaxed) {
             let name = &self.config.providers[p].name;
             self.event(
