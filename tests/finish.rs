@@ -71,3 +71,34 @@ async fn a_recovered_primary_takes_its_traffic_back_within_a_probe_interval_and_
     );
     assert!(gw.gw.live.events(100).iter().any(|e| e.text.contains("passed a probe")), "{:?}", gw.gw.live.events(20));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_routes_first_choice_gets_one_more_try_after_a_blip() {
+    for blip in [
+        Behavior { fail_first: 1, error_status: 500, ..instant() },
+        Behavior { fail_first: 1, error_status: 429, retry_after_s: 0.2, ..instant() },
+    ] {
+        let a = sim("a", blip.clone()).await;
+        let b = sim("b", instant()).await;
+        let gw = gateway(&format!(
+            "{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [{{ provider = \"a\", model = \"m\" }}, {{ provider = \"b\", model = \"m\" }}]\n",
+            providers_toml(&[&a, &b])
+        ))
+        .await;
+        let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (by, attempts) = (r.headers()["x-llmgw-provider"].clone(), r.headers()["x-llmgw-attempts"].clone());
+        assert_eq!((by.to_str().unwrap(), attempts.to_str().unwrap()), ("a", "2"), "{blip:?}");
+        assert_eq!(b.stats.chat.load(std::sync::atomic::Ordering::Relaxed), 0, "the fallback was not needed");
+    }
+    // A long Retry-After is not waited for: the fallback answers.
+    let a = sim("a", Behavior { fail_first: 1, error_status: 429, retry_after_s: 30.0, ..instant() }).await;
+    let b = sim("b", instant()).await;
+    let gw = gateway(&format!(
+        "{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [{{ provider = \"a\", model = \"m\" }}, {{ provider = \"b\", model = \"m\" }}]\n",
+        providers_toml(&[&a, &b])
+    ))
+    .await;
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+    assert_eq!(r.headers()["x-llmgw-provider"], "b");
+}

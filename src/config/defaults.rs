@@ -68,3 +68,5 @@ pub const EJECT_MAX_MS: u64 = 300_000;
 pub const SLOW_START_MS: u64 = 30_000;
 /// `[health] retry_after_default_ms`.
 pub const RETRY_AFTER_DEFAULT_MS: u64 = 30_000;
+/// `[proxy] primary_retry_wait_max_ms`.
+pub const PRIMARY_RETRY_WAIT_MAX_MS: u64 = 2_000;

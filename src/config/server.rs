@@ -91,6 +91,9 @@ pub struct ProxyConfig {
     pub max_event_bytes: usize,
     /// Longest a stream may last, keepalives or not.
     pub max_stream: Duration,
+    /// On priority routes, the longest `Retry-After` of the first choice that its one retry
+    /// waits for; a longer one falls back at once.
+    pub primary_retry_wait_max: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -126,6 +129,7 @@ pub(super) struct RawProxy {
     pub(super) max_response_bytes: Option<Spanned<u64>>,
     pub(super) max_event_bytes: Option<Spanned<u64>>,
     pub(super) max_stream_ms: Option<Spanned<u64>>,
+    pub(super) primary_retry_wait_max_ms: Option<Spanned<u64>>,
 }
 
 /// The timeout keys that both `[proxy]` and a provider may set (serde's `flatten` cannot be
@@ -264,6 +268,12 @@ impl Ctx<'_> {
                 1024..=1 << 28,
             )? as usize,
             max_stream: cx.ms(p.max_stream_ms, defaults::MAX_STREAM_MS, "proxy.max_stream_ms")?,
+            primary_retry_wait_max: Duration::from_millis(cx.within(
+                p.primary_retry_wait_max_ms,
+                defaults::PRIMARY_RETRY_WAIT_MAX_MS,
+                "proxy.primary_retry_wait_max_ms",
+                0..=60_000,
+            )?),
         })
     }
 }

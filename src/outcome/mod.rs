@@ -144,6 +144,14 @@ impl OutcomeClass {
         }
     }
 
+    /// Whether one more try on the same provider is worth it before another takes over, when
+    /// the route prefers that provider (priority): a 5xx, a refused or reset connection, or a
+    /// 429 (after its `Retry-After`, when short). Not a timeout or a broken stream: those already
+    /// cost the client their time.
+    pub fn transient(self) -> bool {
+        matches!(self, OutcomeClass::Http5xx | OutcomeClass::Connect | OutcomeClass::Http429)
+    }
+
     /// Whether another attempt may follow.
     pub fn retryable(self) -> bool {
         self.retry() == Retry::Failover

@@ -26,7 +26,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, Strategy};
 use crate::control::{Command, CommandError};
 use crate::outcome::OutcomeClass;
 use crate::outcome::Skip;
@@ -154,6 +154,8 @@ impl Gateway {
         let mut tried = 0u64;
         let mut last_failed = None;
         let mut out_of_time = false;
+        // A priority route's first choice, to be tried once more after a transient failure.
+        let mut again: Option<usize> = None;
 
         let mut cands = Vec::with_capacity(route.targets.len());
         self.live.budget_request(req.route, fin.start);
@@ -167,7 +169,11 @@ impl Gateway {
                 fin.record.candidates = cands.iter().map(|c| c.skip).collect();
                 fin.record.panic = panic;
             }
+            let preferred = again.take().filter(|&t| cands[t].skip.is_none() && !cands[t].trial);
             let pick = loop {
+                if let Some(t) = preferred {
+                    break Some((t, false));
+                }
                 let Some(t) = choose(route.strategy, &cands, tried, last_failed, &mut rng) else { break None };
                 // A half-open provider takes one trial request at a time; the others look elsewhere.
                 if cands[t].trial && !self.live.claim_trial(route.targets[t].provider) {
@@ -198,8 +204,19 @@ impl Gateway {
             }
             tried |= 1 << t;
             fin.begin_attempt(t, route.targets[t].provider, trial);
-            if let Ok(response) = self.attempt(&req, t, deadline, &mut fin, &mut rng, &plan).await {
-                return Ok(response);
+            let class = match self.attempt(&req, t, deadline, &mut fin, &mut rng, &plan).await {
+                Ok(response) => return Ok(response),
+                Err(class) => class,
+            };
+            // Priority means preference: the operator chose this provider first, so a transient
+            // failure of it gets one more try (after a short Retry-After) before the next one.
+            if n == 0 && route.strategy == Strategy::Priority && class.transient() {
+                let provider = route.targets[t].provider;
+                let wait = self.live.cooldown_left(provider, Instant::now()).unwrap_or_default();
+                if wait <= self.config.proxy.primary_retry_wait_max && Instant::now() + wait < deadline {
+                    tokio::time::sleep(wait).await;
+                    again = Some(t);
+                }
             }
             last_failed = Some(t);
             out_of_time = Instant::now() >= deadline;

@@ -72,6 +72,9 @@ pub struct Behavior {
     /// start, or by `PATCH /sim/behavior`), then recover: a down-then-up schedule for drills.
     #[arg(long)]
     pub down_for_ms: Option<u64>,
+    /// The first N chat requests fail with `error_status` (one transient blip).
+    #[arg(long, default_value_t = 0)]
+    pub fail_first: u64,
 }
 
 impl Default for Behavior {
@@ -93,6 +96,7 @@ impl Default for Behavior {
             not_json: false,
             no_done: false,
             down_for_ms: None,
+            fail_first: 0,
         }
     }
 }

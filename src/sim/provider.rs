@@ -183,7 +183,8 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
     if b.hang {
         std::future::pending::<()>().await;
     }
-    if b.error_rate > 0.0 && fastrand::f64() < b.error_rate {
+    let blip = b.fail_first > 0 && h.stats.chat.load(Relaxed) <= b.fail_first;
+    if blip || (b.error_rate > 0.0 && fastrand::f64() < b.error_rate) {
         h.stats.errors.fetch_add(1, Relaxed);
         let status = StatusCode::from_u16(b.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut r = if matches!(status.as_u16(), 401 | 403) {
