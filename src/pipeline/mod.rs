@@ -39,7 +39,7 @@ use crate::state::{EventKind, Live};
 use crate::store::Stores;
 use finish::Finish;
 use relay::{Capture, Relay};
-use wire::{copy_headers, retry_after, rewrite_model, sanitize_error};
+use wire::{copy_headers, read_bounded, retry_after, rewrite_model, sanitize_error};
 
 /// The gateway's shared core: config, upstream adapters and live state.
 #[derive(Debug)]
@@ -375,30 +375,4 @@ impl Gateway {
         fin.decorate(response.headers_mut());
         Ok(response)
     }
-}
-
-/// The whole body of `resp`, unless it passes `max` bytes (`Err(None)`) or the read fails.
-/// Never holds more than `max` bytes of it.
-async fn read_bounded(resp: &mut reqwest::Response, max: usize) -> Result<Bytes, Option<reqwest::Error>> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(None);
-    }
-    // The pieces as they came, joined once at the end: no doubling buffer grows past what
-    // the answer needs while it is read.
-    let (mut pieces, mut len) = (Vec::new(), 0usize);
-    while let Some(chunk) = resp.chunk().await.map_err(Some)? {
-        len += chunk.len();
-        if len > max {
-            return Err(None);
-        }
-        pieces.push(chunk);
-    }
-    if pieces.len() == 1 {
-        return Ok(pieces.pop().expect("one piece"));
-    }
-    let mut buf = bytes::BytesMut::with_capacity(len);
-    for p in pieces {
-        buf.extend_from_slice(&p);
-    }
-    Ok(buf.freeze())
 }

@@ -102,6 +102,32 @@ pub(super) fn retry_after(h: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs_f64(wait.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
+/// The whole body of `resp`, unless it passes `max` bytes (`Err(None)`) or the read fails.
+/// Never holds more than `max` bytes of it.
+pub(super) async fn read_bounded(resp: &mut reqwest::Response, max: usize) -> Result<Bytes, Option<reqwest::Error>> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(None);
+    }
+    // The pieces as they came, joined once at the end: no doubling buffer grows past what
+    // the answer needs while it is read.
+    let (mut pieces, mut len) = (Vec::new(), 0usize);
+    while let Some(chunk) = resp.chunk().await.map_err(Some)? {
+        len += chunk.len();
+        if len > max {
+            return Err(None);
+        }
+        pieces.push(chunk);
+    }
+    if pieces.len() == 1 {
+        return Ok(pieces.pop().expect("one piece"));
+    }
+    let mut buf = bytes::BytesMut::with_capacity(len);
+    for p in pieces {
+        buf.extend_from_slice(&p);
+    }
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
