@@ -111,11 +111,6 @@ struct MockArgs {
     behavior: Behavior,
 }
 
-// A request allocates and frees many small buffers on several threads: glibc's allocator
-// spends a measurable share of the proxy's time in its arena locks; mimalloc does not.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     llmgw::install_crypto();

@@ -102,3 +102,33 @@ async fn a_priority_routes_first_choice_gets_one_more_try_after_a_blip() {
     let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
     assert_eq!(r.headers()["x-llmgw-provider"], "b");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_too_long_for_one_model_moves_to_a_larger_one_never_a_smaller() {
+    let small = sim("small", Behavior { context_window: Some(20), ..instant() }).await;
+    let mid = sim("mid", Behavior { context_window: Some(20), ..instant() }).await;
+    let large = sim("large", Behavior { context_window: Some(1000), ..instant() }).await;
+    let gw = gateway(&format!(
+        "{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [\n  {{ provider = \"small\", model = \"m\", context_window = 20 }},\n  {{ provider = \"mid\", model = \"m\", context_window = 20 }},\n  {{ provider = \"large\", model = \"m\", context_window = 1000 }},\n]\n\n\
+         [[routes]]\nmodel = \"small-only\"\ntargets = [{{ provider = \"small\", model = \"m\", context_window = 20 }}, {{ provider = \"mid\", model = \"m\", context_window = 20 }}]\n",
+        providers_toml(&[&small, &mid, &large])
+    ))
+    .await;
+    let long = "word ".repeat(100);
+    let ask = |model: &str, content: &str| serde_json::json!({ "model": model, "messages": [{ "role": "user", "content": content }] });
+    let c = client();
+    let r = c.post(gw.url("/v1/chat/completions")).json(&ask("chat", &long)).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["x-llmgw-provider"].to_str().unwrap()), (200, "large"));
+    assert_eq!(r.headers()["x-llmgw-attempts"], "2", "straight to the larger window, never the same-size one");
+    assert_eq!(mid.stats.chat.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // A short one stays on the first choice.
+    let r = c.post(gw.url("/v1/chat/completions")).json(&ask("chat", "hi")).send().await.unwrap();
+    assert_eq!(r.headers()["x-llmgw-provider"], "small");
+    // No larger window in the route: the provider's 400 goes back as it is.
+    let r = c.post(gw.url("/v1/chat/completions")).json(&ask("small-only", &long)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "context_length_exceeded");
+    let live = &gw.gw.live;
+    assert_eq!(live.target_window(0, 0).summary(live.sec(Instant::now())).recent.provider_failures(), 0);
+}

@@ -49,6 +49,9 @@ pub struct TargetConfig {
     pub weight: u32,
     /// Gradual rollout, if the target is a canary.
     pub canary: Option<Canary>,
+    /// Its model's context window in tokens, when declared: a request refused as too long
+    /// moves only to a target with a larger one.
+    pub context_window: Option<u32>,
 }
 
 /// A model name clients ask for, and where it goes.
@@ -108,6 +111,7 @@ pub(super) struct RawTarget {
     pub(super) model: String,
     pub(super) weight: Option<Spanned<u32>>,
     pub(super) canary: Option<Spanned<RawCanary>>,
+    pub(super) context_window: Option<Spanned<u32>>,
 }
 
 impl Ctx<'_> {
@@ -188,7 +192,11 @@ impl Ctx<'_> {
                         })
                     }
                 };
-                targets.push(TargetConfig { provider, model: t.model, weight, canary });
+                if let Some(w) = t.context_window.as_ref().filter(|w| *w.get_ref() == 0) {
+                    return Err(cx.err(Some(w.span()), tkey("context_window"), "must be greater than 0"));
+                }
+                let context_window = t.context_window.map(|w| *w.get_ref());
+                targets.push(TargetConfig { provider, model: t.model, weight, canary, context_window });
             }
             if targets.iter().all(|t| t.weight == 0) {
                 return Err(cx.err(

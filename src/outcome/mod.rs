@@ -36,6 +36,8 @@ pub enum OutcomeClass {
     ClientClosed,
     /// The provider refused the gateway's own credentials (401 or 403).
     Auth,
+    /// The request is longer than the target's context window (a 400 that says so).
+    ContextLength,
 }
 
 /// Whose doing an outcome was. Every consumer that counts failures asks this and nothing else.
@@ -70,11 +72,13 @@ pub enum Retry {
     No,
     /// Another target of the route (the same one only when no other is left, after a backoff).
     Failover,
+    /// Only a target with a larger context window; with none, the client gets the refusal.
+    LargerContext,
 }
 
 impl OutcomeClass {
     /// Every class, in a fixed order (the order of per-class counters).
-    pub const ALL: [OutcomeClass; 9] = [
+    pub const ALL: [OutcomeClass; 10] = [
         OutcomeClass::Ok,
         OutcomeClass::Connect,
         OutcomeClass::Timeout,
@@ -84,6 +88,7 @@ impl OutcomeClass {
         OutcomeClass::StreamBroken,
         OutcomeClass::ClientClosed,
         OutcomeClass::Auth,
+        OutcomeClass::ContextLength,
     ];
 
     /// Short, stable label for logs, metrics, history and error messages.
@@ -98,6 +103,7 @@ impl OutcomeClass {
             OutcomeClass::StreamBroken => "stream_broken",
             OutcomeClass::ClientClosed => "client_closed",
             OutcomeClass::Auth => "auth",
+            OutcomeClass::ContextLength => "context_length",
         }
     }
 
@@ -119,7 +125,7 @@ impl OutcomeClass {
                 Blame::Provider
             }
             OutcomeClass::Http429 => Blame::RateLimit,
-            OutcomeClass::Http4xx => Blame::Client,
+            OutcomeClass::Http4xx | OutcomeClass::ContextLength => Blame::Client,
             OutcomeClass::ClientClosed => Blame::Cancelled,
             OutcomeClass::Auth => Blame::Credentials,
         }
@@ -138,6 +144,9 @@ impl OutcomeClass {
     /// What may follow it: failures of the provider and rate limits fail over; an answer, a
     /// client error or a departed client end the request.
     pub fn retry(self) -> Retry {
+        if self == OutcomeClass::ContextLength {
+            return Retry::LargerContext;
+        }
         match self.blame() {
             Blame::Provider | Blame::RateLimit | Blame::Credentials => Retry::Failover,
             Blame::None | Blame::Client | Blame::Cancelled => Retry::No,
@@ -182,7 +191,7 @@ impl OutcomeClass {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     /// Outcomes by [`OutcomeClass::ALL`].
-    pub by_class: [u64; 9],
+    pub by_class: [u64; 10],
 }
 
 impl Tally {

@@ -29,6 +29,8 @@ pub enum Skip {
     Budget,
     /// Its provider refused the gateway's credentials and no probe has passed since.
     AuthFailed,
+    /// A target refused the request as too long, and this one's context window is no larger.
+    ContextWindow,
 }
 
 impl Skip {
@@ -44,6 +46,7 @@ impl Skip {
             Skip::Tried => "tried",
             Skip::Budget => "retry budget",
             Skip::AuthFailed => "auth failed",
+            Skip::ContextWindow => "context too small",
         }
     }
 

@@ -31,6 +31,9 @@ pub(super) struct Finish {
     pub request_body: Bytes,
     /// The answer, for history with `store_bodies`.
     pub response_body: Option<Bytes>,
+    /// A refusal that is the client's answer unless another target does better (a request too
+    /// long for this target's context window), kept while a larger one is tried.
+    pub refusal: Option<axum::response::Response>,
 }
 
 impl Finish {
@@ -55,6 +58,7 @@ impl Finish {
             emit: true,
             request_body: req.body.clone(),
             response_body: None,
+            refusal: None,
         }
     }
 
@@ -70,6 +74,7 @@ impl Finish {
             emit: false,
             request_body: Bytes::new(),
             response_body: None,
+            refusal: None,
         };
         std::mem::replace(self, placeholder)
     }

@@ -28,11 +28,11 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Strategy};
 use crate::control::{Command, CommandError};
-use crate::outcome::OutcomeClass;
 use crate::outcome::Skip;
+use crate::outcome::{OutcomeClass, Retry};
 use crate::providers::classify;
 use crate::providers::fault::{Call, Verdict, before_call};
-use crate::providers::openai::{ApiPath, Upstream, usage_of};
+use crate::providers::openai::{ApiPath, Upstream, context_length_exceeded, usage_of};
 use crate::providers::sse::EventFramer;
 use crate::router::choose;
 use crate::state::{EventKind, Live};
@@ -156,6 +156,8 @@ impl Gateway {
         let mut out_of_time = false;
         // A priority route's first choice, to be tried once more after a transient failure.
         let mut again: Option<usize> = None;
+        // After a "context too long": only targets with a larger window than this.
+        let mut need_window: Option<u32> = None;
 
         let mut cands = Vec::with_capacity(route.targets.len());
         self.live.budget_request(req.route, fin.start);
@@ -164,6 +166,14 @@ impl Gateway {
             let panic = self.live.candidates(req.route, now, &mut cands);
             if panic {
                 self.live.note_panic(req.route, now);
+            }
+            if let Some(w) = need_window {
+                // Never the same or a smaller model again: only a larger declared window.
+                for (c, target) in cands.iter_mut().zip(&route.targets) {
+                    if target.context_window.is_none_or(|cw| cw <= w) {
+                        c.skip = Some(Skip::ContextWindow);
+                    }
+                }
             }
             if n == 0 {
                 fin.record.candidates = cands.iter().map(|c| c.skip).collect();
@@ -208,6 +218,20 @@ impl Gateway {
                 Ok(response) => return Ok(response),
                 Err(class) => class,
             };
+            if class.retry() == Retry::LargerContext {
+                let here = route.targets[t].context_window;
+                let larger =
+                    here.is_some_and(|w| route.targets.iter().any(|x| x.context_window.is_some_and(|cw| cw > w)));
+                match (larger, fin.refusal.take()) {
+                    (true, refusal) => {
+                        fin.refusal = refusal;
+                        need_window = here;
+                    }
+                    // No larger model: the refusal is the answer, unchanged.
+                    (false, Some(refusal)) => return Ok(refusal),
+                    (false, None) => {}
+                }
+            }
             // Priority means preference: the operator chose this provider first, so a transient
             // failure of it gets one more try (after a short Retry-After) before the next one.
             if n == 0 && route.strategy == Strategy::Priority && class.transient() {
@@ -223,6 +247,13 @@ impl Gateway {
             if out_of_time {
                 break;
             }
+        }
+        // A request too long for every model it could reach gets the refusal it earned, when
+        // nothing was tried after it.
+        if let Some(refusal) = fin.refusal.take()
+            && fin.record.attempts.last().is_some_and(|a| a.class == OutcomeClass::ContextLength)
+        {
+            return Ok(refusal);
         }
         // stale-if-error: an expired answer beats an error when every target failed.
         if let Some(response) = self.cache_stale(&req, &plan, &mut fin) {
@@ -362,7 +393,12 @@ impl Gateway {
             (OutcomeClass::Ok, body)
         } else {
             let key = self.config.providers[target.provider].api_key.as_ref().map(|k| k.expose());
-            (OutcomeClass::Http4xx, sanitize_error(body, key))
+            let class = if status == StatusCode::BAD_REQUEST && context_length_exceeded(&body) {
+                OutcomeClass::ContextLength
+            } else {
+                OutcomeClass::Http4xx
+            };
+            (class, sanitize_error(body, key))
         };
         fin.record.status = status.as_u16();
         if self.config.history.store_bodies {
@@ -373,6 +409,11 @@ impl Gateway {
         copy_headers(&headers, response.headers_mut());
         fin.end_attempt(class, code);
         fin.decorate(response.headers_mut());
+        if class.retry() == Retry::LargerContext {
+            // Kept as the client's answer unless a target with a larger window does better.
+            fin.refusal = Some(response);
+            return Err(class);
+        }
         Ok(response)
     }
 }

@@ -151,6 +151,23 @@ pub fn usage_of(json: &[u8]) -> Option<(u32, u32)> {
     Some((u.prompt_tokens.unwrap_or(0), u.completion_tokens.unwrap_or(0)))
 }
 
+/// Whether a provider's 400 says the request is longer than the model's context window, in the
+/// words of common providers (OpenAI's `context_length_exceeded`, "maximum context length",
+/// Anthropic's "prompt is too long", vLLM's and others' "context window"/"context length").
+/// A content-policy refusal is not this: it is never failed over.
+pub fn context_length_exceeded(body: &[u8]) -> bool {
+    const SIGNS: [&str; 6] = [
+        "context_length_exceeded",
+        "maximum context length",
+        "prompt is too long",
+        "context window",
+        "context length",
+        "too many tokens",
+    ];
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    SIGNS.iter().any(|s| text.contains(s))
+}
+
 /// Usage reported by any event in a run of whole SSE events.
 pub fn usage_in_events(events: &[u8]) -> Option<(u32, u32)> {
     const NEEDLE: &[u8] = b"\"usage\":{";
@@ -166,6 +183,13 @@ pub fn usage_in_events(events: &[u8]) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_length_refusals_are_recognised_and_policy_ones_are_not() {
+        assert!(context_length_exceeded(br#"{"error":{"message":"This model's maximum context length is 8192 tokens.","code":"context_length_exceeded"}}"#));
+        assert!(context_length_exceeded(br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#));
+        assert!(!context_length_exceeded(br#"{"error":{"message":"Your request was rejected by our safety system","code":"content_policy_violation"}}"#));
+    }
 
     #[test]
     fn finds_usage() {

@@ -72,6 +72,10 @@ pub struct Behavior {
     /// start, or by `PATCH /sim/behavior`), then recover: a down-then-up schedule for drills.
     #[arg(long)]
     pub down_for_ms: Option<u64>,
+    /// Answer 400 `context_length_exceeded`, as OpenAI does, to a prompt longer than this many
+    /// tokens (words of the messages).
+    #[arg(long)]
+    pub context_window: Option<u64>,
     /// The first N chat requests fail with `error_status` (one transient blip).
     #[arg(long, default_value_t = 0)]
     pub fail_first: u64,
@@ -97,6 +101,7 @@ impl Default for Behavior {
             no_done: false,
             down_for_ms: None,
             fail_first: 0,
+            context_window: None,
         }
     }
 }

@@ -222,6 +222,14 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "'messages' must be an array");
     }
     let reply = reply_for(&h.name, &req, &b);
+    if let Some(window) = b.context_window.filter(|w| reply.prompt_tokens > *w) {
+        let msg = format!(
+            "This model's maximum context length is {window} tokens. However, your messages resulted in {} tokens.",
+            reply.prompt_tokens
+        );
+        let body = json!({ "error": { "message": msg, "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded" } });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
     let fingerprint = format!("llmgw-sim-{}", h.name);
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let with_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
