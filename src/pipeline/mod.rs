@@ -5,6 +5,7 @@
 //! ends in a [`ProxyError`], which the server turns into an HTTP answer; the pipeline knows
 //! nothing of HTTP error shapes. Faults act in the adapter's wrapper ([`before_call`]).
 
+mod attempt;
 mod cached;
 
 pub use cached::CacheControl;
@@ -20,8 +21,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -30,16 +30,11 @@ use crate::config::{Config, Strategy};
 use crate::control::{Command, CommandError};
 use crate::outcome::Skip;
 use crate::outcome::{OutcomeClass, Retry};
-use crate::providers::classify;
-use crate::providers::fault::{Call, Verdict, before_call};
-use crate::providers::openai::{ApiPath, Upstream, context_length_exceeded, usage_of};
-use crate::providers::sse::EventFramer;
+use crate::providers::openai::{ApiPath, Upstream};
 use crate::router::choose;
 use crate::state::{EventKind, Live};
 use crate::store::Stores;
 use finish::Finish;
-use relay::{Capture, Relay};
-use wire::{copy_headers, read_bounded, retry_after, rewrite_model, sanitize_error};
 
 /// The gateway's shared core: config, upstream adapters and live state.
 #[derive(Debug)]
@@ -264,156 +259,5 @@ impl Gateway {
         let mut headers = HeaderMap::new();
         fin.decorate(&mut headers);
         Err(Failed { error, headers })
-    }
-
-    /// One attempt on target `t`. On success (or a client error that must not be retried) the
-    /// response is committed and returned; otherwise the failure, already recorded.
-    async fn attempt(
-        &self,
-        req: &ProxyRequest,
-        t: usize,
-        deadline: Instant,
-        fin: &mut Finish,
-        rng: &mut fastrand::Rng,
-        plan: &cached::Plan,
-    ) -> Result<Response, OutcomeClass> {
-        let route = &self.config.routes[req.route];
-        let target = &route.targets[t];
-        let up = &self.upstreams[target.provider];
-        let t0 = Instant::now();
-        let first_byte_by = (t0 + up.timeouts.first_byte).min(deadline);
-        let read_by = (t0 + up.timeouts.attempt).min(deadline);
-
-        // A drill's fault acts in the adapter's fault wrapper, before the network call, and
-        // fails like the real thing.
-        let fault = self.live.fault(target.provider, t0).map(|f| f.fault);
-        let call = if req.stream { Call::Stream } else { Call::Json };
-        let stream_fault = match before_call(fault, call, first_byte_by, read_by, rng).await {
-            Verdict::Proceed(f) => f,
-            Verdict::Fail { class, status, hold_back } => {
-                if let Some(wait) = hold_back {
-                    self.live.hold_back(target.provider, wait, Instant::now());
-                }
-                return Err(fin.end_injected(class, status));
-            }
-        };
-
-        let body = rewrite_model(&req.body, req.model_span.clone(), &target.model);
-        let request_id = req.request_id.to_str().unwrap_or("");
-        let mut resp = match tokio::time::timeout_at(first_byte_by, up.post(req.path, body, request_id)).await {
-            Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, None)),
-            Ok(Err(e)) => {
-                tracing::debug!(provider = %up.name, error = %e, "attempt failed");
-                return Err(fin.end_attempt(classify(&e), None));
-            }
-            Ok(Ok(resp)) => resp,
-        };
-        let status = resp.status();
-        let code = Some(status.as_u16());
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            // 429 is not ill health: the provider is held back for as long as it asks.
-            let wait = retry_after(resp.headers()).unwrap_or(self.config.health.retry_after_default);
-            self.live.hold_back(target.provider, wait, Instant::now());
-            return Err(fin.end_attempt(OutcomeClass::Http429, code));
-        }
-        if status.is_server_error() {
-            return Err(fin.end_attempt(OutcomeClass::Http5xx, code));
-        }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            // The operator's key, not the client's request: fail over, never pass it back.
-            return Err(fin.end_attempt(OutcomeClass::Auth, code));
-        }
-        let headers = std::mem::take(resp.headers_mut());
-        let is_sse = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-
-        if status.is_success() && req.stream && is_sse {
-            // Hold the response until a whole first event with data arrives (keepalive comments
-            // do not count): until then another target can still take over unnoticed.
-            let mut framer = EventFramer::default();
-            let mut head = bytes::BytesMut::new();
-            let limits = &self.config.proxy;
-            let first = loop {
-                match tokio::time::timeout_at(first_byte_by, resp.chunk()).await {
-                    Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
-                    Ok(Err(_)) | Ok(Ok(None)) => return Err(fin.end_attempt(OutcomeClass::StreamBroken, code)),
-                    Ok(Ok(Some(chunk))) => {
-                        head.extend_from_slice(&framer.push(chunk));
-                        if framer.pending() + head.len() > limits.max_event_bytes {
-                            tracing::warn!(provider = %up.name, "stream event over proxy.max_event_bytes: failing over");
-                            return Err(fin.end_attempt(OutcomeClass::StreamBroken, code));
-                        }
-                        if framer.data_events > 0 {
-                            break head.freeze();
-                        }
-                    }
-                }
-            };
-            fin.ttft();
-            fin.record.status = status.as_u16();
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = status;
-            copy_headers(&headers, response.headers_mut());
-            fin.decorate(response.headers_mut());
-            // Keep a copy of the stream when the cache or the history wants the whole answer.
-            let capture = (plan.key.is_some() && plan.store || self.config.history.store_bodies).then(|| Capture {
-                key: plan.key.clone().filter(|_| plan.store),
-                max: route.cache.max_entry_bytes as usize * 4,
-                buf: Vec::new(),
-            });
-            let relay = Relay {
-                upstream: Box::pin(resp.bytes_stream()),
-                framer,
-                idle: up.timeouts.stream_idle,
-                max_event: limits.max_event_bytes,
-                ends_by: Instant::now() + limits.max_stream,
-                fin: fin.take(),
-                fault: stream_fault,
-                capture,
-            };
-            *response.body_mut() = Body::from_stream(relay.into_stream(first));
-            return Ok(response);
-        }
-
-        let max = self.config.proxy.max_response_bytes;
-        let body = match tokio::time::timeout_at(read_by, read_bounded(&mut resp, max)).await {
-            Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
-            Ok(Err(Some(e))) => return Err(fin.end_attempt(classify(&e), code)),
-            Ok(Err(None)) => {
-                tracing::warn!(provider = %up.name, "answer over proxy.max_response_bytes ({max}): failing over");
-                return Err(fin.end_attempt(OutcomeClass::StreamBroken, code));
-            }
-            Ok(Ok(b)) => b,
-        };
-        fin.ttft();
-        let (class, body) = if status.is_success() {
-            fin.tokens = usage_of(&body);
-            if status == StatusCode::OK {
-                self.cache_store(plan, route, req.path, &body);
-            }
-            (OutcomeClass::Ok, body)
-        } else {
-            let key = self.config.providers[target.provider].api_key.as_ref().map(|k| k.expose());
-            let class = if status == StatusCode::BAD_REQUEST && context_length_exceeded(&body) {
-                OutcomeClass::ContextLength
-            } else {
-                OutcomeClass::Http4xx
-            };
-            (class, sanitize_error(body, key))
-        };
-        fin.record.status = status.as_u16();
-        if self.config.history.store_bodies {
-            fin.response_body = Some(body.clone());
-        }
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = status;
-        copy_headers(&headers, response.headers_mut());
-        fin.end_attempt(class, code);
-        fin.decorate(response.headers_mut());
-        if class.retry() == Retry::LargerContext {
-            // Kept as the client's answer unless a target with a larger window does better.
-            fin.refusal = Some(response);
-            return Err(class);
-        }
-        Ok(response)
     }
 }
