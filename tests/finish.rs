@@ -132,3 +132,22 @@ async fn a_request_too_long_for_one_model_moves_to_a_larger_one_never_a_smaller(
     let live = &gw.gw.live;
     assert_eq!(live.target_window(0, 0).summary(live.sec(Instant::now())).recent.provider_failures(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_token_fails_over_within_the_first_token_timeout() {
+    // Headers and the role chunk at once, the first word after 5 s.
+    let slow = sim("slow", Behavior { first_token_delay_ms: Some(5_000), ..instant() }).await;
+    let quick = sim("quick", instant()).await;
+    let gw = gateway(&format!(
+        "{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\nfirst_token_timeout_ms = 300\ntargets = [{{ provider = \"slow\", model = \"m\" }}, {{ provider = \"quick\", model = \"m\" }}]\n",
+        providers_toml(&[&slow, &quick])
+    ))
+    .await;
+    let started = Instant::now();
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", true)).send().await.unwrap();
+    assert_eq!(r.headers()["x-llmgw-provider"], "quick");
+    let text = r.text().await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(text.matches("\"role\":\"assistant\"").count(), 1, "one preamble, the answering provider's: {text}");
+    assert!(text.contains("[quick]") && !text.contains("[slow]") && text.ends_with("data: [DONE]\n\n"));
+}

@@ -65,6 +65,9 @@ pub struct RouteConfig {
     pub max_attempts: u32,
     /// Overall deadline per request on this route.
     pub deadline: Duration,
+    /// For streams: the first real content (not the role-only preamble) must come within this
+    /// of sending, or the attempt fails over. `None`: the first-byte timeout bounds it.
+    pub first_token_timeout: Option<Duration>,
     /// Where requests go.
     pub targets: Vec<TargetConfig>,
     /// Conditions on live metrics that steer traffic.
@@ -98,6 +101,7 @@ pub(super) struct RawRoute {
     pub(super) strategy: Option<Strategy>,
     pub(super) max_attempts: Option<Spanned<u32>>,
     pub(super) deadline_ms: Option<Spanned<u64>>,
+    pub(super) first_token_timeout_ms: Option<Spanned<u64>>,
     pub(super) targets: Spanned<Vec<RawTarget>>,
     #[serde(default)]
     pub(super) rules: Vec<RawRule>,
@@ -245,6 +249,10 @@ impl Ctx<'_> {
                 strategy: r.strategy.unwrap_or(Strategy::Weighted),
                 max_attempts: attempts(cx, r.max_attempts, proxy.max_attempts, &key("max_attempts"))?,
                 deadline: cx.ms(r.deadline_ms, proxy.deadline.as_millis() as u64, &key("deadline_ms"))?,
+                first_token_timeout: match r.first_token_timeout_ms {
+                    None => None,
+                    some => Some(cx.ms(some, 0, &key("first_token_timeout_ms"))?),
+                },
                 targets,
             });
         }

@@ -78,13 +78,15 @@ impl Gateway {
         let is_sse = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
 
         if status.is_success() && req.stream && is_sse {
-            // Hold the response until a whole first event with data arrives (keepalive comments
-            // do not count): until then another target can still take over unnoticed.
+            // Hold the response until an event with real content arrives (keepalive comments and
+            // the role-only preamble do not count): until then another target can still take
+            // over unnoticed, within the route's first-token timeout.
+            let first_token_by = route.first_token_timeout.map_or(first_byte_by, |d| (t0 + d).min(first_byte_by));
             let mut framer = EventFramer::default();
             let mut head = bytes::BytesMut::new();
             let limits = &self.config.proxy;
             let first = loop {
-                match tokio::time::timeout_at(first_byte_by, resp.chunk()).await {
+                match tokio::time::timeout_at(first_token_by, resp.chunk()).await {
                     Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
                     Ok(Err(_)) | Ok(Ok(None)) => return Err(fin.end_attempt(OutcomeClass::StreamBroken, code)),
                     Ok(Ok(Some(chunk))) => {
@@ -93,7 +95,7 @@ impl Gateway {
                             tracing::warn!(provider = %up.name, "stream event over proxy.max_event_bytes: failing over");
                             return Err(fin.end_attempt(OutcomeClass::StreamBroken, code));
                         }
-                        if framer.data_events > 0 {
+                        if framer.content {
                             break head.freeze();
                         }
                     }

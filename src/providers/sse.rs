@@ -26,6 +26,9 @@ pub struct EventFramer {
     pub done: bool,
     /// Whether an event carried a `finish_reason`: the answer is whole, `[DONE]` or not.
     pub finished: bool,
+    /// Whether an event carried real content: text, a tool call, or a finish. A role-only
+    /// preamble does not count, so failover stays possible until content exists.
+    pub content: bool,
     /// How much of `data: [DONE]` the current line has matched, from its start.
     done_match: usize,
     /// The current line can no longer be `data: [DONE]`.
@@ -93,6 +96,9 @@ impl EventFramer {
         if !self.finished {
             self.finished = has_finish_reason(&out);
         }
+        if !self.content {
+            self.content = self.finished || has_content(&out);
+        }
         out
     }
 
@@ -111,6 +117,23 @@ fn has_finish_reason(events: &[u8]) -> bool {
         rest = &rest[i + KEY.len()..];
         let value = rest.iter().position(|b| !b.is_ascii_whitespace()).map(|j| rest[j]);
         if value == Some(b'"') {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether whole events hold non-empty `"content"` text or a tool call.
+fn has_content(events: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"content\":";
+    if events.windows(12).any(|w| w == b"\"tool_calls\"") {
+        return true;
+    }
+    let mut rest = events;
+    while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[i + KEY.len()..];
+        let value = rest.iter().skip_while(|b| b.is_ascii_whitespace()).take(2).copied().collect::<Vec<u8>>();
+        if value.first() == Some(&b'"') && value.get(1).is_some_and(|b| *b != b'"') {
             return true;
         }
     }
@@ -149,6 +172,18 @@ mod tests {
         assert!(f.done);
         assert_eq!(f.events, 3);
         assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn the_role_preamble_is_not_content() {
+        let mut f = EventFramer::default();
+        f.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"));
+        assert!(f.data_events == 1 && !f.content, "an empty preamble");
+        f.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\": \"Hi\"}}]}\n\n"));
+        assert!(f.content);
+        let mut g = EventFramer::default();
+        g.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0}]}}]}\n\n"));
+        assert!(g.content, "a tool call is content");
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct Behavior {
     /// tokens (words of the messages).
     #[arg(long)]
     pub context_window: Option<u64>,
+    /// Streams send their role chunk at once, then wait this long before the first content.
+    #[arg(long)]
+    pub first_token_delay_ms: Option<u64>,
     /// The first N chat requests fail with `error_status` (one transient blip).
     #[arg(long, default_value_t = 0)]
     pub fail_first: u64,
@@ -102,6 +105,7 @@ impl Default for Behavior {
             down_for_ms: None,
             fail_first: 0,
             context_window: None,
+            first_token_delay_ms: None,
         }
     }
 }

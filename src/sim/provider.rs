@@ -254,6 +254,7 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
             cut_after: b.cut_after,
             stall_after: b.stall_after,
             keepalive: b.keepalive_ms.map(Duration::from_millis),
+            first_token_delay: b.first_token_delay_ms.map(Duration::from_millis),
             finished: false,
         };
         let mut r = Response::new(Body::from_stream(s.into_stream()));

@@ -121,6 +121,7 @@ pub(super) struct SimStream {
     pub(super) cut_after: Option<u32>,
     pub(super) stall_after: Option<u32>,
     pub(super) keepalive: Option<Duration>,
+    pub(super) first_token_delay: Option<Duration>,
     pub(super) finished: bool,
 }
 
@@ -151,6 +152,11 @@ impl SimStream {
                 s.finished = true;
                 s.h.stats.streams_completed.fetch_add(1, Relaxed);
                 return None;
+            }
+            if s.next == 1
+                && let Some(d) = s.first_token_delay
+            {
+                tokio::time::sleep(d).await;
             }
             // Pace content chunks only: the role chunk and the closing events go out at once.
             if s.next > 0 && s.next <= s.events.len() - 3 {
