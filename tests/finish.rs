@@ -151,3 +151,20 @@ async fn a_slow_first_token_fails_over_within_the_first_token_timeout() {
     assert_eq!(text.matches("\"role\":\"assistant\"").count(), 1, "one preamble, the answering provider's: {text}");
     assert!(text.contains("[quick]") && !text.contains("[slow]") && text.ends_with("data: [DONE]\n\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_is_detected_from_the_providers_own_rhythm_not_a_fixed_30_s() {
+    // 50 tokens a second (20 ms apart), then silence after 8 events; the fixed idle timeout is
+    // 20 s, the stall window 10 x the observed gaps, at least 300 ms.
+    let a = sim("a", Behavior { tokens_per_s: 50.0, stall_after: Some(8), ..instant() }).await;
+    let gw = gateway(&format!(
+        "[proxy]\nstream_idle_timeout_ms = 20000\nstall_floor_ms = 300\n\n{}[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"a\", model = \"m\" }}]\n",
+        providers_toml(&[&a])
+    ))
+    .await;
+    let started = Instant::now();
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", true)).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("stream_broken"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "detected after {:?}", started.elapsed());
+}

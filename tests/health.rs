@@ -167,8 +167,9 @@ async fn a_rule_avoids_a_slow_provider_under_weighted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_providers_down_gives_clear_503s_in_panic_mode_within_the_retry_budget() {
     let (sims, gw) = setup("", "").await;
+    // Down for everything, probes too, as a provider in an outage is.
     for s in &sims {
-        s.set_behavior(Behavior { error_rate: 1.0, ..s.behavior() });
+        s.set_behavior(Behavior { down_for_ms: Some(600_000), ..s.behavior() });
     }
     let c = client();
     // Sequential requests: the first few meet healthy-looking providers and fail over (502);

@@ -70,3 +70,7 @@ pub const SLOW_START_MS: u64 = 30_000;
 pub const RETRY_AFTER_DEFAULT_MS: u64 = 30_000;
 /// `[proxy] primary_retry_wait_max_ms`.
 pub const PRIMARY_RETRY_WAIT_MAX_MS: u64 = 2_000;
+/// `[proxy] stall_factor`.
+pub const STALL_FACTOR: f64 = 10.0;
+/// `[proxy] stall_floor_ms`.
+pub const STALL_FLOOR_MS: u64 = 2_000;

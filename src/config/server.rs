@@ -94,6 +94,11 @@ pub struct ProxyConfig {
     /// On priority routes, the longest `Retry-After` of the first choice that its one retry
     /// waits for; a longer one falls back at once.
     pub primary_retry_wait_max: Duration,
+    /// A stream is stalled after `stall_factor` times its provider's observed gaps between
+    /// events ...
+    pub stall_factor: f64,
+    /// ... but never sooner than this (and never later than `stream_idle_timeout_ms`).
+    pub stall_floor: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -130,6 +135,8 @@ pub(super) struct RawProxy {
     pub(super) max_event_bytes: Option<Spanned<u64>>,
     pub(super) max_stream_ms: Option<Spanned<u64>>,
     pub(super) primary_retry_wait_max_ms: Option<Spanned<u64>>,
+    pub(super) stall_factor: Option<Spanned<f64>>,
+    pub(super) stall_floor_ms: Option<Spanned<u64>>,
 }
 
 /// The timeout keys that both `[proxy]` and a provider may set (serde's `flatten` cannot be
@@ -274,6 +281,8 @@ impl Ctx<'_> {
                 "proxy.primary_retry_wait_max_ms",
                 0..=60_000,
             )?),
+            stall_factor: cx.number(p.stall_factor, defaults::STALL_FACTOR, "proxy.stall_factor", 1.0, 1000.0)?,
+            stall_floor: cx.ms(p.stall_floor_ms, defaults::STALL_FLOOR_MS, "proxy.stall_floor_ms")?,
         })
     }
 }

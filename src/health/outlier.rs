@@ -77,6 +77,12 @@ pub struct Outlier {
     last_ejection_ms: u64,
     /// When it last came back into rotation (its trial passed).
     restored_ms: Option<u64>,
+    /// A probe ended the last ejection and the trial still failed: the probes do not see what
+    /// fails (say `GET /models` passes while completions fail), so they stop ending ejections
+    /// until a trial passes.
+    probes_blind: bool,
+    /// The current half-open trial follows a probe that ended an ejection.
+    ended_by_probe: bool,
 }
 
 impl Default for Outlier {
@@ -88,6 +94,8 @@ impl Default for Outlier {
             trial_in_flight: false,
             last_ejection_ms: 0,
             restored_ms: None,
+            probes_blind: false,
+            ended_by_probe: false,
         }
     }
 }
@@ -167,10 +175,13 @@ impl Outlier {
         }
         if trial {
             self.trial_in_flight = false;
+            let after_probe = std::mem::take(&mut self.ended_by_probe);
             if failed {
+                self.probes_blind |= after_probe;
                 let for_ms = self.eject_for(cfg, now_ms);
                 return Some(Transition::TrialFailed { for_ms });
             }
+            self.probes_blind = false;
             self.phase = Phase::SlowStart { since_ms: now_ms };
             self.consecutive = 0;
             self.restored_ms = Some(now_ms);
@@ -216,8 +227,9 @@ impl Outlier {
     /// the rest of an ejection that may have grown long.
     pub fn probe_passed(&mut self, now_ms: u64) -> Option<Transition> {
         match self.phase {
-            Phase::Ejected { until_ms } if until_ms > now_ms => {
+            Phase::Ejected { until_ms } if until_ms > now_ms && !self.probes_blind => {
                 self.phase = Phase::HalfOpen;
+                self.ended_by_probe = true;
                 self.trial_in_flight = false;
                 Some(Transition::ProbeEndedEjection)
             }
@@ -344,6 +356,16 @@ mod tests {
             o.record(&c, FAIL, false, later + i);
         }
         assert_eq!(o.phase, Phase::Ejected { until_ms: later + 4 + 10_000 });
+        // A probe that ends an ejection whose trial then fails is not trusted again...
+        assert_eq!(o.probe_passed(later + 200), Some(Transition::ProbeEndedEjection));
+        assert!(o.claim_trial());
+        assert!(matches!(o.record(&c, FAIL, true, later + 300), Some(Transition::TrialFailed { .. })));
+        assert_eq!(o.probe_passed(later + 400), None, "the probes do not see this failure");
+        // ... until a trial passes.
+        let Phase::Ejected { until_ms } = o.phase else { panic!() };
+        assert_eq!(o.admit(&c, until_ms), Admit::Trial);
+        assert!(o.claim_trial());
+        assert_eq!(o.record(&c, OK, true, until_ms), Some(Transition::Restored));
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Gateway {
             let relay = Relay {
                 upstream: Box::pin(resp.bytes_stream()),
                 framer,
-                idle: up.timeouts.stream_idle,
+                idle: self.live.stall_window(target.provider),
                 max_event: limits.max_event_bytes,
                 ends_by: Instant::now() + limits.max_stream,
                 fin: fin.take(),

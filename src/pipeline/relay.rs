@@ -20,7 +20,7 @@ pub(super) struct Relay {
     pub upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     pub framer: EventFramer,
     /// The stream breaks when no data event arrives for this long (keepalive comments do not
-    /// count).
+    /// count): at first the provider's stall window, updated as its gaps are seen.
     pub idle: Duration,
     /// Largest event; a longer one breaks the stream.
     pub max_event: usize,
@@ -45,9 +45,10 @@ impl Relay {
     pub fn into_stream(mut self, first: Bytes) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
         self.note_usage(&first);
         let head = futures_util::stream::once(std::future::ready(Ok(first)));
-        let idle_until = tokio::time::Instant::now() + self.idle;
-        let rest = futures_util::stream::unfold(Some((self, idle_until)), |state| async move {
-            let (mut r, mut idle_until) = state?;
+        let now = tokio::time::Instant::now();
+        let idle_until = now + self.idle;
+        let rest = futures_util::stream::unfold(Some((self, idle_until, now)), |state| async move {
+            let (mut r, mut idle_until, mut last_data) = state?;
             loop {
                 let injected = match r.fault {
                     Some(StreamFault::Cut(n)) if r.framer.events >= n as u64 => Some("the connection was cut"),
@@ -69,13 +70,20 @@ impl Relay {
                                 "the provider sent an event larger than proxy.max_event_bytes".to_string()
                             } else {
                                 if r.framer.data_events > data_before {
-                                    idle_until = tokio::time::Instant::now() + r.idle;
+                                    // The provider's rhythm sets how long a silence is a stall.
+                                    let now = tokio::time::Instant::now();
+                                    if let Some((_, p, _)) = r.fin.current {
+                                        r.fin.gw.live.note_gap(p, now - last_data);
+                                        r.idle = r.fin.gw.live.stall_window(p);
+                                    }
+                                    last_data = now;
+                                    idle_until = now + r.idle;
                                 }
                                 if out.is_empty() {
                                     continue;
                                 }
                                 r.note_usage(&out);
-                                return Some((Ok(out), Some((r, idle_until))));
+                                return Some((Ok(out), Some((r, idle_until, last_data))));
                             }
                         }
                         Ok(None) if r.framer.done => {

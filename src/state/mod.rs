@@ -55,6 +55,8 @@ struct ProviderState {
     probe_down: AtomicBool,
     /// The provider refused our credentials; out of rotation until a probe passes.
     auth_failed: AtomicBool,
+    /// Decaying peak of the gaps between a stream's events, µs (f64 bits; 0: none seen).
+    gap_us: AtomicU64,
     cooldown_until_ms: AtomicU64,
     in_flight: AtomicI64,
     drained: AtomicBool,
@@ -188,6 +190,29 @@ impl Live {
     /// Whether provider `p` refused the gateway's credentials (and no probe has passed since).
     pub fn auth_failed(&self, p: usize) -> bool {
         self.providers[p].auth_failed.load(Relaxed)
+    }
+
+    /// A stream from provider `p` had `gap` between two events with data.
+    pub fn note_gap(&self, p: usize, gap: Duration) {
+        let g = gap.as_micros() as f64;
+        let a = &self.providers[p].gap_us;
+        let cur = f64::from_bits(a.load(Relaxed));
+        // A longer gap counts at once; shorter ones pull the estimate down slowly.
+        let next = if g > cur { g } else { cur + (g - cur) * 0.05 };
+        a.store(next.to_bits(), Relaxed);
+    }
+
+    /// How long a stream from provider `p` may go without data before it counts as stalled:
+    /// `stall_factor` times its observed gaps, within `stall_floor` and the provider's stream
+    /// idle timeout (which alone applies until gaps were seen).
+    pub fn stall_window(&self, p: usize) -> Duration {
+        let ceiling = self.config.providers[p].timeouts.stream_idle;
+        let gap = f64::from_bits(self.providers[p].gap_us.load(Relaxed));
+        if gap <= 0.0 {
+            return ceiling;
+        }
+        let proxy = &self.config.proxy;
+        Duration::from_micros((gap * proxy.stall_factor) as u64).clamp(proxy.stall_floor.min(ceiling), ceiling)
     }
 
     /// Whether provider `p` is drained.
