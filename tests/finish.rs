@@ -8,6 +8,22 @@ use llmgw::outcome::{Blame, OutcomeClass};
 use llmgw::sim::Behavior;
 use tokio::time::Instant;
 
+/// Providers `a` and `b` behind a `chat` route that prefers `a` (priority), with `extra`
+/// lines for the route and `before` sections ahead of the providers.
+fn priority(
+    a: &std::sync::Arc<llmgw::sim::SimHandle>,
+    b: &std::sync::Arc<llmgw::sim::SimHandle>,
+    before: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "{before}\n{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\n{extra}\ntargets = [{{ provider = \"{}\", model = \"m\" }}, {{ provider = \"{}\", model = \"m\" }}]\n",
+        providers_toml(&[a, b]),
+        a.name,
+        b.name
+    )
+}
+
 /// The `data:` payloads of an SSE body.
 fn events(body: &str) -> Vec<&str> {
     body.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).collect()
@@ -44,11 +60,7 @@ async fn a_recovered_primary_takes_its_traffic_back_within_a_probe_interval_and_
     // The primary is down (503, probes too) for 1.5 s, then healthy; ejections last 10 s.
     let a = sim("a", Behavior { down_for_ms: Some(1_500), ..instant() }).await;
     let b = sim("b", instant()).await;
-    let gw = gateway(&format!(
-        "[health]\nprobe_interval_ms = 200\n\n{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [{{ provider = \"a\", model = \"m\" }}, {{ provider = \"b\", model = \"m\" }}]\n",
-        providers_toml(&[&a, &b])
-    ))
-    .await;
+    let gw = gateway(&priority(&a, &b, "[health]\nprobe_interval_ms = 200\n", "")).await;
     let started = Instant::now();
     let c = client();
     let mut back_at = None;
@@ -80,11 +92,7 @@ async fn a_priority_routes_first_choice_gets_one_more_try_after_a_blip() {
     ] {
         let a = sim("a", blip.clone()).await;
         let b = sim("b", instant()).await;
-        let gw = gateway(&format!(
-            "{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [{{ provider = \"a\", model = \"m\" }}, {{ provider = \"b\", model = \"m\" }}]\n",
-            providers_toml(&[&a, &b])
-        ))
-        .await;
+        let gw = gateway(&priority(&a, &b, "", "")).await;
         let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let (by, attempts) = (r.headers()["x-llmgw-provider"].clone(), r.headers()["x-llmgw-attempts"].clone());
@@ -94,11 +102,7 @@ async fn a_priority_routes_first_choice_gets_one_more_try_after_a_blip() {
     // A long Retry-After is not waited for: the fallback answers.
     let a = sim("a", Behavior { fail_first: 1, error_status: 429, retry_after_s: 30.0, ..instant() }).await;
     let b = sim("b", instant()).await;
-    let gw = gateway(&format!(
-        "{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\ntargets = [{{ provider = \"a\", model = \"m\" }}, {{ provider = \"b\", model = \"m\" }}]\n",
-        providers_toml(&[&a, &b])
-    ))
-    .await;
+    let gw = gateway(&priority(&a, &b, "", "")).await;
     let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
     assert_eq!(r.headers()["x-llmgw-provider"], "b");
 }
@@ -138,11 +142,7 @@ async fn a_slow_first_token_fails_over_within_the_first_token_timeout() {
     // Headers and the role chunk at once, the first word after 5 s.
     let slow = sim("slow", Behavior { first_token_delay_ms: Some(5_000), ..instant() }).await;
     let quick = sim("quick", instant()).await;
-    let gw = gateway(&format!(
-        "{}[[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\nfirst_token_timeout_ms = 300\ntargets = [{{ provider = \"slow\", model = \"m\" }}, {{ provider = \"quick\", model = \"m\" }}]\n",
-        providers_toml(&[&slow, &quick])
-    ))
-    .await;
+    let gw = gateway(&priority(&slow, &quick, "", "first_token_timeout_ms = 300")).await;
     let started = Instant::now();
     let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", true)).send().await.unwrap();
     assert_eq!(r.headers()["x-llmgw-provider"], "quick");
