@@ -452,10 +452,13 @@ async fn history_needs_no_provider_keys_and_the_admin_token_stays_private() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path().join("admin.token"), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let text = config_text(dir.path(), &[&a], "").replace(
-        &format!("base_url = \"{}\"\n", a.base_url()),
-        &format!("base_url = \"{}\"\napi_key_env = \"LLMGW_TEST_UNSET_KEY\"\n", a.base_url()),
-    );
+    // The config names a provider key and an admin token nobody set.
+    let text = config_text(dir.path(), &[&a], "")
+        .replace(
+            &format!("base_url = \"{}\"\n", a.base_url()),
+            &format!("base_url = \"{}\"\napi_key_env = \"LLMGW_TEST_UNSET_KEY\"\n", a.base_url()),
+        )
+        .replace("[server]\n", "[server]\nadmin_token_env = \"LLMGW_TEST_UNSET_TOKEN\"\n");
     std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
     let gw = start(&config_text(dir.path(), &[&a], ""), dir.path()).await;
     #[cfg(unix)]
@@ -475,6 +478,7 @@ async fn history_needs_no_provider_keys_and_the_admin_token_stays_private() {
         .args(["history", "--format", "csv", "-c"])
         .arg(dir.path().join("gw.toml"))
         .env_remove("LLMGW_TEST_UNSET_KEY")
+        .env_remove("LLMGW_TEST_UNSET_TOKEN")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

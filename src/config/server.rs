@@ -189,6 +189,9 @@ impl Ctx<'_> {
         let admin_token_env = match &s.admin_token_env {
             None => None,
             Some(var) if env(var.get_ref()).is_some_and(|v| v.trim().len() >= 16) => Some(var.get_ref().clone()),
+            // A tool reading a stopped gateway's store needs no token; one asking a running
+            // gateway reports the unset variable itself.
+            Some(var) if !cx.keys_required => Some(var.get_ref().clone()),
             Some(var) => {
                 return Err(cx.err(
                     Some(var.span()),
