@@ -168,3 +168,25 @@ async fn a_stall_is_detected_from_the_providers_own_rhythm_not_a_fixed_30_s() {
     assert!(text.contains("stream_broken"), "{text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "detected after {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_can_inject_a_slow_first_token_and_a_missing_done() {
+    use llmgw::control::{Command, Fault};
+    let (a, b) = (sim("a", instant()).await, sim("b", instant()).await);
+    let gw = gateway(&priority(&a, &b, "", "first_token_timeout_ms = 300")).await;
+    let fault = |f| Command::InjectFault { provider: "a".into(), fault: f, duration_s: None };
+    let c = client();
+    let stream = || c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", true));
+    gw.gw.apply(&fault(Fault::SlowFirstToken { delay_ms: 3_000 })).unwrap();
+    let started = Instant::now();
+    let r = stream().send().await.unwrap();
+    assert_eq!(r.headers()["x-llmgw-provider"], "b", "the late first word failed over");
+    assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    gw.gw.apply(&fault(Fault::NoDone)).unwrap();
+    let r = stream().send().await.unwrap();
+    assert_eq!(r.headers()["x-llmgw-provider"], "a");
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n") && !text.contains("stream_broken"), "completed by content: {text}");
+    assert_eq!(text.matches("[DONE]").count(), 1);
+}

@@ -41,10 +41,17 @@ pub enum Fault {
         /// Events relayed before the stall.
         after: u32,
     },
+    /// Streams send their role chunk at once and their first content `delay_ms` later.
+    SlowFirstToken {
+        /// How late the first content comes.
+        delay_ms: u64,
+    },
+    /// Streams end after their finish without `data: [DONE]`.
+    NoDone,
 }
 
 /// The modes in menu order, with the defaults the fault menu starts from.
-pub const MODES: [Fault; 7] = [
+pub const MODES: [Fault; 9] = [
     Fault::Down,
     Fault::Errors { percent: 50 },
     Fault::Ratelimit { retry_after_s: 5 },
@@ -52,6 +59,8 @@ pub const MODES: [Fault; 7] = [
     Fault::Hang,
     Fault::Cut { after: 3 },
     Fault::Stall { after: 3 },
+    Fault::SlowFirstToken { delay_ms: 3000 },
+    Fault::NoDone,
 ];
 
 impl Fault {
@@ -65,6 +74,8 @@ impl Fault {
             Fault::Hang => "hang",
             Fault::Cut { .. } => "cut",
             Fault::Stall { .. } => "stall",
+            Fault::SlowFirstToken { .. } => "slow_first_token",
+            Fault::NoDone => "no_done",
         }
     }
 
@@ -73,9 +84,9 @@ impl Fault {
         match *self {
             Fault::Errors { percent } => Some((percent as u64, "%")),
             Fault::Ratelimit { retry_after_s } => Some((retry_after_s as u64, "s retry-after")),
-            Fault::Slow { delay_ms } => Some((delay_ms, "ms")),
+            Fault::Slow { delay_ms } | Fault::SlowFirstToken { delay_ms } => Some((delay_ms, "ms")),
             Fault::Cut { after } | Fault::Stall { after } => Some((after as u64, "events")),
-            Fault::Down | Fault::Hang => None,
+            Fault::Down | Fault::Hang | Fault::NoDone => None,
         }
     }
 
@@ -91,7 +102,8 @@ impl Fault {
             Fault::Slow { delay_ms } => Fault::Slow { delay_ms: step(delay_ms, 200, 100, 60_000) },
             Fault::Cut { after } => Fault::Cut { after: step(after as u64, 1, 0, 1000) as u32 },
             Fault::Stall { after } => Fault::Stall { after: step(after as u64, 1, 0, 1000) as u32 },
-            f @ (Fault::Down | Fault::Hang) => f,
+            Fault::SlowFirstToken { delay_ms } => Fault::SlowFirstToken { delay_ms: step(delay_ms, 500, 500, 60_000) },
+            f @ (Fault::Down | Fault::Hang | Fault::NoDone) => f,
         }
     }
 }

@@ -12,7 +12,7 @@ use super::wire::{copy_headers, read_bounded, retry_after, rewrite_model, saniti
 use super::{Gateway, ProxyRequest, cached};
 use crate::outcome::{OutcomeClass, Retry};
 use crate::providers::classify;
-use crate::providers::fault::{Call, Verdict, before_call};
+use crate::providers::fault::{Call, StreamFault, Verdict, before_call};
 use crate::providers::openai::{context_length_exceeded, usage_of};
 use crate::providers::sse::EventFramer;
 
@@ -82,6 +82,15 @@ impl Gateway {
             // the role-only preamble do not count): until then another target can still take
             // over unnoticed, within the route's first-token timeout.
             let first_token_by = route.first_token_timeout.map_or(first_byte_by, |d| (t0 + d).min(first_byte_by));
+            if let Some(StreamFault::FirstToken(d)) = stream_fault {
+                // A drill's late first word: as late as the real one would be, and failing the
+                // same way when it comes too late.
+                if Instant::now() + d >= first_token_by {
+                    tokio::time::sleep_until(first_token_by).await;
+                    return Err(fin.end_injected(OutcomeClass::Timeout, code));
+                }
+                tokio::time::sleep(d).await;
+            }
             let mut framer = EventFramer::default();
             let mut head = bytes::BytesMut::new();
             let limits = &self.config.proxy;

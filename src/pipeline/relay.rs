@@ -65,7 +65,14 @@ impl Relay {
                     match timeout_at(until, r.upstream.next()).await {
                         Ok(Some(Ok(chunk))) => {
                             let data_before = r.framer.data_events;
-                            let out = r.framer.push(chunk);
+                            let mut out = r.framer.push(chunk);
+                            if r.fault == Some(StreamFault::NoDone) && r.framer.done {
+                                // A drill's provider that forgets `[DONE]`: the events before it only.
+                                if let Some(i) = out.windows(12).position(|w| w == b"data: [DONE]") {
+                                    out.truncate(i);
+                                }
+                                r.framer.done = false;
+                            }
                             if r.framer.pending() > r.max_event {
                                 "the provider sent an event larger than proxy.max_event_bytes".to_string()
                             } else {

@@ -27,6 +27,10 @@ pub enum StreamFault {
     Cut(u32),
     /// Stop relaying after this many events (the idle timeout then ends it).
     Stall(u32),
+    /// Hold the first content back this long.
+    FirstToken(Duration),
+    /// Leave out the `data: [DONE]` event.
+    NoDone,
 }
 
 /// A fault's verdict on one call, reached before anything goes on the wire.
@@ -60,7 +64,22 @@ pub async fn before_call(
     match (action, call) {
         (Action::Refuse, _) => fail(OutcomeClass::Connect, None),
         (Action::Status(s), _) => fail(OutcomeClass::Http5xx, Some(s)),
-        (Action::RateLimit(_) | Action::Cut(_) | Action::Stall(_), Call::Probe) => Verdict::Proceed(None),
+        (
+            Action::RateLimit(_) | Action::Cut(_) | Action::Stall(_) | Action::FirstToken(_) | Action::NoDone,
+            Call::Probe,
+        ) => Verdict::Proceed(None),
+        (Action::FirstToken(d), Call::Stream) => Verdict::Proceed(Some(StreamFault::FirstToken(d))),
+        (Action::NoDone, Call::Stream) => Verdict::Proceed(Some(StreamFault::NoDone)),
+        // Without a stream, a late first token is a late answer; a missing [DONE] is nothing.
+        (Action::FirstToken(d), Call::Json) => {
+            if Instant::now() + d >= first_byte_by {
+                tokio::time::sleep_until(first_byte_by).await;
+                return fail(OutcomeClass::Timeout, None);
+            }
+            tokio::time::sleep(d).await;
+            Verdict::Proceed(None)
+        }
+        (Action::NoDone, Call::Json) => Verdict::Proceed(None),
         (Action::RateLimit(wait), _) => {
             Verdict::Fail { class: OutcomeClass::Http429, status: Some(429), hold_back: Some(wait) }
         }
@@ -103,6 +122,10 @@ pub enum Action {
     Cut(u32),
     /// Stop the stream after this many events.
     Stall(u32),
+    /// Hold a stream's first content back this long.
+    FirstToken(Duration),
+    /// End a stream without `[DONE]`.
+    NoDone,
 }
 
 impl Fault {
@@ -121,6 +144,8 @@ impl Fault {
             Fault::Hang => Action::Hang,
             Fault::Cut { after } => Action::Cut(after),
             Fault::Stall { after } => Action::Stall(after),
+            Fault::SlowFirstToken { delay_ms } => Action::FirstToken(Duration::from_millis(delay_ms)),
+            Fault::NoDone => Action::NoDone,
         })
     }
 }

@@ -69,6 +69,8 @@ fn describe(f: &Fault) -> &'static str {
         Fault::Hang => "no answer until the attempt times out",
         Fault::Cut { .. } => "streams dropped after that many events",
         Fault::Stall { .. } => "streams stop after that many events, connection kept open",
+        Fault::SlowFirstToken { .. } => "streams: the role chunk at once, the first word that late",
+        Fault::NoDone => "streams end after their finish without [DONE]",
     }
 }
 
