@@ -349,17 +349,23 @@ impl Live {
                 let tally = ts.window.counts(sec, span);
                 let name = &self.config.providers[target.provider].name;
                 let rate = tally.failure_rate().filter(|_| tally.total() >= 10);
-                if let Some(rate) = rate.filter(|r| *r > c.max_error_rate) {
+                // A canary whose provider outlier detection took out of rotation failed its
+                // rollout too: it must not keep ramping up while it gets no traffic to judge.
+                let ejected = lock(&self.providers[target.provider].outlier).in_rotation_since().is_none();
+                let why = match rate.filter(|r| *r > c.max_error_rate) {
+                    Some(rate) => Some(format!(
+                        "{:.0}% errors over {span} s (limit {:.0}%)",
+                        100.0 * rate,
+                        c.max_error_rate * 100.0
+                    )),
+                    None if ejected => Some("its provider was ejected".to_string()),
+                    None => None,
+                };
+                if let Some(why) = why {
                     st.rolled_back = true;
                     ts.canary_weight.store(0, Relaxed);
                     drop(state);
-                    let pct = 100.0 * rate;
-                    let text = format!(
-                        "canary {}/{name} rolled back: {pct:.0}% errors over {span} s (limit {:.0}%)",
-                        route.model,
-                        c.max_error_rate * 100.0
-                    );
-                    self.event(now, EventKind::Health, text);
+                    self.event(now, EventKind::Health, format!("canary {}/{name} rolled back: {why}", route.model));
                     continue;
                 }
                 if sec >= st.last_step_s + c.every_s {
