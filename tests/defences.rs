@@ -87,6 +87,7 @@ async fn past_the_connection_cap_a_client_gets_a_fast_503() {
     }
     let over = over.expect("a connection past the cap is refused at once");
     assert!(over.contains("too_many_connections"), "{over}");
+    assert!(gw.gw.live.rejected() >= 1, "the refused connection is counted where the console sees it");
     drop(held);
     // Slots free up once the held connections close.
     let c = client();

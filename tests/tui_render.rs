@@ -97,6 +97,7 @@ fn fixture(busy: bool) -> Snapshot {
         requests: if busy { summary(200.0, 120.0, 0, 12_000) } else { Summary::default() },
         in_flight: if busy { 9 } else { 0 },
         rejected: 0,
+        accept_errors: 0,
         providers: vec![
             provider("swift", Status::Healthy),
             provider("steady", Status::Healthy),

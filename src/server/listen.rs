@@ -4,7 +4,6 @@
 //! counted and logged at a bounded rate. Graceful shutdown lets requests in flight finish.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,26 +18,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnLimits;
 use crate::logging::LogGate;
-
-/// What the listener refused or failed at, for logs and the console.
-#[derive(Debug, Default)]
-pub struct ListenStats {
-    /// Connections turned away at the cap.
-    pub refused: AtomicU64,
-    /// `accept` calls that failed (out of file descriptors, ...).
-    pub accept_errors: AtomicU64,
-}
+use crate::state::Live;
 
 /// The answer to a connection past the cap: complete, so the client sees why at once.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 149\r\n\r\n{\"error\":{\"message\":\"the gateway is at its connection limit; retry shortly\",\"type\":\"service_unavailable\",\"param\":null,\"code\":\"too_many_connections\"}}";
 
-/// Serves `app` on `listener` within `limits` until `shutdown`, then waits for the requests in
+/// Serves `app` on `listener` within `limits` until `shutdown` (refused connections and
+/// failed accepts are counted in `live`, where the console sees them), then waits for the requests in
 /// flight (the caller bounds how long).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
-    stats: Arc<ListenStats>,
+    live: Arc<Live>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -58,7 +50,7 @@ pub async fn serve(
         let (tcp, _) = match accepted {
             Ok(c) => c,
             Err(e) => {
-                stats.accept_errors.fetch_add(1, Relaxed);
+                live.note_accept_error();
                 if let Some(more) = log_gate.allow() {
                     tracing::warn!("accepting a connection failed: {e}{more}");
                 }
@@ -69,7 +61,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            stats.refused.fetch_add(1, Relaxed);
+            live.note_rejected();
             if let Some(more) = log_gate.allow() {
                 tracing::warn!("connection refused: {} open (server.max_connections){more}", limits.max_connections);
             }

@@ -89,10 +89,10 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     background.push(spawn_rollups(gw.clone(), shutdown.clone()));
     let admin_app = admin::app(gw.clone(), token);
     let admin_limits = gw.config.server.limits;
+    let admin_live = gw.live.clone();
     let admin_shutdown = shutdown.clone();
     background.push(tokio::spawn(async move {
-        let stats = Arc::new(listen::ListenStats::default());
-        let _ = listen::serve(admin, admin_app, admin_limits, stats, admin_shutdown).await;
+        let _ = listen::serve(admin, admin_app, admin_limits, admin_live, admin_shutdown).await;
     }));
     let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
     Ok(Running { gw, addr, admin_addr, shutdown, task, background })
@@ -163,7 +163,8 @@ fn spawn_rollups(gw: Arc<Gateway>, cancel: CancellationToken) -> tokio::task::Jo
 /// future against a deadline).
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
     let limits = gw.config.server.limits;
-    listen::serve(listener, app(gw), limits, Arc::new(listen::ListenStats::default()), shutdown).await
+    let live = gw.live.clone();
+    listen::serve(listener, app(gw), limits, live, shutdown).await
 }
 
 /// The listener with `TCP_NODELAY` on every accepted connection: an SSE event is a small write,

@@ -152,6 +152,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         requests: live.request_window().summary(sec),
         in_flight: providers.iter().map(|p| p.in_flight).sum(),
         rejected: live.rejected(),
+        accept_errors: live.accept_errors(),
         providers,
         routes,
         events: live.events(SNAPSHOT_EVENTS),

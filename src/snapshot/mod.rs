@@ -180,6 +180,9 @@ pub struct Snapshot {
     /// Client requests refused before routing, since start.
     #[serde(default)]
     pub rejected: u64,
+    /// Connections the listener failed to accept, since start.
+    #[serde(default)]
+    pub accept_errors: u64,
     /// Providers, in config order.
     pub providers: Vec<ProviderView>,
     /// Routes, in config order.

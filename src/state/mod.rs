@@ -113,8 +113,11 @@ pub struct Live {
     requests: Window,
     events: Mutex<VecDeque<Event>>,
     recent: Mutex<VecDeque<Arc<RequestRecord>>>,
-    /// Client requests refused before routing (bad requests, no key, wrong origin).
+    /// Client requests refused before routing (bad requests, no key, wrong origin, connections
+    /// past the cap).
     rejected: AtomicU64,
+    /// Client connections the listener failed to accept (out of file descriptors, ...).
+    accept_errors: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -138,6 +141,7 @@ impl Live {
             events: Mutex::new(VecDeque::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_KEPT)),
             rejected: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
         }
     }
 

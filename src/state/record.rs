@@ -76,6 +76,16 @@ impl Live {
         self.rejected.fetch_add(1, Relaxed);
     }
 
+    /// The listener failed to accept a connection.
+    pub fn note_accept_error(&self) {
+        self.accept_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Connections the listener failed to accept, since start.
+    pub fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Relaxed)
+    }
+
     /// Client requests refused before routing, since start.
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Relaxed)

@@ -32,6 +32,7 @@ fn snap() -> Arc<Snapshot> {
         requests: Default::default(),
         in_flight: 4,
         rejected: 0,
+        accept_errors: 0,
         providers: vec![provider("swift"), provider("steady")],
         routes: vec![
             RouteView {
