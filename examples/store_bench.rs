@@ -28,6 +28,7 @@ fn record(i: u64) -> HistoryRecord {
             status: Some(200),
             latency_ms: 120.0,
             injected: false,
+            resumed: false,
         }],
         tokens_in: Some(42),
         tokens_out: Some(180),

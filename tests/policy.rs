@@ -130,6 +130,7 @@ fn record(attempts: &[OutcomeClass]) -> HistoryRecord {
                 status: None,
                 latency_ms: 1.0,
                 injected: false,
+                resumed: false,
             })
             .collect(),
         tokens_in: None,

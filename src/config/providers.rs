@@ -18,6 +18,52 @@ pub enum ProviderKind {
     Anthropic,
 }
 
+/// Whether and how a provider continues a partial answer: what a broken stream's resume sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefill {
+    /// It cannot (the default for OpenAI-compatible servers until declared).
+    #[default]
+    No,
+    /// It continues a trailing assistant message (`prefill = true`): Anthropic's API, llmgw's
+    /// simulated providers, many self-hosted servers.
+    Assistant,
+    /// It continues one marked `"prefix": true` (DeepSeek, Mistral).
+    Prefix,
+    /// It continues one when told `continue_final_message` (vLLM).
+    ContinueFinalMessage,
+}
+
+impl Prefill {
+    /// The config's spelling: `true`/`false` or a style name.
+    fn parse(v: &toml::Value) -> Result<Prefill, String> {
+        match v {
+            toml::Value::Boolean(false) => Ok(Prefill::No),
+            toml::Value::Boolean(true) => Ok(Prefill::Assistant),
+            toml::Value::String(s) => match s.as_str() {
+                "assistant" => Ok(Prefill::Assistant),
+                "prefix" => Ok(Prefill::Prefix),
+                "continue_final_message" => Ok(Prefill::ContinueFinalMessage),
+                other => Err(format!(
+                    "unknown prefill style '{other}' (true, false, \"assistant\", \"prefix\", \"continue_final_message\")"
+                )),
+            },
+            _ => Err("must be true, false or a style name (\"assistant\", \"prefix\", \"continue_final_message\")".into()),
+        }
+    }
+
+    /// Whether it can continue an answer at all.
+    pub fn can(self) -> bool {
+        self != Prefill::No
+    }
+}
+
+impl Ctx<'_> {
+    /// A `prefill` key, checked.
+    pub(super) fn prefill(&self, raw: Option<&Spanned<toml::Value>>, key: String) -> Result<Option<Prefill>, ConfigError> {
+        raw.map(|v| Prefill::parse(v.get_ref()).map_err(|e| self.err(Some(v.span()), key, e))).transpose()
+    }
+}
+
 /// A provider key, read from the environment. Never printed.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -54,6 +100,8 @@ pub struct ProviderConfig {
     pub probe: ProbeKind,
     /// Model named in completion probes.
     pub probe_model: String,
+    /// Whether it can continue a partial answer; targets may say otherwise.
+    pub prefill: Prefill,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +117,7 @@ pub(super) struct RawProvider {
     pub(super) first_byte_timeout_ms: Option<Spanned<u64>>,
     pub(super) attempt_timeout_ms: Option<Spanned<u64>>,
     pub(super) stream_idle_timeout_ms: Option<Spanned<u64>>,
+    pub(super) prefill: Option<Spanned<toml::Value>>,
 }
 
 impl Ctx<'_> {
@@ -143,7 +192,18 @@ impl Ctx<'_> {
             let timeouts = cx.timeouts(raw_timeouts!(p), proxy.timeouts, &format!("providers[{i}]."))?;
             let probe = p.probe.unwrap_or(health.probe);
             let probe_model = p.probe_model.clone().unwrap_or_default();
-            providers.push(ProviderConfig { name, kind, base_url, api_key_env, api_key, timeouts, probe, probe_model });
+            let prefill = cx.prefill(p.prefill.as_ref(), key("prefill"))?.unwrap_or_default();
+            providers.push(ProviderConfig {
+                name,
+                kind,
+                base_url,
+                api_key_env,
+                api_key,
+                timeouts,
+                probe,
+                probe_model,
+                prefill,
+            });
         }
         Ok(providers)
     }

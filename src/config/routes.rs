@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::{MAX_MS, MAX_WEIGHT};
 
 use super::{
-    CacheConfig, ConfigError, Ctx, MAX_TARGETS, ProviderConfig, ProxyConfig, RouteCache, Rule, RuleAction, attempts,
+    CacheConfig, ConfigError, Ctx, MAX_TARGETS, Prefill, ProviderConfig, ProxyConfig, RouteCache, Rule, RuleAction, attempts,
     rules, store,
 };
 
@@ -52,6 +52,8 @@ pub struct TargetConfig {
     /// Its model's context window in tokens, when declared: a request refused as too long
     /// moves only to a target with a larger one.
     pub context_window: Option<u32>,
+    /// Whether it can continue a partial answer (its own `prefill`, else its provider's).
+    pub prefill: Prefill,
 }
 
 /// A model name clients ask for, and where it goes.
@@ -74,6 +76,9 @@ pub struct RouteConfig {
     pub rules: Vec<Rule>,
     /// Its cache settings.
     pub cache: RouteCache,
+    /// Whether a stream that breaks after content reached the client is continued on another
+    /// target that can take a prefill (`resume`, on by default where such a target exists).
+    pub resume: bool,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +111,7 @@ pub(super) struct RawRoute {
     #[serde(default)]
     pub(super) rules: Vec<RawRule>,
     pub(super) cache: Option<store::RawRouteCache>,
+    pub(super) resume: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +122,7 @@ pub(super) struct RawTarget {
     pub(super) weight: Option<Spanned<u32>>,
     pub(super) canary: Option<Spanned<RawCanary>>,
     pub(super) context_window: Option<Spanned<u32>>,
+    pub(super) prefill: Option<Spanned<toml::Value>>,
 }
 
 impl Ctx<'_> {
@@ -200,7 +207,8 @@ impl Ctx<'_> {
                     return Err(cx.err(Some(w.span()), tkey("context_window"), "must be greater than 0"));
                 }
                 let context_window = t.context_window.map(|w| *w.get_ref());
-                targets.push(TargetConfig { provider, model: t.model, weight, canary, context_window });
+                let prefill = cx.prefill(t.prefill.as_ref(), tkey("prefill"))?.unwrap_or(providers[provider].prefill);
+                targets.push(TargetConfig { provider, model: t.model, weight, canary, context_window, prefill });
             }
             if targets.iter().all(|t| t.weight == 0) {
                 return Err(cx.err(
@@ -209,6 +217,18 @@ impl Ctx<'_> {
                     "weights are all zero: no target could ever be chosen",
                 ));
             }
+            let capable = targets.iter().any(|t| t.prefill.can());
+            let resume = match r.resume {
+                Some(on) if *on.get_ref() && !capable => {
+                    return Err(cx.err(
+                        Some(on.span()),
+                        key("resume"),
+                        "no target of this route can continue an answer: declare `prefill` on a provider or target",
+                    ));
+                }
+                Some(on) => *on.get_ref(),
+                None => capable,
+            };
             let mut rules = Vec::with_capacity(r.rules.len());
             for (j, rule) in r.rules.iter().enumerate() {
                 let rkey = |k: &str| format!("routes[{i}].rules[{j}].{k}");
@@ -254,6 +274,7 @@ impl Ctx<'_> {
                     some => Some(cx.ms(some, 0, &key("first_token_timeout_ms"))?),
                 },
                 targets,
+                resume,
             });
         }
         if routes.is_empty() {

@@ -99,6 +99,8 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// Whether an operator's injected fault caused the outcome.
     pub injected: bool,
+    /// Whether it continued a broken stream's answer (stream resume).
+    pub resumed: bool,
     /// From sending to the end of the attempt (for a committed stream: to the stream's end).
     pub latency: Duration,
 }

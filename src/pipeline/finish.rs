@@ -34,6 +34,8 @@ pub(super) struct Finish {
     /// A refusal that is the client's answer unless another target does better (a request too
     /// long for this target's context window), kept while a larger one is tried.
     pub refusal: Option<axum::response::Response>,
+    /// Whether the attempt under way continues a broken stream's answer.
+    pub resuming: bool,
 }
 
 impl Finish {
@@ -59,6 +61,7 @@ impl Finish {
             request_body: req.body.clone(),
             response_body: None,
             refusal: None,
+            resuming: false,
         }
     }
 
@@ -75,6 +78,7 @@ impl Finish {
             request_body: Bytes::new(),
             response_body: None,
             refusal: None,
+            resuming: false,
         };
         std::mem::replace(self, placeholder)
     }
@@ -98,7 +102,8 @@ impl Finish {
     fn end(&mut self, class: OutcomeClass, status: Option<u16>, injected: bool) -> OutcomeClass {
         if let Some((target, provider, t0)) = self.current.take() {
             let now = Instant::now();
-            let a = Attempt { target, provider, class, status, injected, latency: now - t0 };
+            let resumed = std::mem::take(&mut self.resuming);
+            let a = Attempt { target, provider, class, status, injected, resumed, latency: now - t0 };
             let ttft = if self.record.stream { self.record.ttft } else { None };
             let route = self.record.route.expect("a proxied request has a route");
             self.gw.live.attempt_finished(route, &a, self.trial, ttft, self.tokens, now);

@@ -82,6 +82,10 @@ pub struct Behavior {
     /// The first N chat requests fail with `error_status` (one transient blip).
     #[arg(long, default_value_t = 0)]
     pub fail_first: u64,
+    /// Refuse (400) a request whose last message is the assistant's: a model that cannot
+    /// continue a partial answer. Without it, the reply continues the partial answer.
+    #[arg(long)]
+    pub no_prefill: bool,
 }
 
 impl Default for Behavior {
@@ -106,6 +110,7 @@ impl Default for Behavior {
             fail_first: 0,
             context_window: None,
             first_token_delay_ms: None,
+            no_prefill: false,
         }
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Behavior;
-use super::reply::{SimStream, fnv, padded_event, padded_json, reply_for, stream_events, usage};
+use super::reply::{SimStream, fnv, padded_event, padded_json, reply_for, split_prefill, stream_events, usage};
 
 /// Counters a test or drill reads from `GET /sim/stats`.
 #[derive(Debug, Default, Serialize)]
@@ -218,8 +218,12 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
             return error(StatusCode::BAD_REQUEST, "invalid_request_error", "body must be a JSON object");
         }
     };
-    if req.get("messages").and_then(Value::as_array).is_none() {
+    let Some(messages) = req.get("messages").and_then(Value::as_array) else {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "'messages' must be an array");
+    };
+    if b.no_prefill && split_prefill(messages).1.is_some() {
+        let msg = "this model does not continue a partial assistant message: the last message must be the user's";
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", msg);
     }
     let reply = reply_for(&h.name, &req, &b);
     if let Some(window) = b.context_window.filter(|w| reply.prompt_tokens > *w) {

@@ -35,21 +35,63 @@ pub(super) struct Reply {
 
 pub(super) fn reply_for(name: &str, req: &Value, b: &Behavior) -> Reply {
     let model = req.get("model").and_then(Value::as_str).unwrap_or("sim-chat").to_string();
-    let messages = req.get("messages").map(Value::to_string).unwrap_or_default();
+    let all = req.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let (asked_of, prefill) = split_prefill(all);
+    let messages = Value::from(asked_of.to_vec()).to_string();
     let seed = fnv(model.as_bytes()) ^ fnv(messages.as_bytes());
     let asked = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64);
-    let n = match asked {
-        Some(n) => n.clamp(1, 4096) as usize,
-        None => (b.reply_tokens.max(1) as u64 + seed % (b.reply_tokens as u64 / 2 + 1)) as usize,
-    };
+    let n = (b.reply_tokens.max(1) as u64 + seed % (b.reply_tokens as u64 / 2 + 1)) as usize;
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut tokens = Vec::with_capacity(n);
-    tokens.push(format!("[{name}]"));
-    for _ in 1..n {
-        tokens.push(format!(" {}", WORDS[rng.usize(..WORDS.len())]));
+    let mut word: Box<dyn FnMut() -> String> = Box::new(move || format!(" {}", WORDS[rng.usize(..WORDS.len())]));
+    let all_text = Value::from(all.to_vec()).to_string();
+    let prompt_tokens = (all_text.split_whitespace().count() as u64).max(1);
+    let Some(prefill) = prefill else {
+        let n = asked.map_or(n, |a| a.clamp(1, 4096) as usize);
+        let mut tokens = Vec::with_capacity(n);
+        tokens.push(format!("[{name}]"));
+        tokens.extend((1..n).map(|_| word()));
+        return Reply { id: format!("chatcmpl-{seed:016x}"), model, tokens, prompt_tokens };
+    };
+    // A continuation: the answer these messages determine, from where the prefill stops. The
+    // first token names whoever began the answer, so it is not compared.
+    let rest = match prefill.strip_prefix('[') {
+        Some(r) => r.split_once(']').map_or("", |(_, r)| r),
+        None => prefill,
+    };
+    let (mut done, mut covered, mut tokens) = (0, 1, Vec::new());
+    while done < rest.len() {
+        let w = word();
+        if rest[done..].starts_with(&w) {
+            done += w.len();
+            covered += 1;
+        } else if let Some(tail) = w.strip_prefix(&rest[done..]) {
+            // The prefill ends inside a word: the rest of it comes first.
+            tokens.push(tail.to_string());
+            done = rest.len();
+        } else {
+            // Not this reply's beginning: continue with words of its own, still deterministic.
+            let mut other = fastrand::Rng::with_seed(seed ^ fnv(prefill.as_bytes()));
+            word = Box::new(move || format!(" {}", WORDS[other.usize(..WORDS.len())]));
+            break;
+        }
     }
-    let prompt_tokens = (messages.split_whitespace().count() as u64).max(1);
-    Reply { id: format!("chatcmpl-{seed:016x}"), model, tokens, prompt_tokens }
+    let left = asked.map_or(n.saturating_sub(covered), |a| a.clamp(1, 4096) as usize);
+    while tokens.len() < left {
+        tokens.push(word());
+    }
+    tokens.truncate(left);
+    Reply { id: format!("chatcmpl-{:016x}", fnv(all_text.as_bytes())), model, tokens, prompt_tokens }
+}
+
+/// The messages a reply answers, and the text of a trailing assistant message (a prefill the
+/// reply continues), if any.
+pub(super) fn split_prefill(messages: &[Value]) -> (&[Value], Option<&str>) {
+    match messages.split_last() {
+        Some((last, before)) if last.get("role").and_then(Value::as_str) == Some("assistant") => {
+            (before, Some(last.get("content").and_then(Value::as_str).unwrap_or("")))
+        }
+        _ => (messages, None),
+    }
 }
 
 pub(super) fn usage(r: &Reply) -> Value {
@@ -175,6 +217,38 @@ impl Drop for SimStream {
     fn drop(&mut self) {
         if !self.finished {
             self.h.stats.streams_cancelled.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(messages: Value, max_tokens: Option<u64>) -> Value {
+        let mut r = json!({ "model": "sim-chat", "messages": messages });
+        if let Some(m) = max_tokens {
+            r["max_tokens"] = m.into();
+        }
+        r
+    }
+
+    #[test]
+    fn a_continuation_completes_the_reference_answer_word_for_word() {
+        let b = Behavior::default();
+        let user = json!([{ "role": "user", "content": "hello there" }]);
+        for max in [None, Some(30)] {
+            let whole = reply_for("alpha", &ask(user.clone(), max), &b).tokens;
+            for cut in [1, 5, whole.len() - 1] {
+                // Begun by another provider, cut at a token boundary and inside a word.
+                for partial in [whole[..cut].concat(), format!("{}{}", whole[..cut].concat(), &whole[cut][..2])] {
+                    let mut msgs = user.clone();
+                    msgs.as_array_mut().unwrap().push(json!({ "role": "assistant", "content": partial }));
+                    let left = max.map(|m| m - cut as u64);
+                    let cont = reply_for("beta", &ask(msgs, left), &b).tokens.concat();
+                    assert_eq!(format!("{partial}{cont}"), whole.concat(), "cut at {cut}, max_tokens {max:?}");
+                }
+            }
         }
     }
 }

@@ -333,6 +333,7 @@ targets = [{ provider = "a", model = "m", weight = 3 }, { provider = "b", model 
             class: OutcomeClass::Ok,
             status: Some(200),
             injected: false,
+            resumed: false,
             latency: Duration::from_millis(40),
         };
         for _ in 0..30 {

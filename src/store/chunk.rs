@@ -4,8 +4,10 @@
 
 use super::history::HistoryRecord;
 
-/// Marks a chunk in this format; a JSON-lines chunk starts with `{`.
-const MAGIC: &[u8; 3] = b"LH1";
+/// Marks a chunk in this format; a JSON-lines chunk starts with `{`. The binary encoding is not
+/// self-describing, so a change to the record's fields takes a new magic, and the old ones stay
+/// readable ([`v1`]).
+const MAGIC: &[u8; 3] = b"LH2";
 
 /// zstd's level: fast enough for the writer task, and most of the ratio.
 const LEVEL: i32 = 3;
@@ -29,6 +31,10 @@ pub fn encode(records: &[Box<HistoryRecord>]) -> Result<Vec<u8>, String> {
 
 /// The records of a chunk, in either format.
 pub fn decode(chunk: &[u8]) -> Result<Vec<HistoryRecord>, String> {
+    if let Some(rest) = chunk.strip_prefix(v1::MAGIC) {
+        let old: Vec<v1::Record> = postcard::from_bytes(&unpack(rest)?).map_err(|e| e.to_string())?;
+        return Ok(old.into_iter().map(HistoryRecord::from).collect());
+    }
     let Some(rest) = chunk.strip_prefix(MAGIC) else {
         return chunk
             .split(|&b| b == b'\n')
@@ -36,16 +42,87 @@ pub fn decode(chunk: &[u8]) -> Result<Vec<HistoryRecord>, String> {
             .map(|l| serde_json::from_slice(l).map_err(|e| e.to_string()))
             .collect();
     };
+    postcard::from_bytes(&unpack(rest)?).map_err(|e| e.to_string())
+}
+
+/// A binary chunk's records, decompressed (past the magic and the count).
+fn unpack(rest: &[u8]) -> Result<Vec<u8>, String> {
     let packed = rest.get(4..).ok_or("a truncated chunk")?;
-    let bytes = zstd::bulk::decompress(packed, MAX_DECODED).map_err(|e| e.to_string())?;
-    postcard::from_bytes(&bytes).map_err(|e| e.to_string())
+    zstd::bulk::decompress(packed, MAX_DECODED).map_err(|e| e.to_string())
 }
 
 /// How many records a chunk holds, without decoding it.
 pub fn count(chunk: &[u8]) -> u64 {
-    match chunk.strip_prefix(MAGIC) {
+    match chunk.strip_prefix(MAGIC).or_else(|| chunk.strip_prefix(v1::MAGIC)) {
         Some(rest) => rest.get(..4).map_or(0, |n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as u64),
         None => chunk.iter().filter(|&&b| b == b'\n').count() as u64,
+    }
+}
+
+/// The first binary format: attempts had no `resumed`.
+mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use crate::store::history::{AttemptRecord, HistoryRecord};
+
+    pub(super) const MAGIC: &[u8; 3] = b"LH1";
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Attempt {
+        pub provider: String,
+        pub model: String,
+        pub outcome: String,
+        pub status: Option<u16>,
+        pub latency_ms: f64,
+        pub injected: bool,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Record {
+        pub at_ms: u64,
+        pub request_id: String,
+        pub route: String,
+        pub stream: bool,
+        pub status: u16,
+        pub total_ms: f64,
+        pub ttft_ms: Option<f64>,
+        pub attempts: Vec<Attempt>,
+        pub tokens_in: Option<u32>,
+        pub tokens_out: Option<u32>,
+        pub cache: String,
+        pub client: Option<String>,
+        pub request_body: Option<String>,
+        pub response_body: Option<String>,
+    }
+
+    impl From<Record> for HistoryRecord {
+        fn from(r: Record) -> HistoryRecord {
+            let attempts = r.attempts.into_iter().map(|a| AttemptRecord {
+                provider: a.provider,
+                model: a.model,
+                outcome: a.outcome,
+                status: a.status,
+                latency_ms: a.latency_ms,
+                injected: a.injected,
+                resumed: false,
+            });
+            HistoryRecord {
+                at_ms: r.at_ms,
+                request_id: r.request_id,
+                route: r.route,
+                stream: r.stream,
+                status: r.status,
+                total_ms: r.total_ms,
+                ttft_ms: r.ttft_ms,
+                attempts: attempts.collect(),
+                tokens_in: r.tokens_in,
+                tokens_out: r.tokens_out,
+                cache: r.cache,
+                client: r.client,
+                request_body: r.request_body,
+                response_body: r.response_body,
+            }
+        }
     }
 }
 
@@ -70,6 +147,7 @@ mod tests {
                 status: Some(200),
                 latency_ms: 12.0,
                 injected: i % 7 == 0,
+                resumed: i % 5 == 0,
             }],
             tokens_in: Some(3),
             tokens_out: None,
@@ -95,6 +173,40 @@ mod tests {
         }
         assert_eq!(count(&json), 3);
         assert_eq!(decode(&json).unwrap().len(), 3, "JSON-lines chunks from before");
-        assert!(decode(b"LH1\x01\x00\x00\x00garbage").is_err(), "a damaged chunk is an error, not a panic");
+        assert!(decode(b"LH2\x01\x00\x00\x00garbage").is_err(), "a damaged chunk is an error, not a panic");
+    }
+
+    #[test]
+    fn chunks_of_the_first_binary_format_still_read() {
+        let old = vec![v1::Record {
+            at_ms: 5,
+            request_id: "r".into(),
+            route: "chat".into(),
+            stream: true,
+            status: 200,
+            total_ms: 1.0,
+            ttft_ms: None,
+            attempts: vec![v1::Attempt {
+                provider: "a".into(),
+                model: "m".into(),
+                outcome: "ok".into(),
+                status: Some(200),
+                latency_ms: 1.0,
+                injected: true,
+            }],
+            tokens_in: None,
+            tokens_out: Some(4),
+            cache: "off".into(),
+            client: None,
+            request_body: None,
+            response_body: Some("{}".into()),
+        }];
+        let mut chunk = v1::MAGIC.to_vec();
+        chunk.extend_from_slice(&1u32.to_le_bytes());
+        chunk.extend(zstd::bulk::compress(&postcard::to_allocvec(&old).unwrap(), LEVEL).unwrap());
+        assert_eq!(count(&chunk), 1);
+        let back = decode(&chunk).unwrap();
+        assert_eq!((back[0].attempts[0].injected, back[0].attempts[0].resumed), (true, false));
+        assert_eq!((back[0].tokens_out, back[0].response_body.as_deref()), (Some(4), Some("{}")));
     }
 }

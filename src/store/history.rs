@@ -26,6 +26,9 @@ pub struct AttemptRecord {
     /// Caused by an injected fault.
     #[serde(default)]
     pub injected: bool,
+    /// It continued the answer of a stream that broke (stream resume).
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 /// One client request.
@@ -275,6 +278,7 @@ mod tests {
                 status: Some(status),
                 latency_ms: 1.0,
                 injected: false,
+                resumed: false,
             }],
             tokens_in: Some(3),
             tokens_out: Some(5),

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::providers::assembled::assemble;
+
 /// A stored chat answer replayed as SSE: role chunk, content, finish chunk, usage chunk when
 /// asked for, `[DONE]`.
 pub fn replay_as_sse(body: &[u8], include_usage: bool) -> Option<Bytes> {
@@ -41,52 +43,19 @@ pub fn replay_as_sse(body: &[u8], include_usage: bool) -> Option<Bytes> {
 /// A completed SSE chat stream assembled into the JSON answer a non-streaming request gets.
 /// `None` for streams this cannot represent (tool calls, several choices, errors).
 pub fn assemble_stream(sse: &[u8]) -> Option<Bytes> {
-    let text = std::str::from_utf8(sse).ok()?;
-    let (mut id, mut created, mut model, mut fingerprint) = (Value::Null, Value::Null, Value::Null, Value::Null);
-    let (mut content, mut finish, mut usage, mut done) = (String::new(), Value::Null, Value::Null, false);
-    for line in text.lines() {
-        let Some(data) = line.strip_prefix("data:").map(str::trim_start) else { continue };
-        if data == "[DONE]" {
-            done = true;
-            continue;
-        }
-        let c: Value = serde_json::from_str(data).ok()?;
-        if c.get("error").is_some() {
-            return None;
-        }
-        if id.is_null() {
-            id = c["id"].clone();
-            created = c["created"].clone();
-            model = c["model"].clone();
-            fingerprint = c.get("system_fingerprint").cloned().unwrap_or(Value::Null);
-        }
-        if let Some(u) = c.get("usage").filter(|u| !u.is_null()) {
-            usage = u.clone();
-        }
-        for ch in c["choices"].as_array().into_iter().flatten() {
-            if ch["index"].as_u64().unwrap_or(0) != 0 || ch.pointer("/delta/tool_calls").is_some() {
-                return None;
-            }
-            if let Some(s) = ch.pointer("/delta/content").and_then(Value::as_str) {
-                content.push_str(s);
-            }
-            if !ch["finish_reason"].is_null() {
-                finish = ch["finish_reason"].clone();
-            }
-        }
-    }
-    if !done || finish.is_null() {
+    let a = assemble(sse)?;
+    if a.opaque || !a.done || a.finish.is_null() {
         return None;
     }
     let mut v = json!({
-        "id": id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish }],
+        "id": a.id, "object": "chat.completion", "created": a.created, "model": a.model,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": a.content }, "finish_reason": a.finish }],
     });
-    if !fingerprint.is_null() {
-        v["system_fingerprint"] = fingerprint;
+    if !a.fingerprint.is_null() {
+        v["system_fingerprint"] = a.fingerprint;
     }
-    if !usage.is_null() {
-        v["usage"] = usage;
+    if !a.usage.is_null() {
+        v["usage"] = a.usage;
     }
     Some(Bytes::from(v.to_string()))
 }

@@ -97,6 +97,7 @@ pub fn record_of(
                 status: a.status,
                 latency_ms: a.latency.as_secs_f64() * 1000.0,
                 injected: a.injected,
+                resumed: a.resumed,
             })
             .collect(),
         tokens_in: r.tokens.map(|t| t.0),

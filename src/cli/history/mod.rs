@@ -207,7 +207,8 @@ fn attempts(r: &HistoryRecord) -> String {
         .map(|a| {
             let st = a.status.filter(|_| a.outcome != "ok").map_or(String::new(), |s| format!(" {s}"));
             format!(
-                "{} {}{st} {:.0}ms{}",
+                "{}{} {}{st} {:.0}ms{}",
+                if a.resumed { "resumed on " } else { "" },
                 a.provider,
                 a.outcome,
                 a.latency_ms,
@@ -300,14 +301,15 @@ fn show(r: &HistoryRecord, format: Format, out: &mut impl std::io::Write) -> any
         let st = a.status.map_or("-".into(), |s| s.to_string());
         writeln!(
             out,
-            "  attempt {}: {} ({}) {} status {} {:.1} ms{}",
+            "  attempt {}: {} ({}) {} status {} {:.1} ms{}{}",
             i + 1,
             a.provider,
             a.model,
             a.outcome,
             st,
             a.latency_ms,
-            if a.injected { " injected" } else { "" }
+            if a.injected { " injected" } else { "" },
+            if a.resumed { " resumed the broken stream" } else { "" }
         )?;
     }
     Ok(())
