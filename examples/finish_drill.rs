@@ -19,7 +19,7 @@ async fn sim(name: &str, b: Behavior) -> Arc<SimHandle> {
 /// A gateway over `a` (first choice) and `b`, with `route` lines, serving in the background.
 async fn gateway(a: &SimHandle, b: &SimHandle, route: &str) -> (String, tokio_util::sync::CancellationToken) {
     let toml = format!(
-        "[health]\nprobe_interval_ms = 200\n\n[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n\
+        "[health]\nprobe_interval_ms = 200\n\n[proxy]\nstall_floor_ms = 500\n\n[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\nprefill = true\n\n[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\nprefill = true\n\n\
          [[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\n{route}\ntargets = [{{ provider = \"{}\", model = \"m\", context_window = 20 }}, {{ provider = \"{}\", model = \"m\", context_window = 1000 }}]\n",
         a.name,
         a.base_url(),
@@ -98,12 +98,23 @@ async fn main() {
 
     let a = sim("primary", Behavior { tokens_per_s: 50.0, stall_after: Some(10), ..quick() }).await;
     let (url, stop) = gateway(&a, &b, "").await;
-    row("stalls after 10 events (no resume yet)", ask(&url, true, "hello").await);
+    row("stalls after 10 events (resumed on the backup)", ask(&url, true, "hello").await);
     stop.cancel();
 
     let a = sim("primary", Behavior { cut_after: Some(10), ..quick() }).await;
     let (url, stop) = gateway(&a, &b, "").await;
-    row("cut after 10 events (no resume yet)", ask(&url, true, "hello").await);
+    row("cut after 10 events (resumed on the backup)", ask(&url, true, "hello").await);
+    stop.cancel();
+
+    let a = sim("primary", Behavior { error_event_after: Some(10), ..quick() }).await;
+    let (url, stop) = gateway(&a, &b, "").await;
+    row("an error event after 10 events (resumed on the backup)", ask(&url, true, "hello").await);
+    stop.cancel();
+
+    let nb = sim("backup", Behavior { no_prefill: true, ..quick() }).await;
+    let a = sim("primary", Behavior { cut_after: Some(10), ..quick() }).await;
+    let (url, stop) = gateway(&a, &nb, "").await;
+    row("cut after 10 events, the backup refuses the prefill", ask(&url, true, "hello").await);
     stop.cancel();
 
     // Down for 6 s, then healthy, one request a second: when is the primary back?

@@ -55,12 +55,18 @@ impl Config {
                 "no caching (a request may opt in with x-llmgw-cache: on)".to_string()
             };
             let _ = writeln!(out, "    cache: {cache}");
+            if r.resume {
+                let _ = writeln!(out, "    resume: a broken stream is finished on a target marked 'can continue'");
+            }
             for t in &r.targets {
                 let share = 100.0 * t.weight as f64 / total as f64;
                 let _ = writeln!(
                     out,
-                    "    -> {:<12} model {:<24} weight {:>4}  ({share:.1}%)",
-                    self.providers[t.provider].name, t.model, t.weight
+                    "    -> {:<12} model {:<24} weight {:>4}  ({share:.1}%){}",
+                    self.providers[t.provider].name,
+                    t.model,
+                    t.weight,
+                    if r.resume && t.prefill.can() { "  can continue" } else { "" }
                 );
             }
         }

@@ -47,7 +47,10 @@ impl Prefill {
                     "unknown prefill style '{other}' (true, false, \"assistant\", \"prefix\", \"continue_final_message\")"
                 )),
             },
-            _ => Err("must be true, false or a style name (\"assistant\", \"prefix\", \"continue_final_message\")".into()),
+            _ => {
+                Err("must be true, false or a style name (\"assistant\", \"prefix\", \"continue_final_message\")"
+                    .into())
+            }
         }
     }
 
@@ -59,7 +62,11 @@ impl Prefill {
 
 impl Ctx<'_> {
     /// A `prefill` key, checked.
-    pub(super) fn prefill(&self, raw: Option<&Spanned<toml::Value>>, key: String) -> Result<Option<Prefill>, ConfigError> {
+    pub(super) fn prefill(
+        &self,
+        raw: Option<&Spanned<toml::Value>>,
+        key: String,
+    ) -> Result<Option<Prefill>, ConfigError> {
         raw.map(|v| Prefill::parse(v.get_ref()).map_err(|e| self.err(Some(v.span()), key, e))).transpose()
     }
 }

@@ -9,8 +9,8 @@ use toml::Spanned;
 use super::{MAX_MS, MAX_WEIGHT};
 
 use super::{
-    CacheConfig, ConfigError, Ctx, MAX_TARGETS, Prefill, ProviderConfig, ProxyConfig, RouteCache, Rule, RuleAction, attempts,
-    rules, store,
+    CacheConfig, ConfigError, Ctx, MAX_TARGETS, Prefill, ProviderConfig, ProxyConfig, RouteCache, Rule, RuleAction,
+    attempts, rules, store,
 };
 
 /// How a route chooses among its targets.

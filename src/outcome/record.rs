@@ -31,6 +31,8 @@ pub enum Skip {
     AuthFailed,
     /// A target refused the request as too long, and this one's context window is no larger.
     ContextWindow,
+    /// A broken stream is being continued, and this target cannot take a prefill.
+    CannotContinue,
 }
 
 impl Skip {
@@ -47,6 +49,7 @@ impl Skip {
             Skip::Budget => "retry budget",
             Skip::AuthFailed => "auth failed",
             Skip::ContextWindow => "context too small",
+            Skip::CannotContinue => "cannot continue",
         }
     }
 

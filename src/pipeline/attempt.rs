@@ -8,12 +8,13 @@ use tokio::time::Instant;
 
 use super::finish::Finish;
 use super::relay::{Capture, Relay};
+use super::resume::Resume;
 use super::wire::{copy_headers, read_bounded, retry_after, rewrite_model, sanitize_error};
 use super::{Gateway, ProxyRequest, cached};
 use crate::outcome::{OutcomeClass, Retry};
 use crate::providers::classify;
 use crate::providers::fault::{Call, StreamFault, Verdict, before_call};
-use crate::providers::openai::{context_length_exceeded, usage_of};
+use crate::providers::openai::{ApiPath, context_length_exceeded, usage_of};
 use crate::providers::sse::EventFramer;
 
 impl Gateway {
@@ -116,12 +117,20 @@ impl Gateway {
             *response.status_mut() = status;
             copy_headers(&headers, response.headers_mut());
             fin.decorate(response.headers_mut());
-            // Keep a copy of the stream when the cache or the history wants the whole answer.
-            let capture = (plan.key.is_some() && plan.store || self.config.history.store_bodies).then(|| Capture {
-                key: plan.key.clone().filter(|_| plan.store),
-                max: route.cache.max_entry_bytes as usize * 4,
-                buf: Vec::new(),
+            // Keep a copy of the stream when the cache or the history wants the whole answer, or
+            // a resume would need the partial one.
+            let resume = (route.resume && req.path == ApiPath::ChatCompletions).then(|| Resume {
+                body: req.body.clone(),
+                request_id: req.request_id.clone(),
+                include_usage: req.include_usage,
             });
+            let resume_max = if resume.is_some() { limits.max_response_bytes } else { 0 };
+            let capture = (plan.key.is_some() && plan.store || self.config.history.store_bodies || resume.is_some())
+                .then(|| Capture {
+                    key: plan.key.clone().filter(|_| plan.store),
+                    max: (route.cache.max_entry_bytes as usize * 4).max(resume_max),
+                    buf: Vec::new(),
+                });
             let relay = Relay {
                 upstream: Box::pin(resp.bytes_stream()),
                 framer,
@@ -131,6 +140,9 @@ impl Gateway {
                 fin: fin.take(),
                 fault: stream_fault,
                 capture,
+                resume,
+                splice: None,
+                broken: None,
             };
             *response.body_mut() = Body::from_stream(relay.into_stream(first));
             return Ok(response);

@@ -12,6 +12,7 @@ pub use cached::CacheControl;
 mod error;
 mod finish;
 mod relay;
+mod resume;
 pub mod wire;
 
 pub use error::{Failed, ProxyError};

@@ -9,10 +9,11 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::timeout_at;
 
 use super::finish::Finish;
+use super::resume::{Resume, Splice};
 use crate::outcome::OutcomeClass;
 use crate::providers::fault::StreamFault;
 use crate::providers::openai::usage_in_events;
-use crate::providers::sse::{EventFramer, error_event};
+use crate::providers::sse::{EventFramer, error_event, error_event_at};
 
 /// Relays whole events as they arrive and ends a broken, truncated or stalled stream with an
 /// error event. Dropping it (the client went away) drops the upstream request.
@@ -29,6 +30,12 @@ pub(super) struct Relay {
     pub fin: Finish,
     pub fault: Option<StreamFault>,
     pub capture: Option<Capture>,
+    /// How to continue the answer elsewhere if the stream breaks (the route resumes).
+    pub resume: Option<Resume>,
+    /// Rewrites a continuation's events into the client's stream, after a resume.
+    pub splice: Option<Splice>,
+    /// A break found while relaying events, acted on once the events before it are sent.
+    pub broken: Option<String>,
 }
 
 /// A copy of a stream being relayed, for the cache and the history.
@@ -58,7 +65,9 @@ impl Relay {
                     }
                     _ => None,
                 };
-                let broke = if let Some(why) = injected {
+                let broke = if let Some(why) = r.broken.take() {
+                    why
+                } else if let Some(why) = injected {
                     why.to_string()
                 } else {
                     let until = idle_until.min(r.ends_by);
@@ -72,6 +81,20 @@ impl Relay {
                                     out.truncate(i);
                                 }
                                 r.framer.done = false;
+                            }
+                            if let Some(s) = &mut r.splice {
+                                let (spliced, broke) = s.rewrite(&out);
+                                out = spliced;
+                                if broke {
+                                    r.broken = Some("the provider sent an error event".into());
+                                }
+                                if let Some(t) = s.tokens {
+                                    r.fin.tokens = Some(t);
+                                }
+                            } else if let Some(i) = error_event_at(&out) {
+                                // Its text is the provider's, and may quote what it should not: not relayed.
+                                r.broken = Some("the provider sent an error event".into());
+                                out.truncate(i);
                             }
                             if r.framer.pending() > r.max_event {
                                 "the provider sent an event larger than proxy.max_event_bytes".to_string()
@@ -90,6 +113,9 @@ impl Relay {
                                     continue;
                                 }
                                 r.note_usage(&out);
+                                if let Some(t) = r.splice.as_ref().and_then(|s| s.tokens) {
+                                    r.fin.tokens = Some(t);
+                                }
                                 return Some((Ok(out), Some((r, idle_until, last_data))));
                             }
                         }
@@ -123,6 +149,11 @@ impl Relay {
                     r.fin.end_injected(OutcomeClass::StreamBroken, Some(200));
                 } else {
                     r.fin.end_attempt(OutcomeClass::StreamBroken, Some(200));
+                }
+                if r.resume().await {
+                    last_data = tokio::time::Instant::now();
+                    idle_until = last_data + r.idle;
+                    continue;
                 }
                 return Some((Ok(error_event("stream_broken", &msg)), None));
             }

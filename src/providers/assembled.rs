@@ -86,7 +86,10 @@ mod tests {
 data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n\
 data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n";
         let a = assemble(sse).unwrap();
-        assert_eq!((a.content.as_str(), a.deltas, a.id.as_str(), a.done, a.opaque), ("Hello", 2, Some("c"), false, false));
+        assert_eq!(
+            (a.content.as_str(), a.deltas, a.id.as_str(), a.done, a.opaque),
+            ("Hello", 2, Some("c"), false, false)
+        );
         assert!(a.finish.is_null());
         let tools = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0}]}}]}\n\n";
         assert!(assemble(tools).unwrap().opaque);

@@ -140,6 +140,28 @@ fn has_content(events: &[u8]) -> bool {
     false
 }
 
+/// Where the first event whose data is an error object (`data: {"error": ...}`) begins: what a
+/// provider sends when it fails in the middle of a stream.
+pub fn error_event_at(events: &[u8]) -> Option<usize> {
+    if !events.windows(7).any(|w| w == b"\"error\"") {
+        return None;
+    }
+    let (mut start, mut pos) = (0, 0);
+    for line in events.split_inclusive(|&b| b == b'\n') {
+        let l = line.trim_ascii_end();
+        if l.is_empty() {
+            start = pos + line.len();
+        } else if let Some(d) = l.strip_prefix(b"data:")
+            && let Some(rest) = d.trim_ascii_start().strip_prefix(b"{")
+            && rest.trim_ascii_start().starts_with(b"\"error\"")
+        {
+            return Some(start);
+        }
+        pos += line.len();
+    }
+    None
+}
+
 /// The SSE event that ends a stream the gateway could not finish: an OpenAI-style error object.
 pub fn error_event(code: &str, message: &str) -> Bytes {
     let body = serde_json::json!({ "error": { "message": message, "type": "upstream_error", "code": code } });
@@ -195,6 +217,15 @@ mod tests {
         assert!(!f.finished, "null is not a finish");
         f.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{},\"finish_reason\": \"stop\"}]}\n\n"));
         assert!(f.finished && !f.done);
+    }
+
+    #[test]
+    fn error_events_are_found_where_they_begin() {
+        let ok = b"data: {\"choices\":[{\"delta\":{\"content\":\"the \\\"error\\\": x\"}}]}\n\n";
+        assert_eq!(error_event_at(ok), None, "text that mentions an error is not one");
+        let mut both = ok.to_vec();
+        both.extend_from_slice(b"data: { \"error\": {\"message\":\"overloaded\"}}\r\n\r\n");
+        assert_eq!(error_event_at(&both), Some(ok.len()));
     }
 
     #[test]

@@ -44,8 +44,9 @@ pub fn config_toml(listen: SocketAddr, data_dir: &Path, sims: &[Arc<SimHandle>])
     toml += "[proxy]\nfirst_byte_timeout_ms = 5000\nattempt_timeout_ms = 20000\nstream_idle_timeout_ms = 5000\n\n";
     // The demo opts in to the cache (it is off unless a config asks), so stale-if-error and hits show.
     toml += "[cache]\nenabled = true\n\n";
+    // Simulated providers continue a partial answer, so a broken stream is finished elsewhere.
     for s in sims {
-        toml += &format!("[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\n\n", s.name, s.base_url());
+        toml += &format!("[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\nprefill = true\n\n", s.name, s.base_url());
     }
     toml += "[[routes]]\nmodel = \"chat\"\ntargets = [\n  { provider = \"swift\", model = \"sim-chat\", weight = 50 },\n  \
              { provider = \"steady\", model = \"sim-chat\", weight = 30 },\n  { provider = \"flaky\", model = \"sim-chat\", weight = 20 },\n]\n\n";

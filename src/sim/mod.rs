@@ -43,6 +43,10 @@ pub struct Behavior {
     /// Abort streams (drop the connection) after this many events.
     #[arg(long)]
     pub cut_after: Option<u32>,
+    /// End streams after this many events with an error event (`data: {"error": ...}`), as a
+    /// provider that fails in the middle of an answer does.
+    #[arg(long)]
+    pub error_event_after: Option<u32>,
     /// Stop sending on streams after this many events, keeping the connection open.
     #[arg(long)]
     pub stall_after: Option<u32>,
@@ -100,6 +104,7 @@ impl Default for Behavior {
             hang: false,
             cut_after: None,
             stall_after: None,
+            error_event_after: None,
             reply_tokens: 24,
             uuid_request_ids: false,
             pad_bytes: 0,

@@ -257,6 +257,7 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
             pace,
             cut_after: b.cut_after,
             stall_after: b.stall_after,
+            error_after: b.error_event_after,
             keepalive: b.keepalive_ms.map(Duration::from_millis),
             first_token_delay: b.first_token_delay_ms.map(Duration::from_millis),
             finished: false,

@@ -162,6 +162,7 @@ pub(super) struct SimStream {
     pub(super) pace: Option<Duration>,
     pub(super) cut_after: Option<u32>,
     pub(super) stall_after: Option<u32>,
+    pub(super) error_after: Option<u32>,
     pub(super) keepalive: Option<Duration>,
     pub(super) first_token_delay: Option<Duration>,
     pub(super) finished: bool,
@@ -186,6 +187,11 @@ impl SimStream {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 s.finished = true;
                 return Some((Err(std::io::Error::other("simulated cut")), s));
+            }
+            if s.error_after.is_some_and(|n| sent >= n) {
+                s.finished = true;
+                let e = json!({ "error": { "message": "Overloaded", "type": "overloaded_error", "code": null } });
+                return Some((Ok(Bytes::from(format!("data: {e}\n\n"))), s));
             }
             if s.stall_after.is_some_and(|n| sent >= n) {
                 std::future::pending::<()>().await;
