@@ -89,6 +89,7 @@ fn fixture(busy: bool) -> Snapshot {
         share_recent: busy.then_some(w as f64 / 100.0),
         series: if busy { series(now, rate, ms, fail) } else { vec![] },
         minutes: vec![],
+        hedges: (0, 0),
     };
     Snapshot {
         uptime_s: now,
@@ -193,8 +194,10 @@ fn one_fault_injected_one_drained_one_degraded() {
     s.providers[1].drained = true;
     s.providers[2].status = Status::Degraded;
     s.routes[0].targets[2].weight = 40;
+    s.routes[0].targets[2].hedges = (12, 7);
     let t = render(&app(s), &Theme::color(), 120, 36);
     let out = text(&t);
+    assert!(out.contains("hedged 12 won 7"), "hedges on a target are counted in its row");
     assert!(out.contains("FAULT swift: down (until cleared)"), "banner names the fault");
     assert!(out.contains("FAULT:down") && out.contains("drained") && out.contains("degraded"), "state as text");
     assert!(out.contains("20→40"), "override shown apart from the config's weight");

@@ -74,3 +74,9 @@ pub const PRIMARY_RETRY_WAIT_MAX_MS: u64 = 2_000;
 pub const STALL_FACTOR: f64 = 10.0;
 /// `[proxy] stall_floor_ms`.
 pub const STALL_FLOOR_MS: u64 = 2_000;
+
+/// Adaptive hedging starts a hedge past the target's recent p99 times this ...
+pub const HEDGE_FACTOR: f64 = 1.0;
+
+/// ... and not before this.
+pub const HEDGE_FLOOR_MS: u64 = 100;

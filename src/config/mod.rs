@@ -37,7 +37,7 @@ mod store;
 pub use clients::{ClientConfig, key_digest};
 pub use health::{HealthConfig, ProbeKind};
 pub use providers::{Prefill, ProviderConfig, ProviderKind, Secret};
-pub use routes::{Canary, RouteConfig, Strategy, TargetConfig};
+pub use routes::{Canary, Hedge, RouteConfig, Strategy, TargetConfig};
 pub use rules::{Rule, RuleAction};
 pub use server::{ConnLimits, ProxyConfig, ServerConfig, Timeouts};
 use server::{RawProxy, RawServer, RawTimeouts};

@@ -38,6 +38,16 @@ pub struct Canary {
     pub max_error_rate: f64,
 }
 
+/// When a route starts a hedge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Hedge {
+    /// After this long without an answer.
+    After(Duration),
+    /// After `[proxy] hedge_factor` times the target's recent p99, at least `hedge_floor_ms`
+    /// (no hedge until it has one).
+    Adaptive,
+}
+
 /// One (provider, upstream model, weight) inside a route.
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
@@ -76,6 +86,9 @@ pub struct RouteConfig {
     pub rules: Vec<Rule>,
     /// Its cache settings.
     pub cache: RouteCache,
+    /// When to start a hedge: a parallel attempt on another target while the first has not
+    /// answered (for streams: produced content). `None`: never.
+    pub hedge: Option<Hedge>,
     /// Whether a stream that breaks after content reached the client is continued on another
     /// target that can take a prefill (`resume`, on by default where such a target exists).
     pub resume: bool,
@@ -112,6 +125,7 @@ pub(super) struct RawRoute {
     pub(super) rules: Vec<RawRule>,
     pub(super) cache: Option<store::RawRouteCache>,
     pub(super) resume: Option<Spanned<bool>>,
+    pub(super) hedge_after_ms: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +243,22 @@ impl Ctx<'_> {
                 Some(on) => *on.get_ref(),
                 None => capable,
             };
+            let hedge = match r.hedge_after_ms {
+                None => None,
+                Some(h) => {
+                    let bad = |msg: &str| Err(cx.err(Some(h.span()), key("hedge_after_ms"), msg.to_string()));
+                    if targets.len() < 2 {
+                        return bad("hedging needs a second target to race");
+                    }
+                    match h.get_ref() {
+                        toml::Value::String(s) if s == "auto" => Some(Hedge::Adaptive),
+                        toml::Value::Integer(ms) if (1..=MAX_MS as i64).contains(ms) => {
+                            Some(Hedge::After(Duration::from_millis(*ms as u64)))
+                        }
+                        _ => return bad(&format!("must be a number of ms (1 to {MAX_MS}) or \"auto\"")),
+                    }
+                }
+            };
             let mut rules = Vec::with_capacity(r.rules.len());
             for (j, rule) in r.rules.iter().enumerate() {
                 let rkey = |k: &str| format!("routes[{i}].rules[{j}].{k}");
@@ -275,6 +305,7 @@ impl Ctx<'_> {
                 },
                 targets,
                 resume,
+                hedge,
             });
         }
         if routes.is_empty() {

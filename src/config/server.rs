@@ -99,6 +99,11 @@ pub struct ProxyConfig {
     pub stall_factor: f64,
     /// ... but never sooner than this (and never later than `stream_idle_timeout_ms`).
     pub stall_floor: Duration,
+    /// Adaptive hedging (`hedge_after_ms = "auto"`) starts a hedge after this many times the
+    /// target's recent p99 (time to first token for streams, whole answer otherwise) ...
+    pub hedge_factor: f64,
+    /// ... and never sooner than this.
+    pub hedge_floor: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -137,6 +142,8 @@ pub(super) struct RawProxy {
     pub(super) primary_retry_wait_max_ms: Option<Spanned<u64>>,
     pub(super) stall_factor: Option<Spanned<f64>>,
     pub(super) stall_floor_ms: Option<Spanned<u64>>,
+    pub(super) hedge_factor: Option<Spanned<f64>>,
+    pub(super) hedge_floor_ms: Option<Spanned<u64>>,
 }
 
 /// The timeout keys that both `[proxy]` and a provider may set (serde's `flatten` cannot be
@@ -286,6 +293,8 @@ impl Ctx<'_> {
             )?),
             stall_factor: cx.number(p.stall_factor, defaults::STALL_FACTOR, "proxy.stall_factor", 1.0, 1000.0)?,
             stall_floor: cx.ms(p.stall_floor_ms, defaults::STALL_FLOOR_MS, "proxy.stall_floor_ms")?,
+            hedge_factor: cx.number(p.hedge_factor, defaults::HEDGE_FACTOR, "proxy.hedge_factor", 0.1, 100.0)?,
+            hedge_floor: cx.ms(p.hedge_floor_ms, defaults::HEDGE_FLOOR_MS, "proxy.hedge_floor_ms")?,
         })
     }
 }

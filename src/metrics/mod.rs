@@ -93,6 +93,8 @@ pub struct Summary {
     pub p99_ms: Option<f64>,
     /// Median time to first token of streams.
     pub ttft_p50_ms: Option<f64>,
+    /// 99th percentile time to first token of streams.
+    pub ttft_p99_ms: Option<f64>,
     /// Tokens in and out over the last [`RECENT_S`] seconds.
     pub tokens_recent: (u64, u64),
 }
@@ -261,6 +263,7 @@ impl Window {
         sum.p95_ms = ms(&lat, 0.95);
         sum.p99_ms = ms(&lat, 0.99);
         sum.ttft_p50_ms = ms(&ttft, 0.5);
+        sum.ttft_p99_ms = ms(&ttft, 0.99);
         sum
     }
 

@@ -38,7 +38,12 @@ pub enum OutcomeClass {
     Auth,
     /// The request is longer than the target's context window (a 400 that says so).
     ContextLength,
+    /// A hedge raced it and answered first: cancelled, no verdict on its provider.
+    Outpaced,
 }
+
+/// How many outcome classes there are.
+pub const CLASSES: usize = 11;
 
 /// Whose doing an outcome was. Every consumer that counts failures asks this and nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,7 +61,7 @@ pub enum Blame {
     /// The provider refused the client's request (a 4xx other than 429): the answer goes back
     /// to the client as it is; never retried, never counted against the provider.
     Client,
-    /// The client went away first: no verdict on anyone.
+    /// The client went away first, or a hedge answered first: no verdict on anyone.
     Cancelled,
     /// The provider refused the gateway's own credentials: the operator's problem, neither the
     /// client's (its request is fine: it fails over, and the refusal never reaches it) nor the
@@ -78,7 +83,7 @@ pub enum Retry {
 
 impl OutcomeClass {
     /// Every class, in a fixed order (the order of per-class counters).
-    pub const ALL: [OutcomeClass; 10] = [
+    pub const ALL: [OutcomeClass; CLASSES] = [
         OutcomeClass::Ok,
         OutcomeClass::Connect,
         OutcomeClass::Timeout,
@@ -89,6 +94,7 @@ impl OutcomeClass {
         OutcomeClass::ClientClosed,
         OutcomeClass::Auth,
         OutcomeClass::ContextLength,
+        OutcomeClass::Outpaced,
     ];
 
     /// Short, stable label for logs, metrics, history and error messages.
@@ -104,6 +110,7 @@ impl OutcomeClass {
             OutcomeClass::ClientClosed => "client_closed",
             OutcomeClass::Auth => "auth",
             OutcomeClass::ContextLength => "context_length",
+            OutcomeClass::Outpaced => "outpaced",
         }
     }
 
@@ -126,7 +133,7 @@ impl OutcomeClass {
             }
             OutcomeClass::Http429 => Blame::RateLimit,
             OutcomeClass::Http4xx | OutcomeClass::ContextLength => Blame::Client,
-            OutcomeClass::ClientClosed => Blame::Cancelled,
+            OutcomeClass::ClientClosed | OutcomeClass::Outpaced => Blame::Cancelled,
             OutcomeClass::Auth => Blame::Credentials,
         }
     }
@@ -190,8 +197,19 @@ impl OutcomeClass {
 /// so the console's `err%` and `llmgw history --summary` cannot disagree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
-    /// Outcomes by [`OutcomeClass::ALL`].
-    pub by_class: [u64; 10],
+    /// Outcomes by [`OutcomeClass::ALL`]. Tallies kept before a class was added (shorter)
+    /// still read.
+    #[serde(deserialize_with = "any_length")]
+    pub by_class: [u64; CLASSES],
+}
+
+fn any_length<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u64; CLASSES], D::Error> {
+    let v = Vec::<u64>::deserialize(d)?;
+    let mut a = [0; CLASSES];
+    for (x, y) in a.iter_mut().zip(v) {
+        *x = y;
+    }
+    Ok(a)
 }
 
 impl Tally {

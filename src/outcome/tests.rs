@@ -46,3 +46,11 @@ fn the_failure_rate_leaves_out_departed_clients() {
     assert_eq!(t.provider_failures(), 1);
     assert_eq!(t.failure_rate(), Some(0.25));
 }
+
+#[test]
+fn a_lost_hedge_is_no_verdict_and_old_tallies_still_read() {
+    let o = OutcomeClass::Outpaced;
+    assert!(o.blame() == Blame::Cancelled && !o.retryable() && !o.is_provider_failure() && !o.answered_client());
+    let old: Tally = serde_json::from_str(r#"{"by_class":[3,1,0,0,0,0,0,0,0,0]}"#).unwrap();
+    assert_eq!((old.of(OutcomeClass::Ok), old.of(OutcomeClass::Connect), old.total()), (3, 1, 4));
+}

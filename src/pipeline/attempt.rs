@@ -2,8 +2,9 @@
 //! (or its absence) means, ending in the attempt's outcome.
 
 use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::finish::Finish;
@@ -17,9 +18,40 @@ use crate::providers::fault::{Call, StreamFault, Verdict, before_call};
 use crate::providers::openai::{ApiPath, context_length_exceeded, usage_of};
 use crate::providers::sse::EventFramer;
 
+/// How far an attempt got before anything reached the client.
+// Moved once per attempt and never stored: boxing the stream would cost an allocation per
+// streamed request on the hot path for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Reached {
+    /// A stream whose first real content has arrived (read into `head`).
+    Stream {
+        status: StatusCode,
+        headers: HeaderMap,
+        resp: reqwest::Response,
+        framer: EventFramer,
+        head: Bytes,
+        fault: Option<StreamFault>,
+    },
+    /// A whole answer: a success, or a refusal that is the client's (`class` says which).
+    Body { status: StatusCode, headers: HeaderMap, body: Bytes, class: OutcomeClass },
+}
+
+/// How an attempt failed before anything reached the client.
+pub(super) struct Missed {
+    pub class: OutcomeClass,
+    pub status: Option<u16>,
+    /// A drill's fault did it.
+    pub injected: bool,
+}
+
+fn missed(class: OutcomeClass, status: Option<u16>) -> Missed {
+    Missed { class, status, injected: false }
+}
+
 impl Gateway {
-    /// One attempt on target `t`. On success (or a client error that must not be retried) the
-    /// response is committed and returned; otherwise the failure, already recorded.
+    /// One attempt on target `t`, already begun in `fin`. On success (or a client error that
+    /// must not be retried) the response is committed and returned; otherwise the failure,
+    /// already recorded.
     pub(super) async fn attempt(
         &self,
         req: &ProxyRequest,
@@ -29,6 +61,34 @@ impl Gateway {
         rng: &mut fastrand::Rng,
         plan: &cached::Plan,
     ) -> Result<Response, OutcomeClass> {
+        let reached = self.reach(req, t, deadline, rng).await;
+        self.settle(reached, req, t, fin, plan)
+    }
+
+    /// Records a missed attempt, or commits a reached one (see [`Gateway::attempt`]).
+    pub(super) fn settle(
+        &self,
+        reached: Result<Reached, Missed>,
+        req: &ProxyRequest,
+        t: usize,
+        fin: &mut Finish,
+        plan: &cached::Plan,
+    ) -> Result<Response, OutcomeClass> {
+        match reached {
+            Ok(r) => self.commit(req, t, r, fin, plan),
+            Err(m) => Err(fin.end(m.class, m.status, m.injected)),
+        }
+    }
+
+    /// Calls target `t` and reads until something can go to the client: the first content of a
+    /// stream, or a whole answer. Nothing is recorded or committed, so two of these can race.
+    pub(super) async fn reach(
+        &self,
+        req: &ProxyRequest,
+        t: usize,
+        deadline: Instant,
+        rng: &mut fastrand::Rng,
+    ) -> Result<Reached, Missed> {
         let route = &self.config.routes[req.route];
         let target = &route.targets[t];
         let up = &self.upstreams[target.provider];
@@ -46,17 +106,17 @@ impl Gateway {
                 if let Some(wait) = hold_back {
                     self.live.hold_back(target.provider, wait, Instant::now());
                 }
-                return Err(fin.end_injected(class, status));
+                return Err(Missed { class, status, injected: true });
             }
         };
 
         let body = rewrite_model(&req.body, req.model_span.clone(), &target.model);
         let request_id = req.request_id.to_str().unwrap_or("");
         let mut resp = match tokio::time::timeout_at(first_byte_by, up.post(req.path, body, request_id)).await {
-            Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, None)),
+            Err(_) => return Err(missed(OutcomeClass::Timeout, None)),
             Ok(Err(e)) => {
                 tracing::debug!(provider = %up.name, error = %e, "attempt failed");
-                return Err(fin.end_attempt(classify(&e), None));
+                return Err(missed(classify(&e), None));
             }
             Ok(Ok(resp)) => resp,
         };
@@ -66,14 +126,14 @@ impl Gateway {
             // 429 is not ill health: the provider is held back for as long as it asks.
             let wait = retry_after(resp.headers()).unwrap_or(self.config.health.retry_after_default);
             self.live.hold_back(target.provider, wait, Instant::now());
-            return Err(fin.end_attempt(OutcomeClass::Http429, code));
+            return Err(missed(OutcomeClass::Http429, code));
         }
         if status.is_server_error() {
-            return Err(fin.end_attempt(OutcomeClass::Http5xx, code));
+            return Err(missed(OutcomeClass::Http5xx, code));
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // The operator's key, not the client's request: fail over, never pass it back.
-            return Err(fin.end_attempt(OutcomeClass::Auth, code));
+            return Err(missed(OutcomeClass::Auth, code));
         }
         let headers = std::mem::take(resp.headers_mut());
         let is_sse = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
@@ -88,22 +148,22 @@ impl Gateway {
                 // same way when it comes too late.
                 if Instant::now() + d >= first_token_by {
                     tokio::time::sleep_until(first_token_by).await;
-                    return Err(fin.end_injected(OutcomeClass::Timeout, code));
+                    return Err(Missed { class: OutcomeClass::Timeout, status: code, injected: true });
                 }
                 tokio::time::sleep(d).await;
             }
             let mut framer = EventFramer::default();
             let mut head = bytes::BytesMut::new();
             let limits = &self.config.proxy;
-            let first = loop {
+            let head = loop {
                 match tokio::time::timeout_at(first_token_by, resp.chunk()).await {
-                    Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
-                    Ok(Err(_)) | Ok(Ok(None)) => return Err(fin.end_attempt(OutcomeClass::StreamBroken, code)),
+                    Err(_) => return Err(missed(OutcomeClass::Timeout, code)),
+                    Ok(Err(_)) | Ok(Ok(None)) => return Err(missed(OutcomeClass::StreamBroken, code)),
                     Ok(Ok(Some(chunk))) => {
                         head.extend_from_slice(&framer.push(chunk));
                         if framer.pending() + head.len() > limits.max_event_bytes {
                             tracing::warn!(provider = %up.name, "stream event over proxy.max_event_bytes: failing over");
-                            return Err(fin.end_attempt(OutcomeClass::StreamBroken, code));
+                            return Err(missed(OutcomeClass::StreamBroken, code));
                         }
                         if framer.content {
                             break head.freeze();
@@ -111,69 +171,90 @@ impl Gateway {
                     }
                 }
             };
-            fin.ttft();
-            fin.record.status = status.as_u16();
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = status;
-            copy_headers(&headers, response.headers_mut());
-            fin.decorate(response.headers_mut());
-            // Keep a copy of the stream when the cache or the history wants the whole answer, or
-            // a resume would need the partial one.
-            let resume = (route.resume && req.path == ApiPath::ChatCompletions).then(|| Resume {
-                body: req.body.clone(),
-                request_id: req.request_id.clone(),
-                include_usage: req.include_usage,
-            });
-            let resume_max = if resume.is_some() { limits.max_response_bytes } else { 0 };
-            let capture = (plan.key.is_some() && plan.store || self.config.history.store_bodies || resume.is_some())
-                .then(|| Capture {
-                    key: plan.key.clone().filter(|_| plan.store),
-                    max: (route.cache.max_entry_bytes as usize * 4).max(resume_max),
-                    buf: Vec::new(),
-                });
-            let relay = Relay {
-                upstream: Box::pin(resp.bytes_stream()),
-                framer,
-                idle: self.live.stall_window(target.provider),
-                max_event: limits.max_event_bytes,
-                ends_by: Instant::now() + limits.max_stream,
-                fin: fin.take(),
-                fault: stream_fault,
-                capture,
-                resume,
-                splice: None,
-                broken: None,
-            };
-            *response.body_mut() = Body::from_stream(relay.into_stream(first));
-            return Ok(response);
+            return Ok(Reached::Stream { status, headers, resp, framer, head, fault: stream_fault });
         }
 
         let max = self.config.proxy.max_response_bytes;
         let body = match tokio::time::timeout_at(read_by, read_bounded(&mut resp, max)).await {
-            Err(_) => return Err(fin.end_attempt(OutcomeClass::Timeout, code)),
-            Ok(Err(Some(e))) => return Err(fin.end_attempt(classify(&e), code)),
+            Err(_) => return Err(missed(OutcomeClass::Timeout, code)),
+            Ok(Err(Some(e))) => return Err(missed(classify(&e), code)),
             Ok(Err(None)) => {
                 tracing::warn!(provider = %up.name, "answer over proxy.max_response_bytes ({max}): failing over");
-                return Err(fin.end_attempt(OutcomeClass::StreamBroken, code));
+                return Err(missed(OutcomeClass::StreamBroken, code));
             }
             Ok(Ok(b)) => b,
         };
+        if status.is_success() {
+            return Ok(Reached::Body { status, headers, body, class: OutcomeClass::Ok });
+        }
+        let key = self.config.providers[target.provider].api_key.as_ref().map(|k| k.expose());
+        let class = if status == StatusCode::BAD_REQUEST && context_length_exceeded(&body) {
+            OutcomeClass::ContextLength
+        } else {
+            OutcomeClass::Http4xx
+        };
+        Ok(Reached::Body { status, headers, body: sanitize_error(body, key), class })
+    }
+
+    /// Sends what an attempt reached to the client: a relayed stream, or the whole answer (a
+    /// refusal for a too-long request is kept aside while a larger target is tried).
+    fn commit(
+        &self,
+        req: &ProxyRequest,
+        t: usize,
+        reached: Reached,
+        fin: &mut Finish,
+        plan: &cached::Plan,
+    ) -> Result<Response, OutcomeClass> {
+        let route = &self.config.routes[req.route];
+        let target = &route.targets[t];
         fin.ttft();
-        let (class, body) = if status.is_success() {
+        let (status, headers, body, class) = match reached {
+            Reached::Stream { status, headers, resp, framer, head, fault } => {
+                fin.record.status = status.as_u16();
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = status;
+                copy_headers(&headers, response.headers_mut());
+                fin.decorate(response.headers_mut());
+                let limits = &self.config.proxy;
+                // Keep a copy of the stream when the cache or the history wants the whole
+                // answer, or a resume would need the partial one.
+                let resume = (route.resume && req.path == ApiPath::ChatCompletions).then(|| Resume {
+                    body: req.body.clone(),
+                    request_id: req.request_id.clone(),
+                    include_usage: req.include_usage,
+                });
+                let resume_max = if resume.is_some() { limits.max_response_bytes } else { 0 };
+                let wanted = plan.key.is_some() && plan.store || self.config.history.store_bodies || resume.is_some();
+                let capture = wanted.then(|| Capture {
+                    key: plan.key.clone().filter(|_| plan.store),
+                    max: (route.cache.max_entry_bytes as usize * 4).max(resume_max),
+                    buf: Vec::new(),
+                });
+                let relay = Relay {
+                    upstream: Box::pin(resp.bytes_stream()),
+                    framer,
+                    idle: self.live.stall_window(target.provider),
+                    max_event: limits.max_event_bytes,
+                    ends_by: Instant::now() + limits.max_stream,
+                    fin: fin.take(),
+                    fault,
+                    capture,
+                    resume,
+                    splice: None,
+                    broken: None,
+                };
+                *response.body_mut() = Body::from_stream(relay.into_stream(head));
+                return Ok(response);
+            }
+            Reached::Body { status, headers, body, class } => (status, headers, body, class),
+        };
+        if class == OutcomeClass::Ok {
             fin.tokens = usage_of(&body);
             if status == StatusCode::OK {
                 self.cache_store(plan, route, req.path, &body);
             }
-            (OutcomeClass::Ok, body)
-        } else {
-            let key = self.config.providers[target.provider].api_key.as_ref().map(|k| k.expose());
-            let class = if status == StatusCode::BAD_REQUEST && context_length_exceeded(&body) {
-                OutcomeClass::ContextLength
-            } else {
-                OutcomeClass::Http4xx
-            };
-            (class, sanitize_error(body, key))
-        };
+        }
         fin.record.status = status.as_u16();
         if self.config.history.store_bodies {
             fin.response_body = Some(body.clone());
@@ -181,7 +262,7 @@ impl Gateway {
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;
         copy_headers(&headers, response.headers_mut());
-        fin.end_attempt(class, code);
+        fin.end_attempt(class, Some(status.as_u16()));
         fin.decorate(response.headers_mut());
         if class.retry() == Retry::LargerContext {
             // Kept as the client's answer unless a target with a larger window does better.

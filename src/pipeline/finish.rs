@@ -36,6 +36,8 @@ pub(super) struct Finish {
     pub refusal: Option<axum::response::Response>,
     /// Whether the attempt under way continues a broken stream's answer.
     pub resuming: bool,
+    /// A hedge racing the attempt under way: (target, provider, start).
+    other: Option<(usize, usize, Instant)>,
 }
 
 impl Finish {
@@ -62,6 +64,7 @@ impl Finish {
             response_body: None,
             refusal: None,
             resuming: false,
+            other: None,
         }
     }
 
@@ -79,6 +82,7 @@ impl Finish {
             response_body: None,
             refusal: None,
             resuming: false,
+            other: None,
         };
         std::mem::replace(self, placeholder)
     }
@@ -87,6 +91,28 @@ impl Finish {
         self.gw.live.attempt_started(provider);
         self.current = Some((target, provider, Instant::now()));
         self.trial = trial;
+    }
+
+    /// A hedge starts on `target` beside the attempt under way.
+    pub fn begin_hedge(&mut self, target: usize, provider: usize) {
+        self.gw.live.attempt_started(provider);
+        self.other = Some((target, provider, Instant::now()));
+    }
+
+    /// Ends the hedge (the attempt under way goes on).
+    pub fn end_hedge(&mut self, class: OutcomeClass, status: Option<u16>, injected: bool) {
+        let trial = std::mem::take(&mut self.trial);
+        std::mem::swap(&mut self.current, &mut self.other);
+        self.end(class, status, injected);
+        self.current = self.other.take();
+        self.trial = trial;
+    }
+
+    /// The hedge is now the attempt under way: the one it raced ended already, or is ended
+    /// here as outpaced.
+    pub fn adopt_hedge(&mut self) {
+        self.end(OutcomeClass::Outpaced, None, false);
+        self.current = self.other.take();
     }
 
     /// Ends the attempt under way; returns `class` for the caller's convenience.
@@ -99,7 +125,8 @@ impl Finish {
         self.end(class, status, true)
     }
 
-    fn end(&mut self, class: OutcomeClass, status: Option<u16>, injected: bool) -> OutcomeClass {
+    /// Ends the attempt under way, saying whether a drill's fault caused it.
+    pub fn end(&mut self, class: OutcomeClass, status: Option<u16>, injected: bool) -> OutcomeClass {
         if let Some((target, provider, t0)) = self.current.take() {
             let now = Instant::now();
             let resumed = std::mem::take(&mut self.resuming);
@@ -141,6 +168,9 @@ impl Drop for Finish {
             return;
         }
         self.end_attempt(OutcomeClass::ClientClosed, None);
+        if self.other.is_some() {
+            self.end_hedge(OutcomeClass::ClientClosed, None, false);
+        }
         let now = Instant::now();
         self.record.total = now - self.start;
         self.record.tokens = self.tokens;

@@ -11,6 +11,7 @@ mod cached;
 pub use cached::CacheControl;
 mod error;
 mod finish;
+mod hedge;
 mod relay;
 mod resume;
 pub mod wire;
@@ -210,7 +211,13 @@ impl Gateway {
             }
             tried |= 1 << t;
             fin.begin_attempt(t, route.targets[t].provider, trial);
-            let class = match self.attempt(&req, t, deadline, &mut fin, &mut rng, &plan).await {
+            // The first attempt may be joined by a hedge when it is slow to answer.
+            let hedge = if n == 0 { self.live.hedge_after(req.route, t, req.stream) } else { None };
+            let result = match hedge {
+                Some(after) => self.hedged(&req, t, after, deadline, &mut fin, &mut rng, &plan, &mut tried).await,
+                None => self.attempt(&req, t, deadline, &mut fin, &mut rng, &plan).await,
+            };
+            let class = match result {
                 Ok(response) => return Ok(response),
                 Err(class) => class,
             };

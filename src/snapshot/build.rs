@@ -67,6 +67,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                         share_recent: None,
                         series: w.series(sec, WINDOW_S),
                         minutes: live.minutes(r, t),
+                        hedges: live.hedges(r, t),
                     }
                 })
                 .collect();

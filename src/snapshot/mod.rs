@@ -113,6 +113,9 @@ pub struct TargetView {
     pub series: Vec<Second>,
     /// Per-minute history of the last hours (kept across restarts), oldest first.
     pub minutes: Vec<crate::metrics::Minute>,
+    /// Hedges started on this target since the gateway started, and how many answered first.
+    #[serde(default)]
+    pub hedges: (u64, u64),
 }
 
 /// One route.

@@ -37,6 +37,7 @@ impl TargetState {
             canary: std::sync::Mutex::new(t.canary.map(|_| CanaryState { last_step_s: 0, rolled_back: false })),
             rule: std::sync::atomic::AtomicI64::new(RULE_NONE),
             minutes: Default::default(),
+            hedge: Default::default(),
         }
     }
 
@@ -312,6 +313,7 @@ impl Live {
                 self.health_event(p, t, now);
             }
         }
+        self.hedge_tick(sec);
         for (r, route) in self.config.routes.iter().enumerate() {
             for rule in &route.rules {
                 let Some(t) = route.targets.iter().position(|t| t.provider == rule.provider) else { continue };

@@ -23,6 +23,7 @@ use crate::router::budget::RetryBudget;
 mod command;
 mod events;
 mod health;
+mod hedge;
 mod minutes;
 mod record;
 
@@ -81,6 +82,8 @@ struct TargetState {
     rule: std::sync::atomic::AtomicI64,
     /// Per-minute aggregates of the last hours (from the store at start, then rolled up).
     minutes: Mutex<VecDeque<Minute>>,
+    /// Hedging on this target: when to start one, and how many started and won.
+    hedge: hedge::HedgeState,
 }
 
 /// Minutes of history kept in memory for the long charts: 6 hours.

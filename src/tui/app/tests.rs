@@ -24,6 +24,7 @@ fn snap() -> Arc<Snapshot> {
         share_recent: None,
         series: vec![],
         minutes: vec![],
+        hedges: (0, 0),
     };
     Arc::new(Snapshot {
         uptime_s: 10,

@@ -113,10 +113,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         if wide {
             let error = p.last_error.as_ref().map(|(label, ago)| format!("{label} {ago:.0}s ago"));
             let probe = p.probe.as_ref().map(|probe| format!("probe {}", probe.recent));
-            let last = match (error, probe) {
-                (Some(e), Some(p)) => format!("{e} · {p}"),
-                (e, p) => e.or(p).unwrap_or_else(|| "-".into()),
-            };
+            let hedges = (t.hedges.0 > 0).then(|| format!("hedged {} won {}", t.hedges.0, t.hedges.1));
+            let last = [error, probe, hedges].into_iter().flatten().collect::<Vec<_>>().join(" · ");
+            let last = if last.is_empty() { "-".to_string() } else { last };
             cells.push(Cell::from(last));
         }
         let row = Row::new(cells);
