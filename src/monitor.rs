@@ -31,12 +31,11 @@ pub fn spawn(
             let cfg = live.config().health.clone();
             // Spread the providers' probes over the interval instead of firing them together.
             let offset = cfg.probe_interval.mul_f64(fastrand::f64());
-            let mut tick = tokio::time::interval_at(Instant::now() + offset, cfg.probe_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next = Instant::now() + offset;
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tick.tick() => {}
+                    _ = tokio::time::sleep_until(next) => {}
                 }
                 let start = Instant::now();
                 let ok = tokio::select! {
@@ -44,6 +43,10 @@ pub fn spawn(
                     _ = cancel.cancelled() => return,
                 };
                 live.probe_result(p, ok, start.elapsed(), Instant::now());
+                // A provider out of rotation is probed more often, so it returns within seconds
+                // of recovering rather than within a whole interval (or a doubled ejection).
+                let every = if live.out_of_rotation(p) { cfg.unhealthy_probe_interval } else { cfg.probe_interval };
+                next = start + every;
             }
         }));
     }

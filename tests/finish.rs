@@ -85,6 +85,31 @@ async fn a_recovered_primary_takes_its_traffic_back_within_a_probe_interval_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_default_settings_a_primary_down_then_up_is_back_within_10_s_at_one_request_every_4_s() {
+    // 503 to everything, probes too, for 10 s; default [health]; sparse traffic, so half-open
+    // trials during the outage fail and ejections grow, as in production.
+    let down = std::time::Duration::from_secs(10);
+    let a = sim("a", Behavior { down_for_ms: Some(down.as_millis() as u64), ..instant() }).await;
+    let b = sim("b", instant()).await;
+    let gw = gateway(&priority(&a, &b, "", "")).await;
+    let started = Instant::now();
+    let c = client();
+    for i in 0u32.. {
+        tokio::time::sleep_until(started + std::time::Duration::from_secs(4) * i).await;
+        let r = c.post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "clients never see the outage");
+        let by = r.headers()["x-llmgw-provider"].to_str().unwrap().to_string();
+        let at = started.elapsed();
+        if at > down && by == "a" {
+            break;
+        }
+        assert!(at < down + std::time::Duration::from_millis(10_500), "the primary is not back 10 s after recovering");
+    }
+    let ejected = gw.gw.live.events(50).iter().any(|e| e.text.contains("eject"));
+    assert!(ejected, "the outage did eject the primary: {:?}", gw.gw.live.events(50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_priority_routes_first_choice_gets_one_more_try_after_a_blip() {
     for blip in [
         Behavior { fail_first: 1, error_status: 500, ..instant() },

@@ -46,6 +46,9 @@ pub const RETRY_BUDGET: f64 = 0.2;
 pub const RETRY_FLOOR_PER_S: f64 = 3.0;
 /// `[health] probe_interval_ms`.
 pub const PROBE_INTERVAL_MS: u64 = 10_000;
+
+/// Probes of a provider out of rotation, so its recovery is seen within seconds.
+pub const UNHEALTHY_PROBE_INTERVAL_MS: u64 = 2_000;
 /// `[health] probe_timeout_ms`.
 pub const PROBE_TIMEOUT_MS: u64 = 5_000;
 /// `[health] unhealthy_after`.

@@ -26,6 +26,10 @@ pub struct HealthConfig {
     pub probe: ProbeKind,
     /// Time between probes of one provider.
     pub probe_interval: Duration,
+    /// Time between probes of a provider out of rotation (ejected, failing its probes, or
+    /// refusing the gateway's key), so a recovery is seen within seconds. At most
+    /// `probe_interval`.
+    pub unhealthy_probe_interval: Duration,
     /// A probe slower than this fails.
     pub probe_timeout: Duration,
     /// Unhealthy after this many failures ...
@@ -55,6 +59,7 @@ pub struct HealthConfig {
 pub(super) struct RawHealth {
     pub(super) probe: Option<ProbeKind>,
     pub(super) probe_interval_ms: Option<Spanned<u64>>,
+    pub(super) unhealthy_probe_interval_ms: Option<Spanned<u64>>,
     pub(super) probe_timeout_ms: Option<Spanned<u64>>,
     pub(super) unhealthy_after: Option<Spanned<u32>>,
     pub(super) probe_window: Option<Spanned<u32>>,
@@ -73,9 +78,14 @@ impl Ctx<'_> {
     pub(super) fn health(&self, h: RawHealth) -> Result<HealthConfig, ConfigError> {
         let cx = self;
         let window_span = h.probe_window.as_ref().map(|w| w.span());
-        let health = HealthConfig {
+        let mut health = HealthConfig {
             probe: h.probe.unwrap_or(ProbeKind::Models),
             probe_interval: cx.ms(h.probe_interval_ms, defaults::PROBE_INTERVAL_MS, "health.probe_interval_ms")?,
+            unhealthy_probe_interval: cx.ms(
+                h.unhealthy_probe_interval_ms,
+                defaults::UNHEALTHY_PROBE_INTERVAL_MS,
+                "health.unhealthy_probe_interval_ms",
+            )?,
             probe_timeout: cx.ms(h.probe_timeout_ms, defaults::PROBE_TIMEOUT_MS, "health.probe_timeout_ms")?,
             unhealthy_after: cx.count(h.unhealthy_after, defaults::UNHEALTHY_AFTER, "health.unhealthy_after", 1000)?,
             probe_window: cx.count(h.probe_window, defaults::PROBE_WINDOW, "health.probe_window", 1000)?,
@@ -111,6 +121,8 @@ impl Ctx<'_> {
         if health.unhealthy_after > health.probe_window {
             return Err(cx.err(window_span, "health.probe_window", "must be at least health.unhealthy_after"));
         }
+        // Never slower than the normal interval: a short probe_interval alone is enough.
+        health.unhealthy_probe_interval = health.unhealthy_probe_interval.min(health.probe_interval);
         Ok(health)
     }
 }

@@ -234,6 +234,13 @@ impl Live {
         }
     }
 
+    /// Whether provider `p` is kept from traffic by its health: ejected (or on trial), failing
+    /// its probes, or refusing the gateway's key.
+    pub fn out_of_rotation(&self, p: usize) -> bool {
+        let s = &self.providers[p];
+        s.probe_down.load(Relaxed) || s.auth_failed.load(Relaxed) || lock(&s.outlier).in_rotation_since().is_none()
+    }
+
     /// Health of provider `p`, for the console.
     pub fn provider_health(&self, p: usize) -> ProviderHealth {
         let s = &self.providers[p];
