@@ -1,7 +1,7 @@
 //! The `llmgw` command line.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -47,15 +47,21 @@ enum Command {
         after_help = "Examples:\n  llmgw mock --listen 127.0.0.1:9001 --name alpha --latency-ms 40 --jitter-ms 10 --tokens-per-s 300\n  llmgw mock --name flaky --error-rate 0.3 --error-status 503\n  llmgw mock -c sim.toml             several providers from one file (see sim.example.toml)\n\nEach serves POST /v1/chat/completions (JSON and SSE), POST /v1/embeddings, GET /v1/models,\nGET /sim/stats (counters) and GET/PATCH /sim/behavior (change the personality while it runs)."
     )]
     Mock(MockArgs),
-    /// Run the gateway with the live dashboard in this terminal.
+    /// The live dashboard: attached to a running gateway, or with its own gateway (`-c`).
     #[command(
-        after_help = "Examples:\n  llmgw tui -c llmgw.toml\n  llmgw tui -c llmgw.toml --read-only\n\nKeys: ? shows them all. Logs go to <data_dir>/logs/ only (the dashboard owns the terminal); the path is printed on exit."
+        after_help = "Examples:\n  llmgw tui                      attach to the gateway running on this machine (llmgw serve)\n  llmgw tui --attach http://10.0.0.5:9090 --token-file viewer.token\n  llmgw tui -c llmgw.toml        run a gateway and its dashboard in this process\n  llmgw tui -c llmgw.toml --read-only\n\nAttached, quitting leaves the gateway running, and the console reconnects by itself when the\ngateway restarts. It finds a local gateway through the data dir of ./llmgw.toml (or the default\none): admin.addr, and admin.token (operator) or viewer.token (read-only). --attach takes its token\nfrom --token-file or $LLMGW_ADMIN_TOKEN. Keys: ? shows them all."
     )]
     Tui {
-        /// Config file.
-        #[arg(short, long, default_value = "llmgw.toml")]
-        config: PathBuf,
-        /// Disable every key that changes the gateway.
+        /// Run a gateway from this config file with the dashboard, in this process.
+        #[arg(short, long, conflicts_with = "attach")]
+        config: Option<PathBuf>,
+        /// Attach to the admin API of the gateway at this URL (`http://HOST:PORT`).
+        #[arg(long)]
+        attach: Option<String>,
+        /// Read the admin token from this file (when attaching).
+        #[arg(long, conflicts_with = "config")]
+        token_file: Option<PathBuf>,
+        /// Disable every key that changes the gateway (implied by a viewer token).
         #[arg(long)]
         read_only: bool,
     },
@@ -137,12 +143,18 @@ fn main() -> ExitCode {
             rt.block_on(run_serve(cfg))
         }
         Command::Mock(args) => rt.block_on(run_mock(args)),
-        Command::Tui { config, read_only } => {
+        Command::Tui { config: Some(config), read_only, .. } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
             rt.block_on(run_tui(cfg, read_only))
+        }
+        Command::Tui { config: None, attach, token_file, read_only } => {
+            match llmgw::cli::attach::locate(attach.as_deref(), token_file.as_deref(), Path::new("llmgw.toml")) {
+                Ok(target) => rt.block_on(llmgw::cli::attach::run(target, read_only)),
+                Err(e) => fail(e),
+            }
         }
         Command::Demo { listen, data_dir, rps, headless, read_only } => {
             rt.block_on(run_demo(listen, data_dir, rps, headless, read_only))

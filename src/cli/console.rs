@@ -7,11 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use crate::control::Command;
 use crate::logging;
-use crate::snapshot::{Meta, TrafficView};
 use crate::tui::Control;
 use crate::tui::term::{self, Console};
 use crate::tui::theme::Theme;
@@ -23,27 +21,22 @@ pub async fn run(
     read_only: bool,
     log: &logging::LogGuard,
 ) -> ExitCode {
-    let cancel = CancellationToken::new();
-    let t = traffic.clone();
-    let meta = Meta {
-        listen: running.addr.to_string(),
-        log_dir: log.dir.as_ref().map(|d| d.display().to_string()),
-        traffic: t.map(|t| {
-            Arc::new(move || TrafficView { target_rps: t.rps() }) as Arc<dyn Fn() -> TrafficView + Send + Sync>
-        }),
-        stores: running.gw.stores().cloned(),
-    };
-    let snapshots =
-        crate::snapshot::spawn_sampler(running.gw.live.clone(), meta, Duration::from_millis(250), cancel.clone());
-    let stop = Arc::new(AtomicBool::new(false));
     let c = Console {
-        snapshots,
+        snapshots: running.snapshots.clone(),
         control: Arc::new(LocalControl { gw: running.gw.clone(), runtime: tokio::runtime::Handle::current() }),
         set_traffic_rate: traffic.map(|t| Box::new(move |rps| t.set_rps(rps)) as Box<dyn Fn(f64) + Send>),
         read_only,
         theme: Theme::from_env(),
-        stop: stop.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+        link: None,
     };
+    show(c, log.dir.as_deref()).await
+}
+
+/// Runs a console on its own thread until the operator quits or a signal arrives; then says
+/// where the logs are, when there are any.
+pub async fn show(c: Console, log_dir: Option<&std::path::Path>) -> ExitCode {
+    let stop = c.stop.clone();
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     let ui = std::thread::Builder::new().name(term::UI_THREAD.into()).spawn(move || {
         let _ = done_tx.send(term::run(c));
@@ -67,8 +60,7 @@ pub async fn run(
             }
         }
     };
-    cancel.cancel();
-    if let Some(dir) = &log.dir {
+    if let Some(dir) = log_dir {
         use std::io::Write;
         // The terminal may be gone (SIGHUP): never panic on printing.
         let _ = writeln!(std::io::stdout(), "llmgw: logs are in {}", dir.display());

@@ -1,5 +1,6 @@
 //! Implementations of `llmgw` subcommands that are more than a few lines.
 
+pub mod attach;
 pub mod console;
 pub mod history;
 pub mod load;

@@ -29,6 +29,9 @@ pub struct ServerConfig {
     /// Environment variable holding the admin token; without it a random token is written to
     /// `<data_dir>/admin.token` (readable by this user only).
     pub admin_token_env: Option<String>,
+    /// Environment variable holding the viewer token (snapshots, history, metrics; no commands);
+    /// without it a random one is written to `<data_dir>/viewer.token`.
+    pub viewer_token_env: Option<String>,
     /// Memory sled may use for its page cache.
     pub store_cache_bytes: u64,
     /// What a client connection may do: timeouts and sizes.
@@ -115,6 +118,7 @@ pub(super) struct RawServer {
     pub(super) shutdown_grace_ms: Option<Spanned<u64>>,
     pub(super) admin_listen: Option<Spanned<String>>,
     pub(super) admin_token_env: Option<Spanned<String>>,
+    pub(super) viewer_token_env: Option<Spanned<String>>,
     pub(super) store_cache_bytes: Option<Spanned<u64>>,
     pub(super) header_read_timeout_ms: Option<Spanned<u64>>,
     pub(super) body_read_timeout_ms: Option<Spanned<u64>>,
@@ -193,26 +197,27 @@ impl Ctx<'_> {
                 "the admin API listens on loopback only (127.0.0.1 or ::1)",
             ));
         }
-        let admin_token_env = match &s.admin_token_env {
-            None => None,
-            Some(var) if env(var.get_ref()).is_some_and(|v| v.trim().len() >= 16) => Some(var.get_ref().clone()),
+        let token_env = |v: &Option<Spanned<String>>, key: &str| match v {
+            None => Ok(None),
+            Some(var) if env(var.get_ref()).is_some_and(|v| v.trim().len() >= 16) => Ok(Some(var.get_ref().clone())),
             // A tool reading a stopped gateway's store needs no token; one asking a running
             // gateway reports the unset variable itself.
-            Some(var) if !cx.keys_required => Some(var.get_ref().clone()),
-            Some(var) => {
-                return Err(cx.err(
-                    Some(var.span()),
-                    "server.admin_token_env",
-                    format!("environment variable {} must hold a token of at least 16 characters", var.get_ref()),
-                ));
-            }
+            Some(var) if !cx.keys_required => Ok(Some(var.get_ref().clone())),
+            Some(var) => Err(cx.err(
+                Some(var.span()),
+                key,
+                format!("environment variable {} must hold a token of at least 16 characters", var.get_ref()),
+            )),
         };
+        let admin_token_env = token_env(&s.admin_token_env, "server.admin_token_env")?;
+        let viewer_token_env = token_env(&s.viewer_token_env, "server.viewer_token_env")?;
         Ok(ServerConfig {
             listen,
             data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or(defaults::DATA_DIR)),
             max_body_bytes: max_body as usize,
             shutdown_grace: Duration::from_millis(grace),
             admin_listen,
+            viewer_token_env,
             admin_token_env,
             store_cache_bytes,
             allowed_origins: s.allowed_origins.unwrap_or_default(),

@@ -107,6 +107,11 @@ impl Gateway {
     /// tests. The live state changes at once; with a store, the override is kept across
     /// restarts and a purge empties the cache. Call it off any UI thread: it may touch the store.
     pub fn apply(&self, cmd: &Command) -> Result<String, CommandError> {
+        self.apply_from(cmd, None)
+    }
+
+    /// The same, naming in the event log where the command came from.
+    pub fn apply_from(&self, cmd: &Command, origin: Option<&str>) -> Result<String, CommandError> {
         let now = Instant::now();
         let ack = match cmd {
             Command::PurgeCache { route } => {
@@ -122,10 +127,11 @@ impl Gateway {
                 let n = stores.cache.purge(route.as_deref());
                 let of = route.as_ref().map_or(String::new(), |r| format!(" of '{r}'"));
                 let ack = format!("cache purged: {n} entries{of}");
-                self.live.event(now, EventKind::Operator, ack.clone());
+                let by = origin.map_or(String::new(), |o| format!(" (by {o})"));
+                self.live.event(now, EventKind::Operator, format!("{ack}{by}"));
                 ack
             }
-            _ => self.live.apply(cmd, now)?,
+            _ => self.live.apply_from(cmd, origin, now)?,
         };
         if let Some(s) = &self.stores {
             s.overrides.record(cmd);

@@ -1,33 +1,70 @@
-//! The admin API: loopback only, bearer token required. Control commands (the same the
-//! dashboard sends) and the request history, so `llmgw history` works while a gateway runs.
+//! The admin API: loopback only, bearer token required (an operator's, or a viewer's that may
+//! only read). Control commands (the same the dashboard sends), the snapshots an attached
+//! console renders, and the request history, so `llmgw history` works while a gateway runs.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Extension, Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::watch;
 
 use super::error::ApiError;
 use crate::control::{Command, CommandError};
 use crate::pipeline::Gateway;
+use crate::snapshot::Snapshot;
 use crate::store::history::Filter;
 
-/// The admin token: from the configured environment variable, or a random one written to
-/// `<data_dir>/admin.token` (readable by this user only) for local tools.
-pub fn token(config: &crate::config::Config) -> anyhow::Result<String> {
-    if let Some(var) = &config.server.admin_token_env {
-        return Ok(std::env::var(var)?.trim().to_string());
-    }
-    let token = format!("{:032x}", fastrand::u128(..));
-    let path = token_path(&config.server.data_dir);
-    std::fs::create_dir_all(&config.server.data_dir)?;
-    write_private(&path, &token).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(token)
+/// The admin API's two tokens. An operator may do everything; a viewer may read (snapshots,
+/// history, metrics) but send no command.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// The operator's.
+    pub operator: String,
+    /// The viewer's.
+    pub viewer: String,
+}
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read only.
+    Viewer,
+    /// Read, and send control commands.
+    Operator,
+}
+
+/// The tokens: each from its configured environment variable, or else kept in
+/// `<data_dir>/admin.token` (operator) and `<data_dir>/viewer.token` (viewer), readable by this
+/// user only, for local tools and consoles. A kept token is reused across restarts (attached
+/// consoles and scripts keep working); delete the file to rotate it.
+pub fn tokens(config: &crate::config::Config) -> anyhow::Result<Tokens> {
+    let dir = &config.server.data_dir;
+    let one = |var: &Option<String>, path: std::path::PathBuf| -> anyhow::Result<String> {
+        if let Some(var) = var {
+            return Ok(std::env::var(var)?.trim().to_string());
+        }
+        let kept = std::fs::read_to_string(&path).ok().map(|t| t.trim().to_string());
+        let token = kept.filter(|t| t.len() >= 16).unwrap_or_else(|| format!("{:032x}", fastrand::u128(..)));
+        std::fs::create_dir_all(dir)?;
+        write_private(&path, &token).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        Ok(token)
+    };
+    Ok(Tokens {
+        operator: one(&config.server.admin_token_env, token_path(dir))?,
+        viewer: one(&config.server.viewer_token_env, viewer_token_path(dir))?,
+    })
+}
+
+/// Where a generated viewer token is kept.
+pub fn viewer_token_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("viewer.token")
 }
 
 /// Where the running gateway writes its admin API's address.
@@ -58,14 +95,18 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[derive(Clone)]
 struct AdminState {
     gw: Arc<Gateway>,
-    token: Arc<str>,
+    tokens: Arc<Tokens>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
 }
 
 /// The admin app.
-pub fn app(gw: Arc<Gateway>, token: String) -> Router {
-    let state = AdminState { gw, token: token.into() };
+pub fn app(gw: Arc<Gateway>, tokens: Tokens, snapshots: watch::Receiver<Arc<Snapshot>>) -> Router {
+    let state = AdminState { gw, tokens: Arc::new(tokens), snapshots };
     Router::new()
         .route("/admin/commands", post(command))
+        .route("/admin/whoami", get(whoami))
+        .route("/admin/snapshot", get(snapshot))
+        .route("/admin/snapshots", get(snapshot_stream))
         .route("/admin/history", get(history))
         .route("/admin/history/summary", get(summary))
         .route("/admin/history/{id}", get(one))
@@ -73,29 +114,93 @@ pub fn app(gw: Arc<Gateway>, token: String) -> Router {
         .with_state(state)
 }
 
-async fn auth(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+/// Constant-time comparison: the tokens guard operator actions.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(s): State<AdminState>, mut req: Request, next: Next) -> Response {
     let sent =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    // Compare in constant time: the token guards operator actions.
-    let ok = sent.is_some_and(|t| {
-        t.len() == s.token.len() && t.bytes().zip(s.token.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
-    });
-    if !ok {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid_admin_token",
-            "a valid admin token is required",
-        )
-        .into_response();
-    }
+    let role = match sent {
+        Some(t) if same(t, &s.tokens.operator) => Role::Operator,
+        Some(t) if same(t, &s.tokens.viewer) => Role::Viewer,
+        _ => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_admin_token",
+                "a valid admin token is required",
+            )
+            .into_response();
+        }
+    };
+    req.extensions_mut().insert(role);
     next.run(req).await
 }
 
-async fn command(State(s): State<AdminState>, Json(cmd): Json<Command>) -> Response {
+async fn whoami(Extension(role): Extension<Role>) -> Response {
+    Json(serde_json::json!({ "role": role })).into_response()
+}
+
+async fn snapshot(State(s): State<AdminState>) -> Response {
+    let snap = s.snapshots.borrow().clone();
+    Json(&*snap).into_response()
+}
+
+/// Every snapshot as it is taken, one SSE event each: what an attached console renders.
+async fn snapshot_stream(State(s): State<AdminState>) -> Response {
+    let rx = s.snapshots.clone();
+    let events = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let snap = rx.borrow_and_update().clone();
+        let mut event = b"data: ".to_vec();
+        serde_json::to_writer(&mut event, &*snap).ok()?;
+        event.extend_from_slice(b"\n\n");
+        Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(event)), (rx, false)))
+    });
+    let mut r = Response::new(axum::body::Body::from_stream(events));
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Where a command says it came from (`x-llmgw-origin`), cleaned for the event log.
+fn origin(headers: &HeaderMap) -> Option<String> {
+    let o = headers.get("x-llmgw-origin")?.to_str().ok()?;
+    let clean: String = o
+        .chars()
+        .filter_map(|c| match c {
+            c if c.is_ascii_graphic() => Some(c),
+            c if c.is_whitespace() => Some(' '),
+            _ => None,
+        })
+        .take(64)
+        .collect();
+    (!clean.trim().is_empty()).then(|| clean.trim().to_string())
+}
+
+async fn command(
+    State(s): State<AdminState>,
+    Extension(role): Extension<Role>,
+    headers: HeaderMap,
+    Json(cmd): Json<Command>,
+) -> Response {
+    if role != Role::Operator {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "viewer_token",
+            "this token may read but not send commands: an operator token is needed",
+        )
+        .into_response();
+    }
     // Applying may touch the store (an override persisted, a purge): off the async workers.
     let gw = s.gw.clone();
-    match tokio::task::spawn_blocking(move || gw.apply(&cmd)).await {
+    let origin = origin(&headers).unwrap_or_else(|| "the admin API".to_string());
+    match tokio::task::spawn_blocking(move || gw.apply_from(&cmd, Some(&origin))).await {
         Ok(Ok(ack)) => Json(serde_json::json!({ "ok": true, "message": ack })).into_response(),
         Ok(Err(e)) => {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);

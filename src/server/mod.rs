@@ -40,10 +40,17 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: std::net::SocketAddr,
+    /// Its snapshots, four a second: what every console renders, in this process or attached
+    /// through the admin API.
+    pub snapshots: tokio::sync::watch::Receiver<Arc<crate::snapshot::Snapshot>>,
+    traffic: Arc<std::sync::OnceLock<crate::snapshot::TrafficFn>>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How often snapshots are taken.
+pub const SNAPSHOT_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Builds a gateway from `config`: opens its store (a bad data dir is an error naming it),
 /// restores operator overrides, binds its listeners and serves in the background.
@@ -51,7 +58,7 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
     let stores = Arc::new(crate::store::Stores::open(&config)?);
-    let token = admin::token(&config)?;
+    let tokens = admin::tokens(&config)?;
     let gw = Arc::new(Gateway::with_stores(config, Some(stores.clone()))?);
     // The long charts start with the hours kept from before this start.
     let since = (crate::clock::unix_ms() / 60_000).saturating_sub(crate::state::MINUTES_KEPT as u64);
@@ -87,7 +94,16 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let mut background = crate::monitor::spawn(gw.upstreams.clone(), gw.live.clone(), shutdown.clone());
     background.push(spawn_rollups(gw.clone(), shutdown.clone()));
-    let admin_app = admin::app(gw.clone(), token);
+    // One sampler per gateway, headless or not: it also writes the failover events.
+    let meta = crate::snapshot::Meta {
+        listen: addr.to_string(),
+        log_dir: Some(gw.config.server.data_dir.join("logs").display().to_string()),
+        stores: gw.stores().cloned(),
+        ..Default::default()
+    };
+    let traffic = meta.traffic.clone();
+    let snapshots = crate::snapshot::spawn_sampler(gw.live.clone(), meta, SNAPSHOT_PERIOD, shutdown.clone());
+    let admin_app = admin::app(gw.clone(), tokens, snapshots.clone());
     let admin_limits = gw.config.server.limits;
     let admin_live = gw.live.clone();
     let admin_shutdown = shutdown.clone();
@@ -95,10 +111,15 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
         let _ = listen::serve(admin, admin_app, admin_limits, admin_live, admin_shutdown).await;
     }));
     let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
-    Ok(Running { gw, addr, admin_addr, shutdown, task, background })
+    Ok(Running { gw, addr, admin_addr, snapshots, traffic, shutdown, task, background })
 }
 
 impl Running {
+    /// Shows a traffic generator's rate in the snapshots (the demo's).
+    pub fn show_traffic(&self, f: crate::snapshot::TrafficFn) {
+        let _ = self.traffic.set(f);
+    }
+
     /// Stops accepting, then waits up to `server.shutdown_grace` for requests in flight; stops
     /// the background tasks and flushes the store. Once the last handle on the gateway is
     /// dropped, the store's lock is released.

@@ -77,5 +77,7 @@ pub async fn start(listen: SocketAddr, data_dir: PathBuf, rps: f64, cancel: Canc
         max_in_flight: 2048,
     };
     let traffic = traffic::spawn(spec, rps, cancel);
+    let t = traffic.clone();
+    gateway.show_traffic(std::sync::Arc::new(move || crate::snapshot::TrafficView { target_rps: t.rps() }));
     Ok(Demo { sims, gateway, traffic })
 }

@@ -17,6 +17,9 @@ use super::{
     TrafficView,
 };
 
+/// Reads a traffic generator.
+pub type TrafficFn = Arc<dyn Fn() -> TrafficView + Send + Sync>;
+
 /// Things the snapshot shows that the live state does not know.
 #[derive(Clone, Default)]
 pub struct Meta {
@@ -24,8 +27,8 @@ pub struct Meta {
     pub listen: String,
     /// Where log files go.
     pub log_dir: Option<String>,
-    /// Reads the demo's traffic generator, if any.
-    pub traffic: Option<Arc<dyn Fn() -> TrafficView + Send + Sync>>,
+    /// Reads the demo's traffic generator, once one is set.
+    pub traffic: Arc<std::sync::OnceLock<TrafficFn>>,
     /// The gateway's store, whose counters the snapshot shows.
     pub stores: Option<Arc<crate::store::Stores>>,
 }
@@ -157,7 +160,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         providers,
         routes,
         events: live.events(SNAPSHOT_EVENTS),
-        traffic: meta.traffic.as_ref().map(|f| f()),
+        traffic: meta.traffic.get().map(|f| f()),
         log_dir: meta.log_dir.clone(),
         recent: live.recent(RECENT_SHOWN).iter().map(|r| recent_view(cfg, r)).collect(),
         store: meta.stores.as_ref().map(|s| StoreView {

@@ -3,7 +3,7 @@
 
 mod build;
 
-pub use build::{Meta, RECENT_SHOWN, SNAPSHOT_EVENTS, build, spawn_sampler};
+pub use build::{Meta, RECENT_SHOWN, SNAPSHOT_EVENTS, TrafficFn, build, spawn_sampler};
 
 use serde::{Deserialize, Serialize};
 

@@ -12,11 +12,23 @@ impl Live {
     /// logged as an event. Purging the cache is the gateway's (it owns the store): here it is
     /// refused. [`crate::pipeline::Gateway::apply`] is the entry point that also persists.
     pub fn apply(&self, cmd: &Command, now: Instant) -> Result<String, CommandError> {
-        cmd.validate()?;
-        self.apply_inner(cmd, now)
+        self.apply_from(cmd, None, now)
     }
 
-    fn apply_inner(&self, cmd: &Command, now: Instant) -> Result<String, CommandError> {
+    /// The same, saying in the event log where the command came from (`alice@ops (console)`),
+    /// so every console sees who did what.
+    pub fn apply_from(&self, cmd: &Command, origin: Option<&str>, now: Instant) -> Result<String, CommandError> {
+        cmd.validate()?;
+        let (ack, kind) = self.apply_inner(cmd, now)?;
+        let text = match origin {
+            Some(o) => format!("{ack} (by {o})"),
+            None => ack.clone(),
+        };
+        self.event(now, kind, text);
+        Ok(ack)
+    }
+
+    fn apply_inner(&self, cmd: &Command, now: Instant) -> Result<(String, EventKind), CommandError> {
         let ack = match cmd {
             Command::SetWeight { route, provider, weight } => {
                 let r = self
@@ -61,18 +73,14 @@ impl Live {
                 *lock(&self.providers[p].fault) = Some(ActiveFault { fault: *fault, until_ms });
                 self.providers[p].has_fault.store(true, Relaxed);
                 let how_long = duration_s.map_or("until cleared".to_string(), |d| format!("for {d} s"));
-                let ack = format!("FAULT {provider}: {fault} {how_long}");
-                self.event(now, EventKind::Fault, ack.clone());
-                return Ok(ack);
+                return Ok((format!("FAULT {provider}: {fault} {how_long}"), EventKind::Fault));
             }
             Command::ClearFault { provider } => {
                 let p = self.provider_index(provider)?;
                 let old = lock(&self.providers[p].fault).take();
                 self.providers[p].has_fault.store(false, Relaxed);
                 let Some(old) = old else { return Err(CommandError::Conflict(format!("{provider} has no fault"))) };
-                let ack = format!("fault on {provider} cleared ({})", old.fault);
-                self.event(now, EventKind::Fault, ack.clone());
-                return Ok(ack);
+                return Ok((format!("fault on {provider} cleared ({})", old.fault), EventKind::Fault));
             }
             Command::PurgeCache { .. } => {
                 return Err(CommandError::Unavailable("this gateway has no cache".into()));
@@ -92,8 +100,7 @@ impl Live {
                 "overrides reset: config weights, no drains, no faults, canaries restarted".to_string()
             }
         };
-        self.event(now, EventKind::Operator, ack.clone());
-        Ok(ack)
+        Ok((ack, EventKind::Operator))
     }
 
     fn provider_index(&self, name: &str) -> Result<usize, CommandError> {

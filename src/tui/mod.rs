@@ -15,8 +15,32 @@ use tokio::sync::oneshot;
 
 use crate::control::Command;
 
+/// An attached console's connection to its gateway, as the header shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    /// Snapshots arrive from `to` over a connection made at `since`, the latest at `last`.
+    Attached {
+        /// The gateway's admin address.
+        to: String,
+        /// When this connection began.
+        since: std::time::Instant,
+        /// When the latest snapshot arrived.
+        last: std::time::Instant,
+    },
+    /// The connection was lost (the gateway restarting, say): trying again.
+    Reconnecting {
+        /// The gateway's admin address.
+        to: String,
+        /// Tries so far.
+        attempt: u32,
+        /// Why the last one failed.
+        error: String,
+    },
+}
+
 /// Where the console sends control commands: a gateway in this process
-/// ([`crate::cli::console::LocalControl`]), an admin API later.
+/// ([`crate::cli::console::LocalControl`]) or one reached through its admin API
+/// ([`crate::cli::attach::RemoteControl`]).
 pub trait Control: Send + Sync {
     /// Sends `cmd`; the receiver gets the acknowledgement or the reason it failed. Never blocks
     /// the caller (the UI thread).

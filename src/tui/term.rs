@@ -38,6 +38,8 @@ pub struct Console {
     pub theme: Theme,
     /// Set by signal handlers to make the console leave.
     pub stop: Arc<AtomicBool>,
+    /// For an attached console, its connection to the gateway.
+    pub link: Option<watch::Receiver<super::Link>>,
 }
 
 /// Gives the terminal back: cooked mode, main screen, cursor shown. Safe to call twice.
@@ -94,6 +96,16 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, mut c: Console)
             Err(oneshot::error::TryRecvError::Empty) => true,
             Err(oneshot::error::TryRecvError::Closed) => false,
         });
+        if let Some(link) = &mut c.link
+            && link.has_changed().unwrap_or(false)
+        {
+            app.update(Msg::Link(link.borrow_and_update().clone()));
+            dirty = true;
+        }
+        // An attached console redraws every second too, so a lag shows while nothing arrives.
+        if c.link.is_some() && last_draw.elapsed() >= Duration::from_secs(1) {
+            dirty = true;
+        }
         if c.snapshots.has_changed().unwrap_or(false) {
             let s = c.snapshots.borrow_and_update().clone();
             app.update(Msg::Snapshot(s));

@@ -92,6 +92,8 @@ pub enum Msg {
     Snapshot(Arc<Snapshot>),
     /// A control command's acknowledgement.
     Ack(Result<String, String>),
+    /// The attached console's connection changed.
+    Link(crate::tui::Link),
 }
 
 /// The console's state: the latest snapshot plus what is local to the UI.
@@ -111,6 +113,8 @@ pub struct App {
     pub read_only: bool,
     /// The status line: text and whether it reports an error.
     pub status: Option<(String, bool)>,
+    /// For an attached console, its connection to the gateway.
+    pub link: Option<crate::tui::Link>,
 }
 
 /// Weight steps for `]` and `[`.
@@ -121,7 +125,16 @@ const TRAFFIC_FACTOR: f64 = 1.5;
 impl App {
     /// A console showing `snapshot`.
     pub fn new(snapshot: Arc<Snapshot>, read_only: bool) -> App {
-        App { snapshot, route: 0, selected: 0, window: ChartWindow::M1, overlay: None, read_only, status: None }
+        App {
+            snapshot,
+            route: 0,
+            selected: 0,
+            window: ChartWindow::M1,
+            overlay: None,
+            read_only,
+            status: None,
+            link: None,
+        }
     }
 
     /// Handles one message.
@@ -130,6 +143,10 @@ impl App {
             Msg::Snapshot(s) => {
                 self.snapshot = s;
                 self.clamp();
+                vec![]
+            }
+            Msg::Link(l) => {
+                self.link = Some(l);
                 vec![]
             }
             Msg::Ack(Ok(text)) => {

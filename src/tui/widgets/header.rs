@@ -6,7 +6,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::{fmt_duration, fmt_hms};
+use crate::tui::Link;
 use crate::tui::app::App;
+
+/// An attached console whose latest snapshot is older than this says it lags.
+const LAG: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::tui::theme::Theme;
 
 /// ` llmgw 127.0.0.1:8080 up 00:12:31 │ 212 req/s  ok 99.95%  p99 412 ms │ in flight 9 │ traffic 200/s`
@@ -28,14 +32,26 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Span::styled("ok -", theme.dim)
     };
     // Most important first: at 80 columns the tail (traffic, uptime) is what gets cut.
-    let mut spans = vec![
-        Span::styled(" llmgw ", theme.title),
-        Span::raw(s.listen.clone()),
+    let mut spans = vec![Span::styled(" llmgw ", theme.title), Span::raw(s.listen.clone())];
+    match &app.link {
+        None => {}
+        Some(Link::Attached { last, .. }) if last.elapsed() >= LAG => {
+            spans.push(Span::styled(format!(" LAGGING {} s", last.elapsed().as_secs()), theme.warn));
+        }
+        Some(Link::Attached { to, since, .. }) => {
+            let up = fmt_hms(since.elapsed().as_secs());
+            spans.push(Span::styled(format!(" (attached via {to} for {up})"), theme.dim));
+        }
+        Some(Link::Reconnecting { attempt, error, .. }) => {
+            spans.push(Span::styled(format!(" RECONNECTING #{attempt}: {error}"), theme.bad));
+        }
+    }
+    spans.extend([
         sep.clone(),
         Span::raw(format!("{:.1} req/s  ", r.rate)),
         ok,
         Span::raw(format!("  p99 {}", fmt_duration(r.p99_ms))),
-    ];
+    ]);
     if let Some(st) = &s.store {
         if let Some(hit) = st.hit_ratio() {
             spans.push(Span::raw(format!("  cache {:.0}%", hit * 100.0)));
