@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::outcome::{OutcomeClass, Tally};
 
 mod minute;
+pub mod totals;
 pub use minute::{Minute, aggregate};
 
 /// Seconds kept per window: 15 minutes.

@@ -107,6 +107,7 @@ pub fn app(gw: Arc<Gateway>, tokens: Tokens, snapshots: watch::Receiver<Arc<Snap
         .route("/admin/whoami", get(whoami))
         .route("/admin/snapshot", get(snapshot))
         .route("/admin/snapshots", get(snapshot_stream))
+        .route("/metrics", get(metrics))
         .route("/admin/history", get(history))
         .route("/admin/history/summary", get(summary))
         .route("/admin/history/{id}", get(one))
@@ -146,6 +147,12 @@ async fn whoami(Extension(role): Extension<Role>) -> Response {
 async fn snapshot(State(s): State<AdminState>) -> Response {
     let snap = s.snapshots.borrow().clone();
     Json(&*snap).into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let snap = s.snapshots.borrow().clone();
+    let text = super::metrics::render(&s.gw, &snap);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// Every snapshot as it is taken, one SSE event each: what an attached console renders.

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod error;
 pub mod guard;
 pub mod listen;
+pub mod metrics;
 mod openai;
 pub mod request;
 

@@ -37,6 +37,38 @@ pub enum Status {
     AuthFailed,
 }
 
+impl Status {
+    /// Every state, in a fixed order.
+    pub const ALL: [Status; 10] = [
+        Status::Healthy,
+        Status::Degraded,
+        Status::RateLimited,
+        Status::Drained,
+        Status::Fault,
+        Status::Ejected,
+        Status::HalfOpen,
+        Status::Recovering,
+        Status::Unhealthy,
+        Status::AuthFailed,
+    ];
+
+    /// Its stable name (metrics, status page, JSON).
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::RateLimited => "rate_limited",
+            Status::Drained => "drained",
+            Status::Fault => "fault",
+            Status::Ejected => "ejected",
+            Status::HalfOpen => "half_open",
+            Status::Recovering => "recovering",
+            Status::Unhealthy => "unhealthy",
+            Status::AuthFailed => "auth_failed",
+        }
+    }
+}
+
 /// Share of failed attempts over the last few seconds above which a provider is degraded.
 pub const DEGRADED_ERROR_RATE: f64 = 0.05;
 

@@ -26,6 +26,7 @@ mod health;
 mod hedge;
 mod minutes;
 mod record;
+mod verdicts;
 
 pub use events::{EVENTS_KEPT, Event, EventKind};
 
@@ -66,6 +67,8 @@ struct ProviderState {
     fault: Mutex<Option<ActiveFault>>,
     last_error: Mutex<Option<LastError>>,
     failures: AtomicU64,
+    /// Ejections since start (a failed trial's included), for `/metrics`.
+    ejections: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -84,6 +87,8 @@ struct TargetState {
     minutes: Mutex<VecDeque<Minute>>,
     /// Hedging on this target: when to start one, and how many started and won.
     hedge: hedge::HedgeState,
+    /// Its attempts since start, for `/metrics`.
+    totals: crate::metrics::totals::Totals,
 }
 
 /// Minutes of history kept in memory for the long charts: 6 hours.
@@ -98,6 +103,8 @@ struct RouteState {
     budget: RetryBudget,
     /// Until when (ms) the route is shown in panic mode.
     panic_until_ms: AtomicU64,
+    /// Its client requests since start, for `/metrics`.
+    totals: crate::metrics::totals::Totals,
 }
 
 /// Client requests kept for "why this provider".

@@ -47,7 +47,10 @@ impl Live {
         }
         let served = a.class.answered_client();
         let sample = Sample { class: a.class, injected: a.injected, served, latency: a.latency, ttft, tokens };
-        self.targets[r][a.target].window.record(self.sec(now), &sample);
+        let ts = &self.targets[r][a.target];
+        ts.window.record(self.sec(now), &sample);
+        let ttft = ttft.filter(|_| a.class == OutcomeClass::Ok);
+        ts.totals.record(a.class, a.latency, ttft, tokens.filter(|_| a.class == OutcomeClass::Ok));
     }
 
     /// A client request is over.
@@ -69,6 +72,24 @@ impl Live {
             tokens: None,
         };
         self.requests.record(self.sec(now), &sample);
+        if let Some(r) = rec.route {
+            let totals = &self.routes[r].totals;
+            totals.record(class, rec.total, sample.ttft, rec.tokens);
+            totals.retries.fetch_add(rec.attempts.len().saturating_sub(1) as u64, Relaxed);
+            if rec.budget_exhausted {
+                totals.budget_exhausted.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Attempts on target `t` of route `r` since start, for `/metrics`.
+    pub fn target_totals(&self, r: usize, t: usize) -> &crate::metrics::totals::Totals {
+        &self.targets[r][t].totals
+    }
+
+    /// Client requests of route `r` since start, for `/metrics`.
+    pub fn route_totals(&self, r: usize) -> &crate::metrics::totals::Totals {
+        &self.routes[r].totals
     }
 
     /// A client request was refused before routing.
