@@ -39,6 +39,8 @@ pub struct ServerConfig {
     /// Whether a non-loopback `listen` may go without `[[clients]]` keys (anyone who reaches
     /// it can spend the providers' credits).
     pub allow_anonymous: bool,
+    /// Whether the proxy listener serves the status page (`/status`, `/status.json`).
+    pub status_page: bool,
     /// Web origins (`https://app.example.com`) whose pages may call the API from a browser;
     /// a request with any other `Origin` is refused (none by default).
     pub allowed_origins: Vec<String>,
@@ -127,6 +129,7 @@ pub(super) struct RawServer {
     pub(super) max_json_depth: Option<Spanned<u64>>,
     pub(super) allowed_origins: Option<Vec<String>>,
     pub(super) allow_anonymous: Option<bool>,
+    pub(super) status_page: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -222,6 +225,7 @@ impl Ctx<'_> {
             store_cache_bytes,
             allowed_origins: s.allowed_origins.unwrap_or_default(),
             allow_anonymous: s.allow_anonymous.unwrap_or(false),
+            status_page: s.status_page.unwrap_or(true),
             limits: ConnLimits {
                 header_read_timeout: cx.ms(
                     s.header_read_timeout_ms,

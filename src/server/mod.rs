@@ -7,6 +7,7 @@ pub mod listen;
 pub mod metrics;
 mod openai;
 pub mod request;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -20,17 +21,60 @@ use crate::pipeline::Gateway;
 
 /// The gateway's HTTP app, for `serve` and for tests that drive it over loopback.
 pub fn app(gw: Arc<Gateway>) -> Router {
+    app_with(gw, None)
+}
+
+/// The same, with the status page rendered from `snapshots` (when the config keeps it on).
+pub fn app_with(gw: Arc<Gateway>, snapshots: Option<Snapshots>) -> Router {
     let models = openai::models_body(&gw);
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(move || std::future::ready(([(CONTENT_TYPE, "application/json")], models.clone()))))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz));
+    if let Some(rx) = snapshots.filter(|_| gw.config.server.status_page) {
+        let json_rx = rx.clone();
+        router = router
+            .route(
+                "/status",
+                get(move || {
+                    let html = status::html(&status::assess(&rx.borrow()));
+                    std::future::ready(([(CONTENT_TYPE, "text/html; charset=utf-8")], html))
+                }),
+            )
+            .route("/status.json", get(move || std::future::ready(axum::Json(status::assess(&json_rx.borrow())))));
+    }
+    router
         .fallback(openai::not_found)
         .method_not_allowed_fallback(openai::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(gw.clone(), guard::guard))
         .layer(axum::middleware::map_response(openai::ensure_request_id))
         .with_state(gw)
+}
+
+/// The latest snapshot of a running gateway.
+pub type Snapshots = tokio::sync::watch::Receiver<Arc<crate::snapshot::Snapshot>>;
+
+/// Ready while every route has a target that can take a request; 503 (naming the routes)
+/// otherwise, so a load balancer sends clients elsewhere.
+async fn readyz(axum::extract::State(gw): axum::extract::State<Arc<Gateway>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let now = tokio::time::Instant::now();
+    let mut cands = Vec::new();
+    let stuck: Vec<&str> = (0..gw.config.routes.len())
+        .filter(|&r| {
+            gw.live.candidates(r, now, &mut cands);
+            !cands.iter().any(|c| c.skip.is_none() && c.weight > 0)
+        })
+        .map(|r| gw.config.routes[r].model.as_str())
+        .collect();
+    if stuck.is_empty() {
+        axum::Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        let body = serde_json::json!({ "status": "not_ready", "routes_without_target": stuck });
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    }
 }
 
 /// A gateway serving in the background.
@@ -111,7 +155,9 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     background.push(tokio::spawn(async move {
         let _ = listen::serve(admin, admin_app, admin_limits, admin_live, admin_shutdown).await;
     }));
-    let task = tokio::spawn(serve(gw.clone(), listener, shutdown.clone()));
+    let proxy = app_with(gw.clone(), Some(snapshots.clone()));
+    let (limits, live, stop) = (gw.config.server.limits, gw.live.clone(), shutdown.clone());
+    let task = tokio::spawn(async move { listen::serve(listener, proxy, limits, live, stop).await });
     Ok(Running { gw, addr, admin_addr, snapshots, traffic, shutdown, task, background })
 }
 
