@@ -1,6 +1,7 @@
 //! llmgw: a local gateway in front of LLM providers that routes, retries and fails over, with a
 //! live ops console and an embedded store. See DESIGN.md for the map of modules.
 
+pub mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod config;

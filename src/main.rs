@@ -97,6 +97,24 @@ enum Command {
         after_help = "Examples:\n  llmgw history -c llmgw.toml\n  llmgw history --route chat --status 5xx --since 1h\n  llmgw history --id llmgw-3f2a...\n  llmgw history --summary --since 7d\n  llmgw history --since 1d --format csv > requests.csv\n\nsled lets one process open the store: with no gateway running this opens it directly; with one\nrunning it asks that gateway's admin API (loopback, token from admin_token_env or <data_dir>/admin.token)."
     )]
     History(llmgw::cli::history::Args),
+    /// Alert notifications: `llmgw alerts test` sends a test notification to every webhook.
+    #[command(
+        after_help = "Examples:\n  llmgw alerts test -c llmgw.toml\n\nEach webhook of [alerts] gets a notification with state \"test\"; the result of each is printed\n(the URLs are not: they may be secrets). Exits non-zero when any failed."
+    )]
+    Alerts {
+        #[command(subcommand)]
+        what: AlertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Send a test notification to every configured webhook.
+    Test {
+        /// Config file.
+        #[arg(short, long, default_value = "llmgw.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -160,6 +178,27 @@ fn main() -> ExitCode {
             rt.block_on(run_demo(listen, data_dir, rps, headless, read_only))
         }
         Command::Load(args) => rt.block_on(llmgw::cli::load::run(args)),
+        Command::Alerts { what: AlertsCommand::Test { config } } => {
+            let cfg = match Config::load_for_tools(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            if cfg.alerts.webhooks.is_empty() {
+                return fail(anyhow::anyhow!("no [[alerts.webhooks]] in {}: nothing to test", config.display()));
+            }
+            let results = rt.block_on(llmgw::alerts::notify::test(&cfg.alerts));
+            let mut ok = true;
+            for (name, r) in results {
+                match r {
+                    Ok(()) => println!("{name}: delivered"),
+                    Err(e) => {
+                        ok = false;
+                        println!("{name}: FAILED: {e}");
+                    }
+                }
+            }
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
         Command::History(args) => {
             let cfg = match Config::load_for_tools(&args.config) {
                 Ok(c) => c,

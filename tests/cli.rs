@@ -113,7 +113,7 @@ fn every_bad_config_names_file_line_and_key() {
 fn help_and_version() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("llmgw "));
-    for sub in ["serve", "check", "mock", "demo", "tui", "load", "history"] {
+    for sub in ["serve", "check", "mock", "demo", "tui", "load", "history", "alerts"] {
         let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && text.contains("Examples:"), "{sub}: {text}");

@@ -110,12 +110,14 @@ fn fixture(busy: bool) -> Snapshot {
                 strategy: "weighted".into(),
                 targets: vec![target(0, 50, 100, 40, 0), target(1, 30, 60, 140, 0), target(2, 20, 40, 70, 20)],
                 panic: false,
+                requests: (0, 0),
             },
             RouteView {
                 model: "embed".into(),
                 strategy: "weighted".into(),
                 targets: vec![target(0, 1, 10, 5, 0)],
                 panic: false,
+                requests: (0, 0),
             },
         ],
         events: if busy {
@@ -131,6 +133,7 @@ fn fixture(busy: bool) -> Snapshot {
         log_dir: Some("llmgw-data/logs".into()),
         recent: vec![],
         store: None,
+        alerts: vec![],
     }
 }
 
@@ -340,5 +343,34 @@ fn the_6h_chart_draws_per_minute_history() {
     let out = text(&render(&a, &Theme::color(), 120, 36));
     assert!(out.contains("latency p95 ms · 6h") && out.contains("-6h"), "{out}");
     assert!(!out.contains("no requests in this window"), "drawn from the minutes");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn firing_alerts_show_in_the_header_and_their_panel() {
+    let mut s = fixture(true);
+    s.alerts = vec![
+        llmgw::state::AlertView {
+            rule: "provider_error_rate".into(),
+            subject: "provider flaky".into(),
+            firing: true,
+            since_ms: 0,
+            text: "provider flaky: 12.0% of 400 attempts failed over the last minute (threshold 5.0%)".into(),
+        },
+        llmgw::state::AlertView {
+            rule: "provider_p95".into(),
+            subject: "provider steady".into(),
+            firing: false,
+            since_ms: 0,
+            text: "provider steady: p95 12000 ms over the last minute (threshold 10000 ms)".into(),
+        },
+    ];
+    let mut a = app(s);
+    let out = text(&render(&a, &Theme::color(), 120, 36));
+    assert!(out.contains("ALERTS 1 (a)"), "the header counts the firing ones:\n{out}");
+    press(&mut a, &[KeyCode::Char('a')]);
+    let out = text(&render(&a, &Theme::color(), 120, 36));
+    assert!(out.contains("FIRING  provider_error_rate · provider flaky"), "{out}");
+    assert!(out.contains("pending provider_p95 · provider steady") && out.contains("12.0% of 400 attempts"), "{out}");
     insta::assert_snapshot!(out);
 }

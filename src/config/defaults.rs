@@ -83,3 +83,20 @@ pub const HEDGE_FACTOR: f64 = 1.0;
 
 /// ... and not before this.
 pub const HEDGE_FLOOR_MS: u64 = 100;
+
+/// `[alerts] error_rate`: more than 5% failures over a minute.
+pub const ALERT_ERROR_RATE: f64 = 0.05;
+/// `[alerts] min_requests` in the minute before a rate is judged.
+pub const ALERT_MIN_REQUESTS: u32 = 10;
+/// `[alerts] p95_ms`.
+pub const ALERT_P95_MS: u64 = 10_000;
+/// `[alerts] for_ms`: pending this long before firing.
+pub const ALERT_FOR_MS: u64 = 30_000;
+/// `[alerts] resolve_after_ms`: clear this long before resolving.
+pub const ALERT_RESOLVE_AFTER_MS: u64 = 60_000;
+/// `[alerts] queue`.
+pub const ALERT_QUEUE: u64 = 256;
+/// `[[alerts.webhooks]] timeout_ms`.
+pub const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
+/// `[[alerts.webhooks]] retries`.
+pub const WEBHOOK_RETRIES: u64 = 3;

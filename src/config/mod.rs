@@ -25,6 +25,7 @@ macro_rules! raw_timeouts {
     };
 }
 
+mod alerts;
 mod clients;
 mod describe;
 mod health;
@@ -34,6 +35,7 @@ pub mod rules;
 mod server;
 mod store;
 
+pub use alerts::{AlertsConfig, Webhook, WebhookFormat};
 pub use clients::{ClientConfig, key_digest};
 pub use health::{HealthConfig, ProbeKind};
 pub use providers::{Prefill, ProviderConfig, ProviderKind, Secret};
@@ -108,6 +110,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[[clients]]`: when there are any, every request must present one of their keys.
     pub clients: Vec<ClientConfig>,
+    /// `[alerts]`.
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +133,8 @@ struct RawConfig {
     routes: Vec<routes::RawRoute>,
     #[serde(default)]
     clients: Vec<clients::RawClient>,
+    #[serde(default)]
+    alerts: alerts::RawAlerts,
 }
 
 /// Default values, also quoted by `config.example.toml`.
@@ -249,6 +255,7 @@ impl Config {
         let mut providers = cx.providers(raw.providers, env, &proxy, &health)?;
         let routes = cx.routes(raw.routes, &mut providers, &proxy, &cache)?;
         let clients = cx.clients(raw.clients, env)?;
+        let alerts = cx.alerts(raw.alerts, env)?;
         if clients.is_empty() && !server.listen.ip().is_loopback() && !server.allow_anonymous {
             return Err(cx.err(
                 server_listen_span(src),
@@ -257,7 +264,18 @@ impl Config {
                  provider credits: add [[clients]], or set server.allow_anonymous = true",
             ));
         }
-        Ok(Config { path: path.to_path_buf(), server, proxy, health, cache, history, providers, routes, clients })
+        Ok(Config {
+            path: path.to_path_buf(),
+            server,
+            proxy,
+            health,
+            cache,
+            history,
+            providers,
+            routes,
+            clients,
+            alerts,
+        })
     }
 }
 

@@ -107,6 +107,12 @@ pub fn render(gw: &Gateway, snap: &Snapshot) -> String {
         let _ = writeln!(out, "llmgw_ejections_total{{provider=\"{}\"}} {}", pc.name, live.ejections(p));
     }
 
+    head(&mut out, "llmgw_alert", "gauge", "Alerts pending or firing (1), by rule, subject and state.");
+    for a in &snap.alerts {
+        let state = if a.firing { "firing" } else { "pending" };
+        let _ =
+            writeln!(out, "llmgw_alert{{alert=\"{}\",subject=\"{}\",state=\"{state}\"}} 1", a.rule, esc(&a.subject));
+    }
     head(&mut out, "llmgw_requests_rejected_total", "counter", "Client requests refused before routing.");
     let _ = writeln!(out, "llmgw_requests_rejected_total {}", live.rejected());
     head(&mut out, "llmgw_accept_errors_total", "counter", "Connections the listener failed to accept.");

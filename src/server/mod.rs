@@ -148,6 +148,12 @@ pub async fn start(config: crate::config::Config) -> anyhow::Result<Running> {
     };
     let traffic = meta.traffic.clone();
     let snapshots = crate::snapshot::spawn_sampler(gw.live.clone(), meta, SNAPSHOT_PERIOD, shutdown.clone());
+    background.push(crate::alerts::spawn(
+        gw.live.clone(),
+        snapshots.clone(),
+        gw.config.alerts.clone(),
+        shutdown.clone(),
+    ));
     let admin_app = admin::app(gw.clone(), tokens, snapshots.clone());
     let admin_limits = gw.config.server.limits;
     let admin_live = gw.live.clone();

@@ -59,8 +59,10 @@ pub struct Report {
     pub routes: Vec<RouteStatus>,
     /// Providers in config order.
     pub providers: Vec<ProviderStatus>,
-    /// Recent health, failover and fault events, newest first.
+    /// Recent health, failover, fault and alert events, newest first.
     pub incidents: Vec<Incident>,
+    /// Alerts firing now.
+    pub alerts: Vec<String>,
     /// Seconds the gateway has been up.
     pub uptime_s: u64,
 }
@@ -134,11 +136,12 @@ pub fn assess(s: &Snapshot) -> Report {
         .events
         .iter()
         .rev()
-        .filter(|e| matches!(e.kind, EventKind::Health | EventKind::Failover | EventKind::Fault))
+        .filter(|e| matches!(e.kind, EventKind::Health | EventKind::Failover | EventKind::Fault | EventKind::Alert))
         .take(INCIDENTS)
         .map(|e| Incident { ago_s: now_ms.saturating_sub(e.at_ms) / 1000, text: e.text.clone() })
         .collect();
-    Report { status, description, routes, providers, incidents, uptime_s: s.uptime_s }
+    let alerts = s.alerts.iter().filter(|a| a.firing).map(|a| a.text.clone()).collect();
+    Report { status, description, routes, providers, incidents, alerts, uptime_s: s.uptime_s }
 }
 
 const TEMPLATE: &str = include_str!("../../assets/status.html");
@@ -185,6 +188,7 @@ pub fn html(r: &Report) -> String {
         .replace("{{routes}}", &routes)
         .replace("{{providers}}", &providers)
         .replace("{{incidents}}", &incidents)
+        .replace("{{alerts}}", &r.alerts.iter().map(|a| format!("<li>{}</li>\n", esc(a))).collect::<String>())
         .replace("{{uptime}}", &ago(r.uptime_s))
 }
 

@@ -85,6 +85,16 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 strategy: format!("{:?}", route.strategy).to_lowercase(),
                 targets,
                 panic: live.panicking(r, now),
+                requests: {
+                    let t = live.route_totals(r);
+                    let all: u64 = crate::outcome::OutcomeClass::ALL.iter().map(|&c| t.of(c)).sum();
+                    let failed = crate::outcome::OutcomeClass::ALL
+                        .iter()
+                        .filter(|c| !c.answered_client() && c.blame() != crate::outcome::Blame::Cancelled)
+                        .map(|&c| t.of(c))
+                        .sum();
+                    (all, failed)
+                },
             }
         })
         .collect();
@@ -160,6 +170,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         providers,
         routes,
         events: live.events(SNAPSHOT_EVENTS),
+        alerts: live.alerts(),
         traffic: meta.traffic.get().map(|f| f()),
         log_dir: meta.log_dir.clone(),
         recent: live.recent(RECENT_SHOWN).iter().map(|r| recent_view(cfg, r)).collect(),

@@ -161,6 +161,10 @@ pub struct RouteView {
     pub targets: Vec<TargetView>,
     /// Whether every target is unhealthy and the least bad one serves.
     pub panic: bool,
+    /// Client requests since start, and how many of them got no answer (the route's own
+    /// failures, as its clients saw them).
+    #[serde(default)]
+    pub requests: (u64, u64),
 }
 
 /// A recent client request, with why its provider was chosen.
@@ -232,6 +236,9 @@ pub struct Snapshot {
     pub recent: Vec<RecentRequest>,
     /// The store, when the gateway has one.
     pub store: Option<StoreView>,
+    /// Alerts pending or firing.
+    #[serde(default)]
+    pub alerts: Vec<crate::state::AlertView>,
 }
 
 /// The store, for the console.

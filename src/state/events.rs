@@ -18,6 +18,23 @@ pub enum EventKind {
     Failover,
     /// A provider started or stopped failing, or asked us to back off.
     Health,
+    /// An alert fired or resolved.
+    Alert,
+}
+
+/// An alert that is pending (its condition holds, not yet for long enough) or firing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertView {
+    /// The rule (`provider_error_rate`, `route_unavailable`, ...).
+    pub rule: String,
+    /// What it is about: `provider flaky`, `route chat`, `store`.
+    pub subject: String,
+    /// Firing (else pending).
+    pub firing: bool,
+    /// Milliseconds since the gateway started, when its condition began to hold.
+    pub since_ms: u64,
+    /// What was measured, in words.
+    pub text: String,
 }
 
 /// One line of the event log.
@@ -43,6 +60,16 @@ impl Live {
             ev.pop_front();
         }
         ev.push_back(Event { at_ms: self.ms(now), kind, text });
+    }
+
+    /// Sets the alerts now pending or firing (the alert engine's verdict, shown by snapshots).
+    pub fn set_alerts(&self, alerts: Vec<AlertView>) {
+        *lock(&self.alerts) = alerts;
+    }
+
+    /// The alerts now pending or firing.
+    pub fn alerts(&self) -> Vec<AlertView> {
+        lock(&self.alerts).clone()
     }
 
     /// The newest `n` events, oldest first.

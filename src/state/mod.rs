@@ -28,7 +28,7 @@ mod minutes;
 mod record;
 mod verdicts;
 
-pub use events::{EVENTS_KEPT, Event, EventKind};
+pub use events::{AlertView, EVENTS_KEPT, Event, EventKind};
 
 /// A fault in force on a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -122,6 +122,7 @@ pub struct Live {
     routes: Vec<RouteState>,
     requests: Window,
     events: Mutex<VecDeque<Event>>,
+    alerts: Mutex<Vec<AlertView>>,
     recent: Mutex<VecDeque<Arc<RequestRecord>>>,
     /// Client requests refused before routing (bad requests, no key, wrong origin, connections
     /// past the cap).
@@ -149,6 +150,7 @@ impl Live {
             routes,
             requests: Window::default(),
             events: Mutex::new(VecDeque::new()),
+            alerts: Mutex::new(Vec::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_KEPT)),
             rejected: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),

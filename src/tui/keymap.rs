@@ -12,6 +12,8 @@ pub enum KeyAction {
     Help,
     /// Show recent requests and why their providers were chosen.
     Why,
+    /// Show the alerts pending and firing.
+    Alerts,
     /// Select the row above.
     Up,
     /// Select the row below.
@@ -88,6 +90,7 @@ pub const BINDINGS: &[Binding] = &[
     bind("]", "raise the selected target's weight", "", KeyAction::WeightUp, true, &[Char(']')]),
     bind("u", "reset all overrides to the config", "reset", KeyAction::Reset, true, &[Char('u')]),
     bind("w", "why: recent requests and their candidates (e: failovers only)", "why", KeyAction::Why, false, &[Char('w')]),
+    bind("a", "alerts: firing and pending, with what was measured", "alerts", KeyAction::Alerts, false, &[Char('a')]),
     bind("+/-", "chart window: 1m / 5m / 15m / 1h / 6h", "window", KeyAction::WindowLonger, false, &[Char('+'), Char('=')]),
     bind("-", "shorter chart window", "", KeyAction::WindowShorter, false, &[Char('-')]),
     bind("</>", "demo traffic rate down / up", "traffic", KeyAction::TrafficDown, false, &[Char('<'), Char(',')]),

@@ -70,6 +70,8 @@ pub enum Overlay {
     /// Recent requests of the route and why their providers were chosen; `true` shows only
     /// those that failed over or failed.
     Why(bool),
+    /// The alerts pending and firing.
+    Alerts,
 }
 
 /// What `update` asks the outside world to do.
@@ -200,6 +202,7 @@ impl App {
             KeyAction::Quit => return vec![Effect::Quit],
             KeyAction::Help => self.overlay = Some(Overlay::Help),
             KeyAction::Why => self.overlay = Some(Overlay::Why(false)),
+            KeyAction::Alerts => self.overlay = Some(Overlay::Alerts),
             KeyAction::Up => self.selected = self.selected.saturating_sub(1),
             KeyAction::Down => self.selected = (self.selected + 1).min(n.saturating_sub(1)),
             KeyAction::NextRoute | KeyAction::PrevRoute => {
@@ -296,8 +299,8 @@ impl App {
                 }
                 vec![]
             }
-            Overlay::Help => {
-                // Any key closes help; `q` still quits from there.
+            Overlay::Help | Overlay::Alerts => {
+                // Any key closes it; `q` still quits from there.
                 if key.code == KeyCode::Char('q') {
                     return vec![Effect::Quit];
                 }

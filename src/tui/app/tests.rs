@@ -41,14 +41,22 @@ fn snap() -> Arc<Snapshot> {
                 strategy: "weighted".into(),
                 targets: vec![target(0, 70), target(1, 30)],
                 panic: false,
+                requests: (0, 0),
             },
-            RouteView { model: "embed".into(), strategy: "weighted".into(), targets: vec![target(1, 1)], panic: false },
+            RouteView {
+                model: "embed".into(),
+                strategy: "weighted".into(),
+                targets: vec![target(1, 1)],
+                panic: false,
+                requests: (0, 0),
+            },
         ],
         events: vec![],
         traffic: Some(TrafficView { target_rps: 100.0 }),
         log_dir: None,
         recent: vec![],
         store: None,
+        alerts: vec![],
     })
 }
 

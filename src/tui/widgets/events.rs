@@ -26,6 +26,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     EventKind::Fault => ("fault", theme.bad),
                     EventKind::Failover => ("failover", theme.warn),
                     EventKind::Health => ("health", theme.good),
+                    EventKind::Alert => ("alert", theme.bad),
                 };
                 Line::from(vec![
                     Span::styled(format!(" T+{} ", fmt_hms(e.at_ms / 1000)), theme.dim),

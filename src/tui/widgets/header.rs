@@ -68,6 +68,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         spans.push(sep.clone());
         spans.push(Span::styled(format!("FAULTS {faults}"), theme.bad));
     }
+    let firing = s.alerts.iter().filter(|a| a.firing).count();
+    if firing > 0 {
+        spans.push(sep.clone());
+        spans.push(Span::styled(format!("ALERTS {firing} (a)"), theme.bad));
+    }
     spans.push(sep.clone());
     spans.push(Span::raw(format!("in flight {}", s.in_flight)));
     if let Some(t) = s.traffic {

@@ -10,6 +10,28 @@ use crate::tui::app::{App, DURATIONS, FaultField, Overlay};
 use crate::tui::keymap::help_lines;
 use crate::tui::theme::Theme;
 
+/// The alerts panel: firing first, then pending, each with what was measured.
+fn alerts(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let s = &app.snapshot;
+    let mut lines = Vec::with_capacity(s.alerts.len() * 2 + 2);
+    if s.alerts.is_empty() {
+        lines.push(Line::styled("No alert is pending or firing.", theme.good));
+    }
+    for a in &s.alerts {
+        let (label, style) = if a.firing { ("FIRING ", theme.bad) } else { ("pending", theme.warn) };
+        let age = (s.uptime_s * 1000).saturating_sub(a.since_ms) / 1000;
+        lines.push(Line::from(vec![
+            Span::styled(format!("{label} "), style),
+            Span::styled(format!("{} · {}", a.rule, a.subject), theme.title),
+            Span::styled(format!("  for {age} s"), theme.dim),
+        ]));
+        lines.push(Line::raw(format!("        {}", a.text)));
+    }
+    lines.push(Line::default());
+    lines.push(Line::styled("Thresholds: [alerts] in the config. Any key closes.", theme.dim));
+    dialog(frame, area, theme, " alerts ", lines, 100);
+}
+
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let [r] = Layout::horizontal([Constraint::Length(w.min(area.width))]).flex(Flex::Center).areas(area);
     let [r] = Layout::vertical([Constraint::Length(h.min(area.height))]).flex(Flex::Center).areas(r);
@@ -22,6 +44,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         None => {}
         Some(Overlay::Help) => help(frame, area, app, theme),
         Some(Overlay::Why(only)) => why(frame, area, app, theme, *only),
+        Some(Overlay::Alerts) => alerts(frame, area, app, theme),
         Some(Overlay::Confirm(c)) => {
             let buttons = if c.yes {
                 vec![Span::raw("   [ Cancel ]   "), Span::styled("[ Yes ]", theme.selected)]
