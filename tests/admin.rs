@@ -148,8 +148,9 @@ async fn the_snapshot_stream_renders_as_the_in_process_console_does() {
         t.draw(|f| ui::render(f, &App::new(s, false), &Theme::mono())).unwrap();
         format!("{:?}", t.backend().buffer())
     };
-    // Snapshots from the stream, each compared with the one the in-process console holds at the
-    // same moment (the same sampler tick: the stream sends each snapshot as it is taken).
+    // Snapshots from the stream (after the first, only what is new in the charts, merged as an
+    // attached console merges them), each compared with the one the in-process console holds at
+    // the same moment (the same sampler tick: the stream sends each snapshot as it is taken).
     let resp = client()
         .get(format!("http://{}/admin/snapshots", gw.admin_addr))
         .bearer_auth(token.trim())
@@ -160,22 +161,30 @@ async fn the_snapshot_stream_renders_as_the_in_process_console_does() {
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     let mut matched = 0;
+    let mut prev: Option<llmgw::snapshot::Snapshot> = None;
+    let mut partial = 0;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while matched < 3 && tokio::time::Instant::now() < deadline {
         use futures_util::StreamExt;
         buf.extend_from_slice(&stream.next().await.unwrap().unwrap());
         while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
             let event: Vec<u8> = buf.drain(..end + 2).collect();
-            let sent: Value = serde_json::from_slice(&event[6..]).unwrap();
-            let remote: llmgw::snapshot::Snapshot = serde_json::from_value(sent.clone()).unwrap();
+            let next: llmgw::snapshot::Snapshot = serde_json::from_slice(&event[6..]).unwrap();
+            partial += usize::from(next.series_since.is_some());
+            let remote = match &prev {
+                Some(p) => p.merge(next),
+                None => next,
+            };
+            prev = Some(remote.clone());
             let local = gw.snapshots.borrow().clone();
             // The same tick's snapshot (a later tick may have replaced it already).
-            if serde_json::to_value(&*local).unwrap() == sent {
+            if serde_json::to_value(&*local).unwrap() == serde_json::to_value(&remote).unwrap() {
                 assert_eq!(render(std::sync::Arc::new(remote)), render(local), "an attached console shows the same");
                 matched += 1;
             }
         }
     }
     assert_eq!(matched, 3, "three snapshots compared");
+    assert!(partial >= 2, "after the first, snapshots carry only what is new in the charts");
     gw.stop().await.unwrap();
 }

@@ -111,6 +111,7 @@ fn fixture(busy: bool) -> Snapshot {
                 targets: vec![target(0, 50, 100, 40, 0), target(1, 30, 60, 140, 0), target(2, 20, 40, 70, 20)],
                 panic: false,
                 requests: (0, 0),
+                series: vec![],
             },
             RouteView {
                 model: "embed".into(),
@@ -118,6 +119,7 @@ fn fixture(busy: bool) -> Snapshot {
                 targets: vec![target(0, 1, 10, 5, 0)],
                 panic: false,
                 requests: (0, 0),
+                series: vec![],
             },
         ],
         events: if busy {
@@ -134,6 +136,7 @@ fn fixture(busy: bool) -> Snapshot {
         recent: vec![],
         store: None,
         alerts: vec![],
+        series_since: None,
     }
 }
 

@@ -192,20 +192,27 @@ async fn stream(
         return Err(format!("the gateway answered {}", resp.status()));
     }
     let body = resp.bytes_stream();
-    Ok(futures_util::stream::unfold((body, Vec::new()), |(mut body, mut buf)| async move {
+    let state = (body, Vec::new(), None::<Arc<Snapshot>>);
+    Ok(futures_util::stream::unfold(state, |(mut body, mut buf, prev)| async move {
         loop {
             if let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
                 let event: Vec<u8> = buf.drain(..end + 2).collect();
                 let data = event.strip_prefix(b"data: ").unwrap_or(&event);
                 let item = serde_json::from_slice::<Snapshot>(data.trim_ascii())
-                    .map(Arc::new)
-                    .map_err(|e| format!("a snapshot this console cannot read ({e}): versions differ?"));
-                return Some((item, (body, buf)));
+                    .map_err(|e| format!("a snapshot this console cannot read ({e}): versions differ?"))
+                    .and_then(|next| match (&prev, next.series_since) {
+                        // After the first, the charts come as what is new: merged here.
+                        (Some(p), Some(_)) => Ok(Arc::new(p.merge(next))),
+                        (None, Some(_)) => Err("the gateway sent a partial snapshot first".to_string()),
+                        (_, None) => Ok(Arc::new(next)),
+                    });
+                let prev = item.as_ref().ok().cloned().or(prev);
+                return Some((item, (body, buf, prev)));
             }
             match body.next().await {
                 Some(Ok(chunk)) if buf.len() + chunk.len() <= MAX_EVENT => buf.extend_from_slice(&chunk),
-                Some(Ok(_)) => return Some((Err("a snapshot over 64 MiB".to_string()), (body, Vec::new()))),
-                Some(Err(e)) => return Some((Err(format!("the stream broke: {e}")), (body, buf))),
+                Some(Ok(_)) => return Some((Err("a snapshot over 64 MiB".to_string()), (body, Vec::new(), prev))),
+                Some(Err(e)) => return Some((Err(format!("the stream broke: {e}")), (body, buf, prev))),
                 None => return None,
             }
         }

@@ -155,18 +155,28 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-/// Every snapshot as it is taken, one SSE event each: what an attached console renders.
+/// Every snapshot as it is taken, one SSE event each: what an attached console renders. The
+/// first is whole; the next ones carry only the chart seconds and minutes since the one before
+/// (the console merges them), so an attached console costs little.
 async fn snapshot_stream(State(s): State<AdminState>) -> Response {
     let rx = s.snapshots.clone();
-    let events = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if !first && rx.changed().await.is_err() {
+    let events = futures_util::stream::unfold((rx, None), |(mut rx, sent): (_, Option<(u64, u64)>)| async move {
+        if sent.is_some() && rx.changed().await.is_err() {
             return None;
         }
         let snap = rx.borrow_and_update().clone();
         let mut event = b"data: ".to_vec();
-        serde_json::to_writer(&mut event, &*snap).ok()?;
+        // The second (and minute) that was still filling when the last one went is sent again.
+        let written = match sent {
+            None => serde_json::to_writer(&mut event, &*snap),
+            Some((sec, minute)) => {
+                serde_json::to_writer(&mut event, &snap.since(sec.saturating_sub(1), minute.saturating_sub(1)))
+            }
+        };
+        written.ok()?;
         event.extend_from_slice(b"\n\n");
-        Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(event)), (rx, false)))
+        let sent = Some((snap.uptime_s, snap.unix_minute));
+        Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(event)), (rx, sent)))
     });
     let mut r = Response::new(axum::body::Body::from_stream(events));
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));

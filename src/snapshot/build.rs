@@ -85,6 +85,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 strategy: format!("{:?}", route.strategy).to_lowercase(),
                 targets,
                 panic: live.panicking(r, now),
+                series: live.route_window(r).series(sec, WINDOW_S),
                 requests: {
                     let t = live.route_totals(r);
                     let all: u64 = crate::outcome::OutcomeClass::ALL.iter().map(|&c| t.of(c)).sum();
@@ -171,6 +172,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         routes,
         events: live.events(SNAPSHOT_EVENTS),
         alerts: live.alerts(),
+        series_since: None,
         traffic: meta.traffic.get().map(|f| f()),
         log_dir: meta.log_dir.clone(),
         recent: live.recent(RECENT_SHOWN).iter().map(|r| recent_view(cfg, r)).collect(),

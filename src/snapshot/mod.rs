@@ -2,6 +2,7 @@
 //! later, the admin API and alerts). Plain serializable data: a remote console renders the same.
 
 mod build;
+mod delta;
 
 pub use build::{Meta, RECENT_SHOWN, SNAPSHOT_EVENTS, TrafficFn, build, spawn_sampler};
 
@@ -165,6 +166,10 @@ pub struct RouteView {
     /// failures, as its clients saw them).
     #[serde(default)]
     pub requests: (u64, u64),
+    /// Its client requests by second, oldest first, up to [`WINDOW_S`] seconds (as its clients
+    /// saw them: outcomes and latency of whole requests).
+    #[serde(default)]
+    pub series: Vec<Second>,
 }
 
 /// A recent client request, with why its provider was chosen.
@@ -239,6 +244,10 @@ pub struct Snapshot {
     /// Alerts pending or firing.
     #[serde(default)]
     pub alerts: Vec<crate::state::AlertView>,
+    /// On the wire to an attached console: the charts hold only the seconds and Unix minutes
+    /// from these on, to be merged into the previous snapshot ([`Snapshot::merge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_since: Option<(u64, u64)>,
 }
 
 /// The store, for the console.

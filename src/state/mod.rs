@@ -105,6 +105,8 @@ struct RouteState {
     panic_until_ms: AtomicU64,
     /// Its client requests since start, for `/metrics`.
     totals: crate::metrics::totals::Totals,
+    /// Its client requests by second (what its clients saw: drills, alerts).
+    window: Window,
 }
 
 /// Client requests kept for "why this provider".
@@ -279,6 +281,11 @@ impl Live {
     /// The metrics window of client requests.
     pub fn request_window(&self) -> &Window {
         &self.requests
+    }
+
+    /// Client requests of route `r` by second.
+    pub fn route_window(&self, r: usize) -> &Window {
+        &self.routes[r].window
     }
 }
 

@@ -73,6 +73,7 @@ impl Live {
         };
         self.requests.record(self.sec(now), &sample);
         if let Some(r) = rec.route {
+            self.routes[r].window.record(self.sec(now), &sample);
             let totals = &self.routes[r].totals;
             totals.record(class, rec.total, sample.ttft, rec.tokens);
             totals.retries.fetch_add(rec.attempts.len().saturating_sub(1) as u64, Relaxed);

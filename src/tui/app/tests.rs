@@ -42,6 +42,7 @@ fn snap() -> Arc<Snapshot> {
                 targets: vec![target(0, 70), target(1, 30)],
                 panic: false,
                 requests: (0, 0),
+                series: vec![],
             },
             RouteView {
                 model: "embed".into(),
@@ -49,6 +50,7 @@ fn snap() -> Arc<Snapshot> {
                 targets: vec![target(1, 1)],
                 panic: false,
                 requests: (0, 0),
+                series: vec![],
             },
         ],
         events: vec![],
@@ -57,6 +59,7 @@ fn snap() -> Arc<Snapshot> {
         recent: vec![],
         store: None,
         alerts: vec![],
+        series_since: None,
     })
 }
 

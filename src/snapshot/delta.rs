@@ -1,0 +1,163 @@
+//! Snapshots on the wire to attached consoles: after the first, each one carries only the
+//! seconds and minutes of its charts the console does not have yet, and the console merges them
+//! into the previous snapshot. The rest of a snapshot is small; its charts are most of it.
+
+use super::{RouteView, Snapshot};
+use crate::metrics::{Minute, Second, WINDOW_S};
+use crate::state::MINUTES_KEPT;
+
+impl Snapshot {
+    /// This snapshot with only the chart seconds from `sec` and minutes from `minute` on
+    /// (`series_since` says so); the rest whole.
+    pub fn since(&self, sec: u64, minute: u64) -> Snapshot {
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| RouteView {
+                model: r.model.clone(),
+                strategy: r.strategy.clone(),
+                panic: r.panic,
+                requests: r.requests,
+                series: tail(&r.series, sec),
+                targets: r
+                    .targets
+                    .iter()
+                    .map(|t| super::TargetView {
+                        provider: t.provider,
+                        model: t.model.clone(),
+                        weight_config: t.weight_config,
+                        weight: t.weight,
+                        steering: t.steering.clone(),
+                        summary: t.summary.clone(),
+                        share_now: t.share_now,
+                        share_recent: t.share_recent,
+                        series: tail(&t.series, sec),
+                        minutes: t.minutes.iter().filter(|m| m.minute >= minute).cloned().collect(),
+                        hedges: t.hedges,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Snapshot {
+            uptime_s: self.uptime_s,
+            unix_minute: self.unix_minute,
+            listen: self.listen.clone(),
+            requests: self.requests.clone(),
+            in_flight: self.in_flight,
+            rejected: self.rejected,
+            accept_errors: self.accept_errors,
+            providers: self.providers.clone(),
+            routes,
+            events: self.events.clone(),
+            traffic: self.traffic,
+            log_dir: self.log_dir.clone(),
+            recent: self.recent.clone(),
+            store: self.store,
+            alerts: self.alerts.clone(),
+            series_since: Some((sec, minute)),
+        }
+    }
+
+    /// `next` completed from `self`: a partial snapshot's charts merged into this one's (a whole
+    /// snapshot is taken as it is, and so is one whose routes no longer match).
+    pub fn merge(&self, mut next: Snapshot) -> Snapshot {
+        let Some((sec, minute)) = next.series_since.take() else { return next };
+        if self.routes.len() != next.routes.len()
+            || self.routes.iter().zip(&next.routes).any(|(a, b)| a.targets.len() != b.targets.len())
+        {
+            return next;
+        }
+        for (old, new) in self.routes.iter().zip(&mut next.routes) {
+            new.series = joined(&old.series, std::mem::take(&mut new.series), sec);
+            for (ot, nt) in old.targets.iter().zip(&mut new.targets) {
+                nt.series = joined(&ot.series, std::mem::take(&mut nt.series), sec);
+                let mut minutes: Vec<Minute> = ot.minutes.iter().filter(|m| m.minute < minute).cloned().collect();
+                minutes.append(&mut nt.minutes);
+                let extra = minutes.len().saturating_sub(MINUTES_KEPT);
+                minutes.drain(..extra);
+                nt.minutes = minutes;
+            }
+        }
+        next
+    }
+}
+
+fn tail(series: &[Second], sec: u64) -> Vec<Second> {
+    let from = series.partition_point(|s| s.sec < sec);
+    series[from..].to_vec()
+}
+
+fn joined(old: &[Second], mut new: Vec<Second>, sec: u64) -> Vec<Second> {
+    let keep = old.partition_point(|s| s.sec < sec);
+    let mut out = Vec::with_capacity(keep + new.len());
+    out.extend_from_slice(&old[..keep]);
+    out.append(&mut new);
+    let extra = out.len().saturating_sub(WINDOW_S);
+    out.drain(..extra);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Summary;
+
+    fn secs(r: std::ops::Range<u64>, mark: u32) -> Vec<Second> {
+        r.map(|sec| Second { sec, served: mark, ..Second::default() }).collect()
+    }
+
+    fn snap(series: Vec<Second>) -> Snapshot {
+        let target = super::super::TargetView {
+            provider: 0,
+            model: "m".into(),
+            weight_config: 1,
+            weight: 1,
+            steering: None,
+            summary: Summary::default(),
+            share_now: None,
+            share_recent: None,
+            series: series.clone(),
+            minutes: vec![],
+            hedges: (0, 0),
+        };
+        let route = RouteView {
+            model: "chat".into(),
+            strategy: "weighted".into(),
+            targets: vec![target],
+            panic: false,
+            requests: (0, 0),
+            series,
+        };
+        Snapshot {
+            uptime_s: 0,
+            unix_minute: 0,
+            listen: String::new(),
+            requests: Summary::default(),
+            in_flight: 0,
+            rejected: 0,
+            accept_errors: 0,
+            providers: vec![],
+            routes: vec![route],
+            events: vec![],
+            traffic: None,
+            log_dir: None,
+            recent: vec![],
+            store: None,
+            alerts: vec![],
+            series_since: None,
+        }
+    }
+
+    #[test]
+    fn a_partial_snapshot_merges_into_the_whole_one() {
+        let prev = snap(secs(0..WINDOW_S as u64, 1));
+        // Seconds 898.. again (the one still filling), with new counts, and three new ones.
+        let now = snap([secs(3..898, 1), secs(898..903, 2)].concat());
+        let wire = now.since(898, 0);
+        assert_eq!(wire.routes[0].targets[0].series.len(), 5, "only what is new goes");
+        let merged = prev.merge(serde_json::from_str(&serde_json::to_string(&wire).unwrap()).unwrap());
+        assert_eq!(merged.routes[0].series, now.routes[0].series, "the same charts as the whole snapshot");
+        assert_eq!(merged.routes[0].targets[0].series, now.routes[0].targets[0].series);
+        assert_eq!(merged.series_since, None);
+    }
+}
