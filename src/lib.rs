@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod drill;
 pub mod health;
 pub mod logging;
 pub mod metrics;

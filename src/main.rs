@@ -97,6 +97,11 @@ enum Command {
         after_help = "Examples:\n  llmgw history -c llmgw.toml\n  llmgw history --route chat --status 5xx --since 1h\n  llmgw history --id llmgw-3f2a...\n  llmgw history --summary --since 7d\n  llmgw history --since 1d --format csv > requests.csv\n\nsled lets one process open the store: with no gateway running this opens it directly; with one\nrunning it asks that gateway's admin API (loopback, token from admin_token_env or <data_dir>/admin.token)."
     )]
     History(llmgw::cli::history::Args),
+    /// A failover drill against a running gateway: fault, recovery, and a report.
+    #[command(
+        after_help = "Examples:\n  llmgw drill --provider swift --fault down --for 20s\n  llmgw drill --provider flaky --fault errors:50 --rps 100 --max-errors 0 --max-shift 2s\n  llmgw drill --provider steady --watch --format json     real traffic only, a report for CI\n  llmgw drill --list\n\nThrough the admin API (an operator token): traffic for --before, the fault for --for, cleared, a\nwait for the provider's traffic to return; the report (time to detect, shift and return; requests,\nerrors, p50/p99 before, during and after) is printed and kept by the gateway. Exits 1 when a\n--max-* threshold is missed. Ctrl-C clears the fault and reports what was seen."
+    )]
+    Drill(llmgw::cli::drill::Args),
     /// Alert notifications: `llmgw alerts test` sends a test notification to every webhook.
     #[command(
         after_help = "Examples:\n  llmgw alerts test -c llmgw.toml\n\nEach webhook of [alerts] gets a notification with state \"test\"; the result of each is printed\n(the URLs are not: they may be secrets). Exits non-zero when any failed."
@@ -178,6 +183,7 @@ fn main() -> ExitCode {
             rt.block_on(run_demo(listen, data_dir, rps, headless, read_only))
         }
         Command::Load(args) => rt.block_on(llmgw::cli::load::run(args)),
+        Command::Drill(args) => rt.block_on(llmgw::cli::drill::run(args)),
         Command::Alerts { what: AlertsCommand::Test { config } } => {
             let cfg = match Config::load_for_tools(&config) {
                 Ok(c) => c,

@@ -178,7 +178,7 @@ async fn follow(
 const MAX_EVENT: usize = 64 << 20;
 
 /// Opens the snapshot stream: each item one snapshot, or why the stream broke.
-async fn stream(
+pub(super) async fn stream(
     client: &reqwest::Client,
     target: &Target,
 ) -> Result<impl futures_util::Stream<Item = Result<Arc<Snapshot>, String>> + use<>, String> {

@@ -2,6 +2,7 @@
 
 pub mod attach;
 pub mod console;
+pub mod drill;
 pub mod history;
 pub mod load;
 

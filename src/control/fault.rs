@@ -108,6 +108,37 @@ impl Fault {
     }
 }
 
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    /// `mode` or `mode:N` (`down`, `errors:30`, `slow:2000`, `cut:10`, ...); the mode's default
+    /// parameter when none is given.
+    fn from_str(s: &str) -> Result<Fault, String> {
+        let (mode, n) = match s.split_once(':') {
+            Some((m, n)) => (m, Some(n.parse::<u64>().map_err(|_| format!("'{n}' is not a whole number"))?)),
+            None => (s, None),
+        };
+        let names: Vec<&str> = MODES.iter().map(Fault::mode).collect();
+        let base = MODES
+            .iter()
+            .find(|f| f.mode() == mode)
+            .ok_or_else(|| format!("unknown fault '{mode}' (modes: {})", names.join(", ")))?;
+        let Some(n) = n else { return Ok(*base) };
+        let small = |n: u64| u32::try_from(n).map_err(|_| format!("{n} is too large"));
+        Ok(match base {
+            Fault::Errors { .. } => {
+                Fault::Errors { percent: u8::try_from(n).map_err(|_| format!("{n} is not a percentage"))? }
+            }
+            Fault::Ratelimit { .. } => Fault::Ratelimit { retry_after_s: small(n)? },
+            Fault::Slow { .. } => Fault::Slow { delay_ms: n },
+            Fault::SlowFirstToken { .. } => Fault::SlowFirstToken { delay_ms: n },
+            Fault::Cut { .. } => Fault::Cut { after: small(n)? },
+            Fault::Stall { .. } => Fault::Stall { after: small(n)? },
+            f @ (Fault::Down | Fault::Hang | Fault::NoDone) => return Err(format!("'{}' takes no number", f.mode())),
+        })
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.mode())?;
@@ -128,6 +159,10 @@ mod tests {
         assert_eq!(Fault::Slow { delay_ms: 800 }.adjust(2).to_string(), "slow 1200 ms");
         assert_eq!(Fault::Errors { percent: 100 }.adjust(3), Fault::Errors { percent: 100 });
         assert_eq!(Fault::Down.adjust(1), Fault::Down);
+        assert_eq!("errors:30".parse(), Ok(Fault::Errors { percent: 30 }));
+        assert_eq!("down".parse(), Ok(Fault::Down));
+        assert_eq!("slow".parse(), Ok(Fault::Slow { delay_ms: 800 }), "the menu's default");
+        assert!("down:3".parse::<Fault>().is_err() && "melt".parse::<Fault>().unwrap_err().contains("modes: down"));
         let json = serde_json::to_string(&Fault::Cut { after: 3 }).unwrap();
         assert_eq!(json, r#"{"mode":"cut","after":3}"#);
     }

@@ -2,8 +2,10 @@
 //! restore, cache purge) that the console, the admin API and tests all send, the faults a drill
 //! injects, and the typed error a refused command gets. Depends on nothing but serde.
 
+mod drill;
 mod fault;
 
+pub use drill::{DrillReport, PhaseReport};
 pub use fault::{Fault, MODES};
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,11 @@ pub enum Command {
     PurgeCache {
         /// Route name; `None` purges every route.
         route: Option<String>,
+    },
+    /// Keep a drill's report in the store (and say so in the event log).
+    RecordDrill {
+        /// The report.
+        report: Box<DrillReport>,
     },
 }
 
@@ -100,6 +107,13 @@ impl Command {
             }
             Command::InjectFault { duration_s: Some(d), .. } if *d == 0 || *d > MAX_FAULT_S => {
                 Err(CommandError::Invalid(format!("duration_s must be between 1 and {MAX_FAULT_S}")))
+            }
+            Command::RecordDrill { report: r }
+                if r.phases.len() > 8
+                    || [&r.provider, &r.route, &r.by, &r.traffic].iter().any(|s| s.len() > 200)
+                    || r.phases.iter().any(|p| p.name.len() > 32) =>
+            {
+                Err(CommandError::Invalid("a drill report has at most 8 phases and short names".into()))
             }
             _ => Ok(()),
         }

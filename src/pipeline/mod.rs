@@ -131,6 +131,17 @@ impl Gateway {
                 self.live.event(now, EventKind::Operator, format!("{ack}{by}"));
                 ack
             }
+            Command::RecordDrill { report } => {
+                cmd.validate()?;
+                let Some(stores) = &self.stores else {
+                    return Err(CommandError::Unavailable("this gateway has no store to keep drills in".into()));
+                };
+                stores.drills.put(report);
+                let by = origin.map_or(String::new(), |o| format!(" (by {o})"));
+                let text = report.summary();
+                self.live.event(now, EventKind::Operator, format!("{text}{by}"));
+                text
+            }
             _ => self.live.apply_from(cmd, origin, now)?,
         };
         if let Some(s) = &self.stores {

@@ -108,6 +108,7 @@ pub fn app(gw: Arc<Gateway>, tokens: Tokens, snapshots: watch::Receiver<Arc<Snap
         .route("/admin/snapshot", get(snapshot))
         .route("/admin/snapshots", get(snapshot_stream))
         .route("/metrics", get(metrics))
+        .route("/admin/drills", get(drills))
         .route("/admin/history", get(history))
         .route("/admin/history/summary", get(summary))
         .route("/admin/history/{id}", get(one))
@@ -232,6 +233,11 @@ async fn command(
         Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal", "the command failed")
             .into_response(),
     }
+}
+
+async fn drills(State(s): State<AdminState>) -> Response {
+    let Some(stores) = s.gw.stores().cloned() else { return no_store() };
+    Json(tokio::task::spawn_blocking(move || stores.drills.list(100)).await.unwrap_or_default()).into_response()
 }
 
 fn no_store() -> Response {

@@ -85,6 +85,9 @@ impl Live {
             Command::PurgeCache { .. } => {
                 return Err(CommandError::Unavailable("this gateway has no cache".into()));
             }
+            Command::RecordDrill { .. } => {
+                return Err(CommandError::Unavailable("this gateway has no store to keep drills in".into()));
+            }
             Command::ResetOverrides => {
                 for (r, route) in self.config.routes.iter().enumerate() {
                     for (t, target) in route.targets.iter().enumerate() {

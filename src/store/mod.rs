@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod chunk;
+pub mod drills;
 pub mod history;
 pub mod overrides;
 pub mod replay;
@@ -183,6 +184,8 @@ pub struct Stores {
     pub overrides: overrides::Overrides,
     /// Per-minute aggregates.
     pub rollups: rollups::Rollups,
+    /// Drill reports.
+    pub drills: drills::Drills,
     /// The writer task's queue.
     pub writer: Arc<writer::Writer>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -198,10 +201,12 @@ impl Stores {
         let history = Arc::new(history::History::open(store.clone()));
         let overrides = overrides::Overrides::open(store.clone());
         let rollups = rollups::Rollups::open(store.clone());
+        let drills = drills::Drills::open(store.clone());
         let stop = tokio_util::sync::CancellationToken::new();
         let (writer, tasks) =
             writer::spawn_writer(history.clone(), Some(cache.clone()), Arc::new(config.clone()), stop.clone());
-        Ok(Stores { store, cache, history, overrides, rollups, writer, tasks: std::sync::Mutex::new(tasks), stop })
+        let tasks = std::sync::Mutex::new(tasks);
+        Ok(Stores { store, cache, history, overrides, rollups, drills, writer, tasks, stop })
     }
 
     /// Stops the writer after it wrote what is queued, and flushes to disk.

@@ -70,7 +70,7 @@ impl Overrides {
                     self.store.error("override reset", &e);
                 }
             }
-            Command::PurgeCache { .. } => {}
+            Command::PurgeCache { .. } | Command::RecordDrill { .. } => {}
         }
     }
 

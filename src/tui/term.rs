@@ -108,7 +108,11 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, mut c: Console)
         }
         if c.snapshots.has_changed().unwrap_or(false) {
             let s = c.snapshots.borrow_and_update().clone();
-            app.update(Msg::Snapshot(s));
+            for effect in app.update(Msg::Snapshot(s)) {
+                if let Effect::Send(cmd) = effect {
+                    pending.push(c.control.send(cmd));
+                }
+            }
             dirty = true;
         }
         if dirty && last_draw.elapsed() >= FRAME {

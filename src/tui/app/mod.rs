@@ -10,6 +10,7 @@ use crate::control::Command;
 use crate::control::{Fault, MODES};
 use crate::snapshot::Snapshot;
 
+mod drill;
 mod window;
 pub use window::ChartWindow;
 
@@ -72,6 +73,8 @@ pub enum Overlay {
     Why(bool),
     /// The alerts pending and firing.
     Alerts,
+    /// The report of a drill run from the console.
+    Drill(Box<crate::control::DrillReport>),
 }
 
 /// What `update` asks the outside world to do.
@@ -117,6 +120,8 @@ pub struct App {
     pub status: Option<(String, bool)>,
     /// For an attached console, its connection to the gateway.
     pub link: Option<crate::tui::Link>,
+    /// A drill run from this console, being measured.
+    pub drill: Option<drill::ConsoleDrill>,
 }
 
 /// Weight steps for `]` and `[`.
@@ -136,6 +141,7 @@ impl App {
             read_only,
             status: None,
             link: None,
+            drill: None,
         }
     }
 
@@ -145,7 +151,7 @@ impl App {
             Msg::Snapshot(s) => {
                 self.snapshot = s;
                 self.clamp();
-                vec![]
+                self.drill_on_snapshot()
             }
             Msg::Link(l) => {
                 self.link = Some(l);
@@ -161,10 +167,14 @@ impl App {
             }
             Msg::Key(key) if key.kind != KeyEventKind::Press => vec![],
             Msg::Key(key) if keymap::is_ctrl_c(&key) => vec![Effect::Quit],
-            Msg::Key(key) => match self.overlay.take() {
-                Some(o) => self.overlay_key(o, key),
-                None => self.main_key(key),
-            },
+            Msg::Key(key) => {
+                let effects = match self.overlay.take() {
+                    Some(o) => self.overlay_key(o, key),
+                    None => self.main_key(key),
+                };
+                self.drill_on_send(&effects);
+                effects
+            }
         }
     }
 
@@ -299,7 +309,7 @@ impl App {
                 }
                 vec![]
             }
-            Overlay::Help | Overlay::Alerts => {
+            Overlay::Help | Overlay::Alerts | Overlay::Drill(_) => {
                 // Any key closes it; `q` still quits from there.
                 if key.code == KeyCode::Char('q') {
                     return vec![Effect::Quit];

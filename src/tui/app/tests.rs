@@ -191,3 +191,45 @@ fn quitting_and_overlays() {
     app.update(Msg::Ack(Err("no provider named 'x'".into())));
     assert_eq!(app.status, Some(("no provider named 'x'".into(), true)));
 }
+
+/// `snap()` at second `now`, with per-second traffic: swift answering `swift` a second (and
+/// steady the rest of 10), and a fault on swift when `faulted`.
+fn traffic(now: u64, swift: impl Fn(u64) -> u32, faulted: bool) -> Arc<Snapshot> {
+    let mut s = (*snap()).clone();
+    s.uptime_s = now;
+    let second = |sec: u64, served: u32| {
+        let mut outcomes = crate::outcome::Tally::default();
+        outcomes.by_class[crate::outcome::OutcomeClass::Ok.index()] = served as u64;
+        crate::metrics::Second { sec, outcomes, served, p50_us: 40_000, p99_us: 90_000, ..Default::default() }
+    };
+    let r = &mut s.routes[0];
+    r.series = (0..now).map(|t| second(t, 10)).collect();
+    r.targets[0].series = (0..now).map(|t| second(t, swift(t))).collect();
+    r.targets[1].series = (0..now).map(|t| second(t, 10 - swift(t))).collect();
+    if faulted {
+        s.providers[0].fault = Some(crate::snapshot::FaultView { fault: Fault::Down, remaining_s: None });
+        s.providers[0].status = Status::Fault;
+    }
+    Arc::new(s)
+}
+
+#[test]
+fn a_fault_injected_and_cleared_from_the_console_ends_in_a_kept_drill_report() {
+    let swift = |t: u64| if (41..52).contains(&t) { 0 } else { 5 };
+    let mut app = App::new(traffic(40, swift, false), false);
+    let sent = press(&mut app, &[KeyCode::Char('f'), KeyCode::Enter]);
+    assert!(matches!(sent.as_slice(), [Effect::Send(Command::InjectFault { .. })]));
+    assert!(app.update(Msg::Snapshot(traffic(45, swift, true))).is_empty(), "measuring");
+    assert!(app.update(Msg::Snapshot(traffic(50, swift, true))).is_empty());
+    press(&mut app, &[KeyCode::Char('r'), KeyCode::Char('y')]);
+    assert!(app.update(Msg::Snapshot(traffic(51, swift, false))).is_empty(), "not back yet");
+    let effects = app.update(Msg::Snapshot(traffic(54, swift, false)));
+    let [Effect::Send(Command::RecordDrill { report })] = effects.as_slice() else { panic!("kept: {effects:?}") };
+    assert_eq!(
+        (report.provider.as_str(), report.by.as_str(), report.traffic.as_str()),
+        ("swift", "console", "demo traffic")
+    );
+    assert_eq!((report.shift_s, report.return_s, report.fault_s), (Some(2.0), Some(3.0), 10), "{report:?}");
+    assert!(matches!(&app.overlay, Some(Overlay::Drill(r)) if r.provider == "swift"), "the report opens");
+    assert!(app.drill.is_none());
+}

@@ -45,6 +45,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Some(Overlay::Help) => help(frame, area, app, theme),
         Some(Overlay::Why(only)) => why(frame, area, app, theme, *only),
         Some(Overlay::Alerts) => alerts(frame, area, app, theme),
+        Some(Overlay::Drill(report)) => {
+            let mut lines: Vec<Line> = report.text().lines().map(|l| Line::raw(l.to_string())).collect();
+            lines.push(Line::default());
+            lines.push(Line::styled("Kept by the gateway: llmgw drill --list. Any key closes.", theme.dim));
+            dialog(frame, area, theme, " drill report ", lines, 76);
+        }
         Some(Overlay::Confirm(c)) => {
             let buttons = if c.yes {
                 vec![Span::raw("   [ Cancel ]   "), Span::styled("[ Yes ]", theme.selected)]
