@@ -180,6 +180,9 @@ fn busy_with_three_providers() {
     let t = render(&app(fixture(true)), &Theme::color(), 120, 36);
     let s = text(&t);
     assert!(s.contains("swift") && s.contains("healthy") && s.contains("50.0%"));
+    assert!(s.lines().any(|l| l.starts_with("└ ━ swift ━ steady ━ flaky ─")), "the legend sits under the plot:\n{s}");
+    let plot_rows: Vec<&str> = s.lines().skip_while(|l| !l.contains("latency p95")).skip(1).take(17).collect();
+    assert!(plot_rows.iter().all(|l| !l.contains("swift")), "never over the data:\n{s}");
     insta::assert_snapshot!(s);
 }
 

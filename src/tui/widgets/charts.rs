@@ -1,5 +1,6 @@
-//! Charts over the chosen window, one dataset per target of the selected route. A second with
-//! no requests is left out (a gap), never drawn as zero.
+//! Charts over the chosen window, one line per target of the selected route in the colour the
+//! table uses, the legend under the plot (never over the data). A second with no requests is
+//! left out: the line breaks there (a gap), never drops to zero.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -108,16 +109,30 @@ fn chart(
         return;
     }
     let max = y_max.unwrap_or_else(|| data.iter().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.1);
-    let datasets = data
+    // The legend goes in the frame's bottom edge, in each provider's colour.
+    let mut legend = vec![Span::raw(" ")];
+    for (i, t) in route.targets.iter().enumerate() {
+        let (style, marker) = theme.series_style(i);
+        let mark = if theme.mono { marker_char(marker) } else { "━" };
+        legend.push(Span::styled(format!("{mark} {} ", app.snapshot.providers[t.provider].name), style));
+    }
+    let block = block.title_bottom(ratatui::text::Line::from(legend));
+    // One line per run of seconds with data, so a quiet second breaks the line.
+    let step = if app.window.by_minute() { 60.0 } else { 1.0 };
+    let runs: Vec<(usize, &[(f64, f64)])> = data
         .iter()
         .enumerate()
+        .flat_map(|(i, points)| points.chunk_by(|a, b| b.0 - a.0 <= step * 1.5).map(move |run| (i, run)))
+        .collect();
+    let datasets = runs
+        .into_iter()
         .map(|(i, points)| {
             let (style, marker) = theme.series_style(i);
-            let name = app.snapshot.providers[route.targets[i].provider].name.clone();
+            // A lone point has no line to draw: it shows as a dot.
+            let graph = if points.len() > 1 { GraphType::Line } else { GraphType::Scatter };
             Dataset::default()
-                .name(name)
                 .marker(if theme.mono { marker } else { Marker::Braille })
-                .graph_type(GraphType::Scatter)
+                .graph_type(graph)
                 .style(style)
                 .data(points)
         })
@@ -129,7 +144,18 @@ fn chart(
         .block(block)
         .x_axis(Axis::default().bounds([x0, now]).labels(x_labels).style(theme.border))
         .y_axis(Axis::default().bounds([0.0, max]).labels(y_labels).style(theme.border))
-        .legend_position(Some(ratatui::widgets::LegendPosition::TopLeft))
-        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
+        .legend_position(None);
     frame.render_widget(chart, area);
+}
+
+/// The character a monochrome marker draws, for the legend.
+fn marker_char(m: Marker) -> &'static str {
+    match m {
+        Marker::Dot => "•",
+        Marker::Block => "█",
+        Marker::Bar => "▄",
+        Marker::Braille => "⣿",
+        Marker::HalfBlock => "▀",
+        _ => "*",
+    }
 }
