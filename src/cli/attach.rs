@@ -80,6 +80,7 @@ pub async fn run(target: Target, read_only: bool) -> ExitCode {
 
 async fn attach(target: Target, read_only: bool) -> anyhow::Result<ExitCode> {
     let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(3)).build()?;
+    eprintln!("attaching to {} ...", target.base);
     let whoami = client
         .get(format!("{}/admin/whoami", target.base))
         .bearer_auth(&target.token)

@@ -19,6 +19,17 @@ pub struct ConsoleDrill {
     cleared: Option<Instant>,
 }
 
+impl ConsoleDrill {
+    /// What the drill is doing, for the header: `DRILL swift: fault 12 s` or `DRILL swift:
+    /// waiting for its traffic 5 s`.
+    pub fn progress(&self) -> String {
+        match self.cleared {
+            None => format!("DRILL {}: fault {} s", self.drill.provider(), self.injected.elapsed().as_secs()),
+            Some(c) => format!("DRILL {}: waiting for its traffic {} s", self.drill.provider(), c.elapsed().as_secs()),
+        }
+    }
+}
+
 impl App {
     /// Notes the commands this console sends that start or end a drill.
     pub(super) fn drill_on_send(&mut self, effects: &[Effect]) {

@@ -220,9 +220,11 @@ fn a_fault_injected_and_cleared_from_the_console_ends_in_a_kept_drill_report() {
     let sent = press(&mut app, &[KeyCode::Char('f'), KeyCode::Enter]);
     assert!(matches!(sent.as_slice(), [Effect::Send(Command::InjectFault { .. })]));
     assert!(app.update(Msg::Snapshot(traffic(45, swift, true))).is_empty(), "measuring");
+    assert!(app.drill.as_ref().unwrap().progress().starts_with("DRILL swift: fault "), "the header shows it");
     assert!(app.update(Msg::Snapshot(traffic(50, swift, true))).is_empty());
     press(&mut app, &[KeyCode::Char('r'), KeyCode::Char('y')]);
     assert!(app.update(Msg::Snapshot(traffic(51, swift, false))).is_empty(), "not back yet");
+    assert!(app.drill.as_ref().unwrap().progress().starts_with("DRILL swift: waiting for its traffic "));
     let effects = app.update(Msg::Snapshot(traffic(54, swift, false)));
     let [Effect::Send(Command::RecordDrill { report })] = effects.as_slice() else { panic!("kept: {effects:?}") };
     assert_eq!(

@@ -68,6 +68,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         spans.push(sep.clone());
         spans.push(Span::styled(format!("FAULTS {faults}"), theme.bad));
     }
+    if let Some(d) = &app.drill {
+        spans.push(sep.clone());
+        spans.push(Span::styled(d.progress(), theme.warn));
+    }
     let firing = s.alerts.iter().filter(|a| a.firing).count();
     if firing > 0 {
         spans.push(sep.clone());
