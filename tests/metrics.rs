@@ -89,5 +89,20 @@ async fn metrics_parse_and_count_the_traffic_sent() {
     assert_eq!(plain + streamed, 30);
     let anonymous = client().get(format!("http://{}/metrics", gw.admin_addr)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401, "the admin listener's metrics need a token (a viewer's will do)");
+    let proxy = client().get(format!("http://{}/metrics", gw.addr)).send().await.unwrap();
+    assert_eq!(proxy.status(), 404, "not on the proxy listener unless server.metrics_on_proxy says so");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_served_on_the_proxy_listener_too() {
+    let a = sim("a", instant()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), &[&a], "").replace("[server]\n", "[server]\nmetrics_on_proxy = true\n");
+    let gw = start(&text, dir.path()).await;
+    let r = client().get(format!("http://{}/metrics", gw.addr)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let s = parse(&r.text().await.unwrap());
+    assert_eq!(value(&s, "llmgw_provider_state", &[("provider", "a"), ("state", "healthy")]), 1.0);
     gw.stop().await.unwrap();
 }

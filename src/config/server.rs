@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub allow_anonymous: bool,
     /// Whether the proxy listener serves the status page (`/status`, `/status.json`).
     pub status_page: bool,
+    /// Whether the proxy listener serves `/metrics` too, without a token (for a Prometheus that
+    /// cannot reach the loopback admin listener).
+    pub metrics_on_proxy: bool,
     /// Web origins (`https://app.example.com`) whose pages may call the API from a browser;
     /// a request with any other `Origin` is refused (none by default).
     pub allowed_origins: Vec<String>,
@@ -130,6 +133,7 @@ pub(super) struct RawServer {
     pub(super) allowed_origins: Option<Vec<String>>,
     pub(super) allow_anonymous: Option<bool>,
     pub(super) status_page: Option<bool>,
+    pub(super) metrics_on_proxy: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -226,6 +230,7 @@ impl Ctx<'_> {
             allowed_origins: s.allowed_origins.unwrap_or_default(),
             allow_anonymous: s.allow_anonymous.unwrap_or(false),
             status_page: s.status_page.unwrap_or(true),
+            metrics_on_proxy: s.metrics_on_proxy.unwrap_or(false),
             limits: ConnLimits {
                 header_read_timeout: cx.ms(
                     s.header_read_timeout_ms,

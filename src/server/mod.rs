@@ -33,6 +33,16 @@ pub fn app_with(gw: Arc<Gateway>, snapshots: Option<Snapshots>) -> Router {
         .route("/v1/models", get(move || std::future::ready(([(CONTENT_TYPE, "application/json")], models.clone()))))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz));
+    if let Some(rx) = snapshots.clone().filter(|_| gw.config.server.metrics_on_proxy) {
+        let g = gw.clone();
+        router = router.route(
+            "/metrics",
+            get(move || {
+                let text = metrics::render(&g, &rx.borrow());
+                std::future::ready(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
+            }),
+        );
+    }
     if let Some(rx) = snapshots.filter(|_| gw.config.server.status_page) {
         let json_rx = rx.clone();
         router = router
