@@ -170,7 +170,7 @@ async fn the_snapshot_stream_renders_as_the_in_process_console_does() {
         while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
             let event: Vec<u8> = buf.drain(..end + 2).collect();
             let next: llmgw::snapshot::Snapshot = serde_json::from_slice(&event[6..]).unwrap();
-            partial += usize::from(next.series_since.is_some());
+            partial += usize::from(next.delta.is_some());
             let remote = match &prev {
                 Some(p) => p.merge(next),
                 None => next,

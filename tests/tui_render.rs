@@ -136,7 +136,7 @@ fn fixture(busy: bool) -> Snapshot {
         recent: vec![],
         store: None,
         alerts: vec![],
-        series_since: None,
+        delta: None,
     }
 }
 

@@ -201,7 +201,7 @@ pub(super) async fn stream(
                 let data = event.strip_prefix(b"data: ").unwrap_or(&event);
                 let item = serde_json::from_slice::<Snapshot>(data.trim_ascii())
                     .map_err(|e| format!("a snapshot this console cannot read ({e}): versions differ?"))
-                    .and_then(|next| match (&prev, next.series_since) {
+                    .and_then(|next| match (&prev, next.delta) {
                         // After the first, the charts come as what is new: merged here.
                         (Some(p), Some(_)) => Ok(Arc::new(p.merge(next))),
                         (None, Some(_)) => Err("the gateway sent a partial snapshot first".to_string()),

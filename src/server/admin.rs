@@ -161,23 +161,19 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 /// (the console merges them), so an attached console costs little.
 async fn snapshot_stream(State(s): State<AdminState>) -> Response {
     let rx = s.snapshots.clone();
-    let events = futures_util::stream::unfold((rx, None), |(mut rx, sent): (_, Option<(u64, u64)>)| async move {
+    let events = futures_util::stream::unfold((rx, None), |(mut rx, sent): (_, Option<Arc<Snapshot>>)| async move {
         if sent.is_some() && rx.changed().await.is_err() {
             return None;
         }
         let snap = rx.borrow_and_update().clone();
         let mut event = b"data: ".to_vec();
-        // The second (and minute) that was still filling when the last one went is sent again.
-        let written = match sent {
+        let written = match &sent {
             None => serde_json::to_writer(&mut event, &*snap),
-            Some((sec, minute)) => {
-                serde_json::to_writer(&mut event, &snap.since(sec.saturating_sub(1), minute.saturating_sub(1)))
-            }
+            Some(prev) => serde_json::to_writer(&mut event, &snap.since(prev)),
         };
         written.ok()?;
         event.extend_from_slice(b"\n\n");
-        let sent = Some((snap.uptime_s, snap.unix_minute));
-        Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(event)), (rx, sent)))
+        Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(event)), (rx, Some(snap))))
     });
     let mut r = Response::new(axum::body::Body::from_stream(events));
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));

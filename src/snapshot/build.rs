@@ -172,7 +172,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         routes,
         events: live.events(SNAPSHOT_EVENTS),
         alerts: live.alerts(),
-        series_since: None,
+        delta: None,
         traffic: meta.traffic.get().map(|f| f()),
         log_dir: meta.log_dir.clone(),
         recent: live.recent(RECENT_SHOWN).iter().map(|r| recent_view(cfg, r)).collect(),

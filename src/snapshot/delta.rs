@@ -1,15 +1,17 @@
-//! Snapshots on the wire to attached consoles: after the first, each one carries only the
-//! seconds and minutes of its charts the console does not have yet, and the console merges them
-//! into the previous snapshot. The rest of a snapshot is small; its charts are most of it.
+//! Snapshots on the wire to attached consoles: after the first, each one carries only what the
+//! console does not have yet (the seconds and minutes of its charts, the events and recent
+//! requests since), and the console merges it into the previous snapshot.
 
 use super::{RouteView, Snapshot};
 use crate::metrics::{Minute, Second, WINDOW_S};
 use crate::state::MINUTES_KEPT;
 
 impl Snapshot {
-    /// This snapshot with only the chart seconds from `sec` and minutes from `minute` on
-    /// (`series_since` says so); the rest whole.
-    pub fn since(&self, sec: u64, minute: u64) -> Snapshot {
+    /// This snapshot with only what `prev` (the one sent before) lacks: chart seconds from the
+    /// one that was still filling, minutes likewise, and the events and recent requests after
+    /// its last ones (`delta` says so); the rest whole.
+    pub fn since(&self, prev: &Snapshot) -> Snapshot {
+        let (sec, minute) = (prev.uptime_s.saturating_sub(1), prev.unix_minute.saturating_sub(1));
         let routes = self
             .routes
             .iter()
@@ -48,20 +50,22 @@ impl Snapshot {
             accept_errors: self.accept_errors,
             providers: self.providers.clone(),
             routes,
-            events: self.events.clone(),
+            events: after(&self.events, prev.events.last()),
             traffic: self.traffic,
             log_dir: self.log_dir.clone(),
-            recent: self.recent.clone(),
+            recent: after_by(&self.recent, prev.recent.last(), |a, b| a.request_id == b.request_id),
             store: self.store,
             alerts: self.alerts.clone(),
-            series_since: Some((sec, minute)),
+            delta: Some((sec, minute)),
         }
     }
 
     /// `next` completed from `self`: a partial snapshot's charts merged into this one's (a whole
     /// snapshot is taken as it is, and so is one whose routes no longer match).
     pub fn merge(&self, mut next: Snapshot) -> Snapshot {
-        let Some((sec, minute)) = next.series_since.take() else { return next };
+        let Some((sec, minute)) = next.delta.take() else { return next };
+        next.events = appended(&self.events, std::mem::take(&mut next.events), super::SNAPSHOT_EVENTS);
+        next.recent = appended(&self.recent, std::mem::take(&mut next.recent), super::RECENT_SHOWN);
         if self.routes.len() != next.routes.len()
             || self.routes.iter().zip(&next.routes).any(|(a, b)| a.targets.len() != b.targets.len())
         {
@@ -80,6 +84,25 @@ impl Snapshot {
         }
         next
     }
+}
+
+/// The items of `all` after `last` (all of them when `last` is not among them any more).
+fn after<T: Clone + PartialEq>(all: &[T], last: Option<&T>) -> Vec<T> {
+    after_by(all, last, |a, b| a == b)
+}
+
+fn after_by<T: Clone>(all: &[T], last: Option<&T>, same: impl Fn(&T, &T) -> bool) -> Vec<T> {
+    let from = last.and_then(|l| all.iter().rposition(|x| same(x, l))).map_or(0, |i| i + 1);
+    all[from..].to_vec()
+}
+
+/// `old` with `new` appended, the newest `keep` kept.
+fn appended<T: Clone>(old: &[T], mut new: Vec<T>, keep: usize) -> Vec<T> {
+    let mut out = old.to_vec();
+    out.append(&mut new);
+    let extra = out.len().saturating_sub(keep);
+    out.drain(..extra);
+    out
 }
 
 fn tail(series: &[Second], sec: u64) -> Vec<Second> {
@@ -144,20 +167,31 @@ mod tests {
             recent: vec![],
             store: None,
             alerts: vec![],
-            series_since: None,
+            delta: None,
         }
     }
 
     #[test]
     fn a_partial_snapshot_merges_into_the_whole_one() {
-        let prev = snap(secs(0..WINDOW_S as u64, 1));
+        let mut prev = snap(secs(0..WINDOW_S as u64, 1));
+        prev.uptime_s = 899;
+        let event = |at_ms: u64| crate::state::Event {
+            at_ms,
+            kind: crate::state::EventKind::Health,
+            text: format!("e{at_ms}"),
+        };
+        prev.events = vec![event(1), event(2)];
         // Seconds 898.. again (the one still filling), with new counts, and three new ones.
-        let now = snap([secs(3..898, 1), secs(898..903, 2)].concat());
-        let wire = now.since(898, 0);
+        let mut now = snap([secs(3..898, 1), secs(898..903, 2)].concat());
+        now.uptime_s = 903;
+        now.events = vec![event(1), event(2), event(3)];
+        let wire = now.since(&prev);
+        assert_eq!(wire.events, [event(3)], "only the new event goes");
         assert_eq!(wire.routes[0].targets[0].series.len(), 5, "only what is new goes");
         let merged = prev.merge(serde_json::from_str(&serde_json::to_string(&wire).unwrap()).unwrap());
         assert_eq!(merged.routes[0].series, now.routes[0].series, "the same charts as the whole snapshot");
         assert_eq!(merged.routes[0].targets[0].series, now.routes[0].targets[0].series);
-        assert_eq!(merged.series_since, None);
+        assert_eq!(merged.delta, None);
+        assert_eq!(merged.events, now.events);
     }
 }

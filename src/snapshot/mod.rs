@@ -244,10 +244,11 @@ pub struct Snapshot {
     /// Alerts pending or firing.
     #[serde(default)]
     pub alerts: Vec<crate::state::AlertView>,
-    /// On the wire to an attached console: the charts hold only the seconds and Unix minutes
-    /// from these on, to be merged into the previous snapshot ([`Snapshot::merge`]).
+    /// On the wire to an attached console, after the first: the charts hold only the seconds
+    /// and Unix minutes from these on, and the events and recent requests only the new ones, to
+    /// be merged into the previous snapshot ([`Snapshot::merge`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub series_since: Option<(u64, u64)>,
+    pub delta: Option<(u64, u64)>,
 }
 
 /// The store, for the console.

@@ -59,7 +59,7 @@ fn snap() -> Arc<Snapshot> {
         recent: vec![],
         store: None,
         alerts: vec![],
-        series_since: None,
+        delta: None,
     })
 }
 
