@@ -53,7 +53,12 @@ impl Snapshot {
             events: after(&self.events, prev.events.last()),
             traffic: self.traffic,
             log_dir: self.log_dir.clone(),
-            recent: after_by(&self.recent, prev.recent.last(), |a, b| a.request_id == b.request_id),
+            recent: {
+                // At hundreds of requests a second the whole list turns over between two
+                // snapshots: the newest few are enough for the console's why view.
+                let new = after_by(&self.recent, prev.recent.last(), |a, b| a.request_id == b.request_id);
+                new[new.len().saturating_sub(RECENT_PER_DELTA)..].to_vec()
+            },
             store: self.store,
             alerts: self.alerts.clone(),
             delta: Some((sec, minute)),
@@ -85,6 +90,9 @@ impl Snapshot {
         next
     }
 }
+
+/// Recent requests sent per snapshot after the first.
+pub const RECENT_PER_DELTA: usize = 20;
 
 /// The items of `all` after `last` (all of them when `last` is not among them any more).
 fn after<T: Clone + PartialEq>(all: &[T], last: Option<&T>) -> Vec<T> {
