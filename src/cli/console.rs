@@ -101,7 +101,7 @@ impl Control for LocalControl {
         let (tx, rx) = oneshot::channel();
         let gw = self.gw.clone();
         self.runtime.spawn_blocking(move || {
-            let _ = tx.send(gw.apply(&cmd).map_err(|e| e.to_string()));
+            let _ = tx.send(gw.apply_from(&cmd, Some("the local console")).map_err(|e| e.to_string()));
         });
         rx
     }
