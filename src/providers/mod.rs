@@ -1,6 +1,7 @@
 //! Wire adapters for upstream providers. Each adapter turns an OpenAI-format request into an HTTP
 //! call on its provider and reports transport failures as [`OutcomeClass`]es.
 
+pub mod anthropic;
 pub mod assembled;
 pub mod fault;
 pub mod openai;
