@@ -100,3 +100,6 @@ pub const ALERT_QUEUE: u64 = 256;
 pub const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
 /// `[[alerts.webhooks]] retries`.
 pub const WEBHOOK_RETRIES: u64 = 3;
+
+/// `[[providers]] max_tokens`: sent when a request sets none (Anthropic's API requires one).
+pub const MAX_TOKENS: u64 = 4096;

@@ -109,6 +109,9 @@ pub struct ProviderConfig {
     pub probe_model: String,
     /// Whether it can continue a partial answer; targets may say otherwise.
     pub prefill: Prefill,
+    /// `max_tokens` sent when a request sets none (Anthropic's API requires one); targets may
+    /// say otherwise.
+    pub max_tokens: u32,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +128,7 @@ pub(super) struct RawProvider {
     pub(super) attempt_timeout_ms: Option<Spanned<u64>>,
     pub(super) stream_idle_timeout_ms: Option<Spanned<u64>>,
     pub(super) prefill: Option<Spanned<toml::Value>>,
+    pub(super) max_tokens: Option<Spanned<u64>>,
 }
 
 impl Ctx<'_> {
@@ -153,14 +157,6 @@ impl Ctx<'_> {
                 return Err(cx.err(Some(p.name.span()), key("name"), format!("duplicate provider name '{name}'")));
             }
             let kind = p.kind.as_ref().map_or(ProviderKind::Openai, |k| *k.get_ref());
-            if kind == ProviderKind::Anthropic {
-                let span = p.kind.as_ref().map(|k| k.span());
-                return Err(cx.err(
-                    span,
-                    key("kind"),
-                    "kind 'anthropic' is not supported yet; point an 'openai' provider at an OpenAI-compatible endpoint",
-                ));
-            }
             let base_url = p.base_url.get_ref().trim_end_matches('/').to_string();
             match reqwest::Url::parse(&base_url) {
                 Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
@@ -199,7 +195,11 @@ impl Ctx<'_> {
             let timeouts = cx.timeouts(raw_timeouts!(p), proxy.timeouts, &format!("providers[{i}]."))?;
             let probe = p.probe.unwrap_or(health.probe);
             let probe_model = p.probe_model.clone().unwrap_or_default();
-            let prefill = cx.prefill(p.prefill.as_ref(), key("prefill"))?.unwrap_or_default();
+            // Anthropic's API continues a trailing assistant message natively.
+            let native = if kind == ProviderKind::Anthropic { Prefill::Assistant } else { Prefill::No };
+            let prefill = cx.prefill(p.prefill.as_ref(), key("prefill"))?.unwrap_or(native);
+            let max_tokens =
+                cx.within(p.max_tokens, super::defaults::MAX_TOKENS, &key("max_tokens"), 1..=1_000_000)? as u32;
             providers.push(ProviderConfig {
                 name,
                 kind,
@@ -210,6 +210,7 @@ impl Ctx<'_> {
                 probe,
                 probe_model,
                 prefill,
+                max_tokens,
             });
         }
         Ok(providers)

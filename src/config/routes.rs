@@ -64,6 +64,8 @@ pub struct TargetConfig {
     pub context_window: Option<u32>,
     /// Whether it can continue a partial answer (its own `prefill`, else its provider's).
     pub prefill: Prefill,
+    /// `max_tokens` sent when a request sets none (its own, else its provider's).
+    pub max_tokens: u32,
 }
 
 /// A model name clients ask for, and where it goes.
@@ -137,6 +139,7 @@ pub(super) struct RawTarget {
     pub(super) canary: Option<Spanned<RawCanary>>,
     pub(super) context_window: Option<Spanned<u32>>,
     pub(super) prefill: Option<Spanned<toml::Value>>,
+    pub(super) max_tokens: Option<Spanned<u64>>,
 }
 
 impl Ctx<'_> {
@@ -222,7 +225,19 @@ impl Ctx<'_> {
                 }
                 let context_window = t.context_window.map(|w| *w.get_ref());
                 let prefill = cx.prefill(t.prefill.as_ref(), tkey("prefill"))?.unwrap_or(providers[provider].prefill);
-                targets.push(TargetConfig { provider, model: t.model, weight, canary, context_window, prefill });
+                let max_tokens = match t.max_tokens {
+                    None => providers[provider].max_tokens,
+                    some => cx.within(some, 0, &tkey("max_tokens"), 1..=1_000_000)? as u32,
+                };
+                targets.push(TargetConfig {
+                    provider,
+                    model: t.model,
+                    weight,
+                    canary,
+                    context_window,
+                    prefill,
+                    max_tokens,
+                });
             }
             if targets.iter().all(|t| t.weight == 0) {
                 return Err(cx.err(

@@ -15,6 +15,7 @@ use super::{Gateway, ProxyRequest, cached};
 use crate::outcome::{OutcomeClass, Retry};
 use crate::providers::classify;
 use crate::providers::fault::{Call, StreamFault, Verdict, before_call};
+use crate::providers::openai::BodyStream;
 use crate::providers::openai::{ApiPath, context_length_exceeded, usage_of};
 use crate::providers::sse::EventFramer;
 
@@ -27,7 +28,7 @@ pub(super) enum Reached {
     Stream {
         status: StatusCode,
         headers: HeaderMap,
-        resp: reqwest::Response,
+        body: BodyStream,
         framer: EventFramer,
         head: Bytes,
         fault: Option<StreamFault>,
@@ -111,6 +112,22 @@ impl Gateway {
         };
 
         let body = rewrite_model(&req.body, req.model_span.clone(), &target.model);
+        let body = match up.encode(req.path, body, target.max_tokens) {
+            Ok(b) => b,
+            // What cannot be said in this provider's dialect is the request's fault.
+            Err(msg) => {
+                let e = serde_json::json!({ "error": { "message": msg, "type": "invalid_request_error", "param": null, "code": null } });
+                let body = Bytes::from(e.to_string());
+                let mut headers = HeaderMap::new();
+                headers.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+                return Ok(Reached::Body {
+                    status: StatusCode::BAD_REQUEST,
+                    headers,
+                    body,
+                    class: OutcomeClass::Http4xx,
+                });
+            }
+        };
         let request_id = req.request_id.to_str().unwrap_or("");
         let mut resp = match tokio::time::timeout_at(first_byte_by, up.post(req.path, body, request_id)).await {
             Err(_) => return Err(missed(OutcomeClass::Timeout, None)),
@@ -155,11 +172,12 @@ impl Gateway {
             let mut framer = EventFramer::default();
             let mut head = bytes::BytesMut::new();
             let limits = &self.config.proxy;
+            let mut body = up.stream(resp, req.include_usage);
             let head = loop {
-                match tokio::time::timeout_at(first_token_by, resp.chunk()).await {
+                match tokio::time::timeout_at(first_token_by, futures_util::StreamExt::next(&mut body)).await {
                     Err(_) => return Err(missed(OutcomeClass::Timeout, code)),
-                    Ok(Err(_)) | Ok(Ok(None)) => return Err(missed(OutcomeClass::StreamBroken, code)),
-                    Ok(Ok(Some(chunk))) => {
+                    Ok(Some(Err(_))) | Ok(None) => return Err(missed(OutcomeClass::StreamBroken, code)),
+                    Ok(Some(Ok(chunk))) => {
                         head.extend_from_slice(&framer.push(chunk));
                         if framer.pending() + head.len() > limits.max_event_bytes {
                             tracing::warn!(provider = %up.name, "stream event over proxy.max_event_bytes: failing over");
@@ -171,7 +189,7 @@ impl Gateway {
                     }
                 }
             };
-            return Ok(Reached::Stream { status, headers, resp, framer, head, fault: stream_fault });
+            return Ok(Reached::Stream { status, headers, body, framer, head, fault: stream_fault });
         }
 
         let max = self.config.proxy.max_response_bytes;
@@ -182,7 +200,7 @@ impl Gateway {
                 tracing::warn!(provider = %up.name, "answer over proxy.max_response_bytes ({max}): failing over");
                 return Err(missed(OutcomeClass::StreamBroken, code));
             }
-            Ok(Ok(b)) => b,
+            Ok(Ok(b)) => up.decode(status, b),
         };
         if status.is_success() {
             return Ok(Reached::Body { status, headers, body, class: OutcomeClass::Ok });
@@ -210,7 +228,7 @@ impl Gateway {
         let target = &route.targets[t];
         fin.ttft();
         let (status, headers, body, class) = match reached {
-            Reached::Stream { status, headers, resp, framer, head, fault } => {
+            Reached::Stream { status, headers, body, framer, head, fault } => {
                 fin.record.status = status.as_u16();
                 let mut response = Response::new(Body::empty());
                 *response.status_mut() = status;
@@ -232,7 +250,7 @@ impl Gateway {
                     buf: Vec::new(),
                 });
                 let relay = Relay {
-                    upstream: Box::pin(resp.bytes_stream()),
+                    upstream: body,
                     framer,
                     idle: self.live.stall_window(target.provider),
                     max_event: limits.max_event_bytes,

@@ -87,6 +87,7 @@ impl Relay {
                 }
             };
             let Some(body) = prefill_body(&res.body, &target.model, &partial, target.prefill) else { return false };
+            let Ok(body) = up.encode(ApiPath::ChatCompletions, body, target.max_tokens) else { return false };
             let id = res.request_id.to_str().unwrap_or("");
             let resp = match tokio::time::timeout_at(first_byte_by, up.post(ApiPath::ChatCompletions, body, id)).await {
                 Err(_) => {
@@ -126,7 +127,8 @@ impl Relay {
             let name = &gw.config.providers[target.provider].name;
             let text = format!("{}: a broken stream continued on {name} after {} chunks", route.model, partial.deltas);
             gw.live.event(Instant::now(), EventKind::Failover, text);
-            self.upstream = Box::pin(resp.bytes_stream());
+            // Its own usage is always asked for: the answer's is summed from it.
+            self.upstream = up.stream(resp, true);
             self.framer = EventFramer::default();
             self.fault = stream_fault;
             self.idle = gw.live.stall_window(target.provider);

@@ -1,11 +1,16 @@
-//! The adapter for OpenAI-compatible providers (OpenAI, DeepSeek, Together, vLLM, llmgw mock).
+//! The upstream adapter: OpenAI-compatible providers (OpenAI, DeepSeek, Together, vLLM, llmgw
+//! mock) spoken to as they are, Anthropic's Messages API through [`super::anthropic`]'s
+//! translation, so everything past the adapter sees one dialect.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
-use crate::config::{ProviderConfig, Timeouts};
+use crate::config::{ProviderConfig, ProviderKind, Timeouts};
+
+/// A body stream from an upstream, in the OpenAI dialect.
+pub type BodyStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// One upstream provider: its pooled HTTP client, base URL and credentials.
 pub struct Upstream {
@@ -13,6 +18,8 @@ pub struct Upstream {
     pub name: String,
     /// Timeouts of attempts on this provider.
     pub timeouts: Timeouts,
+    /// Its API's dialect.
+    pub kind: ProviderKind,
     base_url: String,
     /// The endpoints' URLs, parsed once: a request clones one instead of parsing a string.
     chat_url: reqwest::Url,
@@ -58,7 +65,11 @@ impl Upstream {
     pub fn new(cfg: &ProviderConfig) -> anyhow::Result<Upstream> {
         let auth = match &cfg.api_key {
             Some(key) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                let value = match cfg.kind {
+                    ProviderKind::Openai => format!("Bearer {}", key.expose()),
+                    ProviderKind::Anthropic => key.expose().to_string(),
+                };
+                let mut v = HeaderValue::from_str(&value).map_err(|_| {
                     anyhow::anyhow!("provider '{}': the key holds characters not allowed in a header", cfg.name)
                 })?;
                 v.set_sensitive(true);
@@ -75,12 +86,17 @@ impl Upstream {
             .user_agent(concat!("llmgw/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let url = |path: ApiPath| {
-            reqwest::Url::parse(&format!("{}{}", cfg.base_url, path.suffix()))
+            let suffix = match (cfg.kind, path) {
+                (ProviderKind::Anthropic, ApiPath::ChatCompletions) => "/messages",
+                _ => path.suffix(),
+            };
+            reqwest::Url::parse(&format!("{}{suffix}", cfg.base_url))
                 .map_err(|e| anyhow::anyhow!("provider '{}': bad base_url: {e}", cfg.name))
         };
         Ok(Upstream {
             name: cfg.name.clone(),
             timeouts: cfg.timeouts,
+            kind: cfg.kind,
             base_url: cfg.base_url.clone(),
             chat_url: url(ApiPath::ChatCompletions)?,
             embeddings_url: url(ApiPath::Embeddings)?,
@@ -106,24 +122,74 @@ impl Upstream {
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
             .body(body);
-        if let Some(auth) = &self.auth {
-            req = req.header(AUTHORIZATION, auth.clone());
-        }
+        req = self.authorize(req);
         req.send()
+    }
+
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (self.kind, &self.auth) {
+            (ProviderKind::Openai, Some(auth)) => req.header(AUTHORIZATION, auth.clone()),
+            (ProviderKind::Anthropic, auth) => {
+                let req = req.header("anthropic-version", super::anthropic::VERSION);
+                match auth {
+                    Some(key) => req.header("x-api-key", key.clone()),
+                    None => req,
+                }
+            }
+            (ProviderKind::Openai, None) => req,
+        }
+    }
+
+    /// A client's body (model already the target's) in this provider's dialect; `Err` says why
+    /// it cannot be sent here (the client's request is at fault: a 400).
+    pub fn encode(&self, path: ApiPath, body: Bytes, max_tokens: u32) -> Result<Bytes, String> {
+        match (self.kind, path) {
+            (ProviderKind::Openai, _) => Ok(body),
+            (ProviderKind::Anthropic, ApiPath::ChatCompletions) => {
+                let v = super::anthropic::request(&body, max_tokens)?;
+                Ok(Bytes::from(serde_json::to_vec(&v).expect("JSON serializes")))
+            }
+            (ProviderKind::Anthropic, ApiPath::Embeddings) => {
+                Err(format!("provider '{}' speaks Anthropic's API, which has no embeddings", self.name))
+            }
+        }
+    }
+
+    /// A whole answer in the OpenAI dialect (an error body in OpenAI's error shape).
+    pub fn decode(&self, status: reqwest::StatusCode, body: Bytes) -> Bytes {
+        if self.kind == ProviderKind::Openai {
+            return body;
+        }
+        let v = if status.is_success() {
+            let created = crate::clock::unix_ms() / 1000;
+            super::anthropic::answer(&body, created).unwrap_or_else(|| super::anthropic::error(&body))
+        } else {
+            super::anthropic::error(&body)
+        };
+        Bytes::from(serde_json::to_vec(&v).expect("JSON serializes"))
+    }
+
+    /// A streamed answer's body, in the OpenAI dialect.
+    pub fn stream(&self, resp: reqwest::Response, include_usage: bool) -> BodyStream {
+        match self.kind {
+            ProviderKind::Openai => Box::pin(resp.bytes_stream()),
+            ProviderKind::Anthropic => {
+                let t = super::anthropic::Translator::new(crate::clock::unix_ms() / 1000, include_usage);
+                Box::pin(super::anthropic::translate(Box::pin(resp.bytes_stream()), t))
+            }
+        }
     }
 
     /// One health probe: `GET /models`, or a one-token completion of `model`. True on a 2xx
     /// answer within `timeout`.
     pub async fn probe(&self, kind: crate::config::ProbeKind, model: &str, timeout: Duration) -> bool {
-        let mut req = match kind {
-            crate::config::ProbeKind::Completion => self.client.post(format!("{}/chat/completions", self.base_url)).json(
-                &serde_json::json!({ "model": model, "max_tokens": 1, "messages": [{ "role": "user", "content": "ping" }] }),
-            ),
+        let body =
+            serde_json::json!({ "model": model, "max_tokens": 1, "messages": [{ "role": "user", "content": "ping" }] });
+        let req = match kind {
+            crate::config::ProbeKind::Completion => self.client.post(self.chat_url.clone()).json(&body),
             _ => self.client.get(format!("{}/models", self.base_url)),
         };
-        if let Some(auth) = &self.auth {
-            req = req.header(AUTHORIZATION, auth.clone());
-        }
+        let req = self.authorize(req);
         let answer = async {
             let resp = req.send().await.ok()?;
             let ok = resp.status().is_success();

@@ -22,7 +22,8 @@ pub struct Demo {
     pub traffic: Arc<Traffic>,
 }
 
-/// The demo's providers: fast and cheap, slow and steady, flaky, and a big slow one.
+/// The demo's providers: fast and cheap, slow and steady, flaky, and a big slow one that speaks
+/// Anthropic's API (so a drill shows failover between the two kinds).
 pub fn personalities() -> Vec<(&'static str, Behavior)> {
     vec![
         ("swift", Behavior { latency_ms: 35, jitter_ms: 10, tokens_per_s: 400.0, ..Behavior::default() }),
@@ -31,7 +32,16 @@ pub fn personalities() -> Vec<(&'static str, Behavior)> {
             "flaky",
             Behavior { latency_ms: 70, jitter_ms: 50, tokens_per_s: 250.0, error_rate: 0.04, ..Behavior::default() },
         ),
-        ("titan", Behavior { latency_ms: 400, jitter_ms: 100, tokens_per_s: 60.0, ..Behavior::default() }),
+        (
+            "titan",
+            Behavior {
+                kind: super::SimKind::Anthropic,
+                latency_ms: 400,
+                jitter_ms: 100,
+                tokens_per_s: 60.0,
+                ..Behavior::default()
+            },
+        ),
     ]
 }
 
@@ -46,7 +56,15 @@ pub fn config_toml(listen: SocketAddr, data_dir: &Path, sims: &[Arc<SimHandle>])
     toml += "[cache]\nenabled = true\n\n";
     // Simulated providers continue a partial answer, so a broken stream is finished elsewhere.
     for s in sims {
-        toml += &format!("[[providers]]\nname = \"{}\"\nbase_url = \"{}\"\nprefill = true\n\n", s.name, s.base_url());
+        let kind = match s.behavior().kind {
+            super::SimKind::Anthropic => "anthropic",
+            super::SimKind::Openai => "openai",
+        };
+        toml += &format!(
+            "[[providers]]\nname = \"{}\"\nkind = \"{kind}\"\nbase_url = \"{}\"\nprefill = true\n\n",
+            s.name,
+            s.base_url()
+        );
     }
     toml += "[[routes]]\nmodel = \"chat\"\ntargets = [\n  { provider = \"swift\", model = \"sim-chat\", weight = 50 },\n  \
              { provider = \"steady\", model = \"sim-chat\", weight = 30 },\n  { provider = \"flaky\", model = \"sim-chat\", weight = 20 },\n]\n\n";

@@ -2,6 +2,7 @@
 //! jitter, token rate, errors, hangs, broken streams). They back `llmgw mock`, `llmgw demo`,
 //! failover drills, benchmarks and the tests, so they behave like real providers down to the wire.
 
+mod anthropic;
 pub mod demo;
 mod provider;
 mod reply;
@@ -15,10 +16,24 @@ use serde::{Deserialize, Serialize};
 
 pub use provider::{SimHandle, SimStats, spawn};
 
+/// Which API a simulated provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SimKind {
+    /// OpenAI's chat completions (`/v1/chat/completions`, `/v1/embeddings`).
+    #[default]
+    Openai,
+    /// Anthropic's Messages API (`/v1/messages`, `x-api-key`, `anthropic-version`).
+    Anthropic,
+}
+
 /// How a simulated provider behaves; can be changed while it runs (`PATCH /sim/behavior`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct Behavior {
+    /// The API it speaks; the other one's endpoints answer 404.
+    #[arg(long, value_enum, default_value_t = SimKind::Openai)]
+    pub kind: SimKind,
     /// Delay before the response headers, in ms.
     #[arg(long, default_value_t = 40)]
     pub latency_ms: u64,
@@ -95,6 +110,7 @@ pub struct Behavior {
 impl Default for Behavior {
     fn default() -> Behavior {
         Behavior {
+            kind: SimKind::Openai,
             latency_ms: 40,
             jitter_ms: 10,
             tokens_per_s: 300.0,

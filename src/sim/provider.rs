@@ -15,8 +15,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::Behavior;
 use super::reply::{SimStream, fnv, padded_event, padded_json, reply_for, split_prefill, stream_events, usage};
+use super::{Behavior, SimKind};
 
 /// Counters a test or drill reads from `GET /sim/stats`.
 #[derive(Debug, Default, Serialize)]
@@ -95,6 +95,7 @@ pub async fn spawn(
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/messages", post(super::anthropic::messages))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/sim/stats", get(|State(h): State<Arc<SimHandle>>| async move { Json(json!(h.stats)) }))
@@ -154,16 +155,33 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// An error in the dialect of the API the provider speaks.
+pub(super) fn error_as(kind: SimKind, status: StatusCode, typ: &str, message: &str) -> Response {
+    match kind {
+        SimKind::Openai => error(status, typ, message),
+        SimKind::Anthropic => super::anthropic::error(status, message),
+    }
+}
+
 /// Auth, latency, hangs and simulated errors, common to every API endpoint. `Err` is the answer
 /// to send instead of a normal one.
-async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), Response> {
+pub(super) async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), Response> {
     h.stats.requests.fetch_add(1, Relaxed);
     if let Some(key) = &h.key {
-        let sent =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let sent = match b.kind {
+            SimKind::Openai => {
+                headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+            }
+            SimKind::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+        };
         if sent != Some(key.as_str()) {
             h.stats.unauthorized.fetch_add(1, Relaxed);
-            return Err(error(StatusCode::UNAUTHORIZED, "invalid_request_error", "Incorrect API key provided."));
+            return Err(error_as(
+                b.kind,
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "Incorrect API key provided.",
+            ));
         }
     }
     let request_id = headers.get("x-request-id").map(|v| v.to_str().unwrap_or(""));
@@ -173,7 +191,12 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
     }
     if h.down_now() {
         h.stats.errors.fetch_add(1, Relaxed);
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "server_error", &format!("{} is down for a while", h.name)));
+        return Err(error_as(
+            b.kind,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            &format!("{} is down for a while", h.name),
+        ));
     }
     let jitter = if b.jitter_ms > 0 { fastrand::i64(-(b.jitter_ms as i64)..=b.jitter_ms as i64) } else { 0 };
     let delay = (b.latency_ms as i64 + jitter).max(0) as u64;
@@ -189,13 +212,18 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
         let status = StatusCode::from_u16(b.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut r = if matches!(status.as_u16(), 401 | 403) {
             // As real providers do: the refusal quotes (part of) the key it got.
-            error(status, "invalid_request_error", "Incorrect API key provided: sk-sim-leaked-key-1234.")
+            error_as(b.kind, status, "invalid_request_error", "Incorrect API key provided: sk-sim-leaked-key-1234.")
         } else if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
             // Some providers quote the request's credentials back in their errors.
             let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("no key");
-            error(status, "invalid_request_error", &format!("{} refused the request sent with {auth}", h.name))
+            error_as(
+                b.kind,
+                status,
+                "invalid_request_error",
+                &format!("{} refused the request sent with {auth}", h.name),
+            )
         } else {
-            error(status, "server_error", &format!("{} is simulating a failure", h.name))
+            error_as(b.kind, status, "server_error", &format!("{} is simulating a failure", h.name))
         };
         if status == StatusCode::TOO_MANY_REQUESTS {
             r.headers_mut()
@@ -209,6 +237,12 @@ async fn admit(h: &SimHandle, headers: &HeaderMap, b: &Behavior) -> Result<(), R
 async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) -> Response {
     let b = h.behavior();
     h.stats.chat.fetch_add(1, Relaxed);
+    if b.kind != SimKind::Openai {
+        return super::anthropic::error(
+            StatusCode::NOT_FOUND,
+            "this provider speaks Anthropic's API: POST /v1/messages",
+        );
+    }
     if let Err(r) = admit(&h, &headers, &b).await {
         return r;
     }
@@ -258,6 +292,7 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
             cut_after: b.cut_after,
             stall_after: b.stall_after,
             error_after: b.error_event_after,
+            error_event: super::reply::openai_error_event(),
             keepalive: b.keepalive_ms.map(Duration::from_millis),
             first_token_delay: b.first_token_delay_ms.map(Duration::from_millis),
             finished: false,
@@ -295,6 +330,9 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
 async fn embeddings(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) -> Response {
     let b = h.behavior();
     h.stats.embeddings.fetch_add(1, Relaxed);
+    if b.kind != SimKind::Openai {
+        return super::anthropic::error(StatusCode::NOT_FOUND, "Anthropic's API has no embeddings");
+    }
     if let Err(r) = admit(&h, &headers, &b).await {
         return r;
     }

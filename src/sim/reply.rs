@@ -124,6 +124,12 @@ pub(super) fn padded_event(event: &Bytes, n: u64) -> Bytes {
     Bytes::from(format!("data: {{\"padding\":\"{pad}\",{}\n\n", &json[1..]))
 }
 
+/// The OpenAI error event a stream ends with when told to fail midway.
+pub(super) fn openai_error_event() -> Bytes {
+    let e = json!({ "error": { "message": "Overloaded", "type": "overloaded_error", "code": null } });
+    Bytes::from(format!("data: {e}\n\n"))
+}
+
 /// The SSE events of a streamed reply, `[DONE]` included.
 pub(super) fn stream_events(r: &Reply, fingerprint: &str, with_usage: bool) -> Vec<Bytes> {
     let chunk = |delta: Value, finish: Value| {
@@ -163,6 +169,8 @@ pub(super) struct SimStream {
     pub(super) cut_after: Option<u32>,
     pub(super) stall_after: Option<u32>,
     pub(super) error_after: Option<u32>,
+    /// The error event it ends with after `error_after` events, in its API's dialect.
+    pub(super) error_event: Bytes,
     pub(super) keepalive: Option<Duration>,
     pub(super) first_token_delay: Option<Duration>,
     pub(super) finished: bool,
@@ -190,8 +198,7 @@ impl SimStream {
             }
             if s.error_after.is_some_and(|n| sent >= n) {
                 s.finished = true;
-                let e = json!({ "error": { "message": "Overloaded", "type": "overloaded_error", "code": null } });
-                return Some((Ok(Bytes::from(format!("data: {e}\n\n"))), s));
+                return Some((Ok(s.error_event.clone()), s));
             }
             if s.stall_after.is_some_and(|n| sent >= n) {
                 std::future::pending::<()>().await;

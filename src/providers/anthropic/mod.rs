@@ -5,7 +5,7 @@
 
 mod stream;
 
-pub use stream::Translator;
+pub use stream::{Translator, translate};
 
 use serde_json::{Map, Value, json};
 
