@@ -112,6 +112,8 @@ pub struct ProviderConfig {
     /// `max_tokens` sent when a request sets none (Anthropic's API requires one); targets may
     /// say otherwise.
     pub max_tokens: u32,
+    /// Whether it serves OpenAI's Responses API (`/responses`).
+    pub responses: bool,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +131,7 @@ pub(super) struct RawProvider {
     pub(super) stream_idle_timeout_ms: Option<Spanned<u64>>,
     pub(super) prefill: Option<Spanned<toml::Value>>,
     pub(super) max_tokens: Option<Spanned<u64>>,
+    pub(super) responses: Option<Spanned<bool>>,
 }
 
 impl Ctx<'_> {
@@ -211,6 +214,12 @@ impl Ctx<'_> {
                 probe_model,
                 prefill,
                 max_tokens,
+                responses: match p.responses {
+                    Some(r) if *r.get_ref() && kind == ProviderKind::Anthropic => {
+                        return Err(cx.err(Some(r.span()), key("responses"), "Anthropic's API has no Responses API"));
+                    }
+                    r => r.is_some_and(|r| *r.get_ref()),
+                },
             });
         }
         Ok(providers)

@@ -33,6 +33,8 @@ pub enum Skip {
     ContextWindow,
     /// A broken stream is being continued, and this target cannot take a prefill.
     CannotContinue,
+    /// Its provider does not serve the API the request calls (the Responses API).
+    Unsupported,
 }
 
 impl Skip {
@@ -50,6 +52,7 @@ impl Skip {
             Skip::AuthFailed => "auth failed",
             Skip::ContextWindow => "context too small",
             Skip::CannotContinue => "cannot continue",
+            Skip::Unsupported => "no such API",
         }
     }
 

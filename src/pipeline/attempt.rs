@@ -169,7 +169,8 @@ impl Gateway {
                 }
                 tokio::time::sleep(d).await;
             }
-            let mut framer = EventFramer::default();
+            let mut framer =
+                if req.path == ApiPath::Responses { EventFramer::for_responses() } else { EventFramer::default() };
             let mut head = bytes::BytesMut::new();
             let limits = &self.config.proxy;
             let mut body = up.stream(resp, req.include_usage);
@@ -181,6 +182,11 @@ impl Gateway {
                         head.extend_from_slice(&framer.push(chunk));
                         if framer.pending() + head.len() > limits.max_event_bytes {
                             tracing::warn!(provider = %up.name, "stream event over proxy.max_event_bytes: failing over");
+                            return Err(missed(OutcomeClass::StreamBroken, code));
+                        }
+                        // A Responses stream that fails before its first output: another target
+                        // can still answer.
+                        if framer.failed && !framer.content {
                             return Err(missed(OutcomeClass::StreamBroken, code));
                         }
                         if framer.content {
@@ -245,7 +251,8 @@ impl Gateway {
                 let resume_max = if resume.is_some() { limits.max_response_bytes } else { 0 };
                 let wanted = plan.key.is_some() && plan.store || self.config.history.store_bodies || resume.is_some();
                 let capture = wanted.then(|| Capture {
-                    key: plan.key.clone().filter(|_| plan.store),
+                    // Only chat streams are assembled into a storable answer.
+                    key: plan.key.clone().filter(|_| plan.store && req.path == ApiPath::ChatCompletions),
                     max: (route.cache.max_entry_bytes as usize * 4).max(resume_max),
                     buf: Vec::new(),
                 });

@@ -191,6 +191,7 @@ fn storable(path: ApiPath, body: &[u8]) -> bool {
     let field = match path {
         ApiPath::ChatCompletions => "choices",
         ApiPath::Embeddings => "data",
+        ApiPath::Responses => "output",
     };
     v.get(field).and_then(|c| c.as_array()).is_some_and(|a| !a.is_empty())
 }

@@ -181,6 +181,13 @@ impl Gateway {
             if panic {
                 self.live.note_panic(req.route, now);
             }
+            if req.path == ApiPath::Responses {
+                for (c, target) in cands.iter_mut().zip(&route.targets) {
+                    if !self.upstreams[target.provider].responses {
+                        c.skip = Some(Skip::Unsupported);
+                    }
+                }
+            }
             if let Some(w) = need_window {
                 // Never the same or a smaller model again: only a larger declared window.
                 for (c, target) in cands.iter_mut().zip(&route.targets) {

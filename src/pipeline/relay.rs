@@ -127,6 +127,12 @@ impl Relay {
                         // Completion is decided by content: an answer that carried its finish
                         // is whole, even when the provider closed without `[DONE]`. The
                         // gateway ends the stream as the client expects.
+                        // The Responses API has no `[DONE]`: its `response.completed` ends it.
+                        Ok(None) if r.framer.responses && r.framer.finished => {
+                            r.fin.end_attempt(OutcomeClass::Ok, Some(200));
+                            r.finish_capture();
+                            return None;
+                        }
                         Ok(None) if r.framer.finished && r.framer.pending() == 0 => {
                             let done = Bytes::from_static(b"data: [DONE]\n\n");
                             r.note_usage(&done);

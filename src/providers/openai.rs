@@ -24,6 +24,9 @@ pub struct Upstream {
     /// The endpoints' URLs, parsed once: a request clones one instead of parsing a string.
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
+    responses_url: reqwest::Url,
+    /// Whether it serves the Responses API.
+    pub responses: bool,
     auth: Option<HeaderValue>,
     client: reqwest::Client,
 }
@@ -41,6 +44,8 @@ pub enum ApiPath {
     ChatCompletions,
     /// `/embeddings`.
     Embeddings,
+    /// `/responses` (OpenAI's Responses API), passed through.
+    Responses,
 }
 
 impl ApiPath {
@@ -49,6 +54,7 @@ impl ApiPath {
         match self {
             ApiPath::ChatCompletions => "chat_completions",
             ApiPath::Embeddings => "embeddings",
+            ApiPath::Responses => "responses",
         }
     }
 
@@ -56,6 +62,7 @@ impl ApiPath {
         match self {
             ApiPath::ChatCompletions => "/chat/completions",
             ApiPath::Embeddings => "/embeddings",
+            ApiPath::Responses => "/responses",
         }
     }
 }
@@ -100,6 +107,8 @@ impl Upstream {
             base_url: cfg.base_url.clone(),
             chat_url: url(ApiPath::ChatCompletions)?,
             embeddings_url: url(ApiPath::Embeddings)?,
+            responses_url: url(ApiPath::Responses)?,
+            responses: cfg.responses,
             auth,
             client,
         })
@@ -118,6 +127,7 @@ impl Upstream {
             .post(match path {
                 ApiPath::ChatCompletions => self.chat_url.clone(),
                 ApiPath::Embeddings => self.embeddings_url.clone(),
+                ApiPath::Responses => self.responses_url.clone(),
             })
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
@@ -151,6 +161,9 @@ impl Upstream {
             }
             (ProviderKind::Anthropic, ApiPath::Embeddings) => {
                 Err(format!("provider '{}' speaks Anthropic's API, which has no embeddings", self.name))
+            }
+            (ProviderKind::Anthropic, ApiPath::Responses) => {
+                Err(format!("provider '{}' speaks Anthropic's API, which has no Responses API", self.name))
             }
         }
     }
@@ -203,17 +216,23 @@ impl Upstream {
 #[derive(serde::Deserialize)]
 struct UsageOnly {
     usage: Option<Usage>,
+    /// The Responses API's stream events carry it in their `response`.
+    response: Option<Box<UsageOnly>>,
 }
 
 #[derive(serde::Deserialize)]
 struct Usage {
+    #[serde(alias = "input_tokens")]
     prompt_tokens: Option<u32>,
+    #[serde(alias = "output_tokens")]
     completion_tokens: Option<u32>,
 }
 
-/// (prompt, completion) tokens from a JSON answer's or stream chunk's `usage`, if it has one.
+/// (prompt, completion) tokens from a JSON answer's or stream chunk's `usage`, if it has one
+/// (chat completions' names, or the Responses API's `input_tokens`/`output_tokens`).
 pub fn usage_of(json: &[u8]) -> Option<(u32, u32)> {
-    let u = serde_json::from_slice::<UsageOnly>(json).ok()?.usage?;
+    let o = serde_json::from_slice::<UsageOnly>(json).ok()?;
+    let u = o.usage.or_else(|| o.response?.usage)?;
     Some((u.prompt_tokens.unwrap_or(0), u.completion_tokens.unwrap_or(0)))
 }
 

@@ -29,6 +29,11 @@ pub struct EventFramer {
     /// Whether an event carried real content: text, a tool call, or a finish. A role-only
     /// preamble does not count, so failover stays possible until content exists.
     pub content: bool,
+    /// The stream is the Responses API's: its events are told apart by their `type`, it ends
+    /// with `response.completed`, and it has no `[DONE]`.
+    pub responses: bool,
+    /// (Responses API) The stream reported a failure (`response.failed`, `error`).
+    pub failed: bool,
     /// How much of `data: [DONE]` the current line has matched, from its start.
     done_match: usize,
     /// The current line can no longer be `data: [DONE]`.
@@ -93,6 +98,20 @@ impl EventFramer {
             self.partial.split().freeze()
         };
         self.partial.extend_from_slice(&chunk);
+        if self.responses {
+            for t in event_types(&out) {
+                match t.as_str() {
+                    "response.created" | "response.in_progress" | "response.queued" => {}
+                    "response.failed" | "error" => self.failed = true,
+                    "response.completed" | "response.incomplete" => {
+                        self.finished = true;
+                        self.content = true;
+                    }
+                    _ => self.content = true,
+                }
+            }
+            return out;
+        }
         if !self.finished {
             self.finished = has_finish_reason(&out);
         }
@@ -102,10 +121,29 @@ impl EventFramer {
         out
     }
 
+    /// A framer for a Responses API stream.
+    pub fn for_responses() -> EventFramer {
+        EventFramer { responses: true, ..EventFramer::default() }
+    }
+
     /// Bytes of an event begun but not finished.
     pub fn pending(&self) -> usize {
         self.partial.len()
     }
+}
+
+/// The `type` of each data event in whole events (the Responses API names its events so).
+fn event_types(events: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        t: Option<String>,
+    }
+    events
+        .split(|&b| b == b'\n')
+        .filter_map(|l| l.strip_prefix(b"data:"))
+        .filter_map(|d| serde_json::from_slice::<Typed>(d.trim_ascii()).ok()?.t)
+        .collect()
 }
 
 /// Whether whole events hold a `"finish_reason": "<reason>"` (a string, not `null`): what
@@ -226,6 +264,25 @@ mod tests {
         let mut both = ok.to_vec();
         both.extend_from_slice(b"data: { \"error\": {\"message\":\"overloaded\"}}\r\n\r\n");
         assert_eq!(error_event_at(&both), Some(ok.len()));
+    }
+
+    #[test]
+    fn a_responses_stream_holds_its_preamble_and_ends_with_completed() {
+        let mut f = EventFramer::for_responses();
+        f.push(Bytes::from_static(
+            b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"output\":[]}}\n\n",
+        ));
+        f.push(Bytes::from_static(b"data: {\"type\":\"response.in_progress\"}\n\n"));
+        assert!(!f.content && !f.finished, "the preamble is not output");
+        f.push(Bytes::from_static(b"data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"));
+        assert!(f.content && !f.finished);
+        f.push(Bytes::from_static(b"data: {\"type\":\"response.completed\",\"response\":{}}\n\n"));
+        assert!(f.finished && !f.done);
+        let mut g = EventFramer::for_responses();
+        g.push(Bytes::from_static(
+            b"data: {\"type\":\"response.created\"}\n\ndata: {\"type\":\"response.failed\"}\n\n",
+        ));
+        assert!(g.failed && !g.content);
     }
 
     #[test]

@@ -20,6 +20,26 @@ pub async fn chat_completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap
     handle(gw, ApiPath::ChatCompletions, &headers, body).await
 }
 
+/// `POST /v1/responses`: OpenAI's Responses API, passed through (the model rewritten) to the
+/// route's targets whose provider serves it.
+pub async fn responses(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    handle(gw, ApiPath::Responses, &headers, body).await
+}
+
+/// `GET /v1/responses` (a WebSocket upgrade): 426, so a client that tries WebSockets first falls
+/// back to HTTP at once.
+pub async fn responses_upgrade() -> Response {
+    let mut r = ApiError::new(
+        StatusCode::UPGRADE_REQUIRED,
+        "invalid_request_error",
+        "websocket_unsupported",
+        "this gateway serves the Responses API over HTTP: POST /v1/responses",
+    )
+    .into_response();
+    r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("HTTP/1.1"));
+    r
+}
+
 /// `POST /v1/embeddings`.
 pub async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     handle(gw, ApiPath::Embeddings, &headers, body).await
@@ -105,6 +125,17 @@ async fn prepare(
             format!("the model '{model}' does not exist on this gateway (routes: {})", known.join(", ")),
         ));
     };
+    if path == ApiPath::Responses && !gw.config.routes[route].targets.iter().any(|t| gw.upstreams[t.provider].responses)
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            format!(
+                "the model '{model}' has no target that serves the Responses API (set responses = true on its providers)"
+            ),
+        ));
+    }
     let mut cache_control =
         headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(CacheControl::parse).unwrap_or_default();
     if let Some(v) = headers.get("x-llmgw-cache") {

@@ -64,7 +64,7 @@ pub fn inspect(body: &[u8], path: ApiPath, max_depth: usize) -> Result<Inspected
         .map_err(|_| ApiError::bad_request("invalid_model", "'model' must be a string"))?;
     let (field, value) = match path {
         ApiPath::ChatCompletions => ("messages", env.messages),
-        ApiPath::Embeddings => ("input", env.input),
+        ApiPath::Embeddings | ApiPath::Responses => ("input", env.input),
     };
     match value {
         None => {
@@ -81,7 +81,7 @@ pub fn inspect(body: &[u8], path: ApiPath, max_depth: usize) -> Result<Inspected
     // The raw value borrows from `body`, so its offset locates `model` for rewriting.
     let start = model_raw.get().as_ptr() as usize - body.as_ptr() as usize;
     let model_span = start..start + model_raw.get().len();
-    let stream = env.stream.unwrap_or(false) && path == ApiPath::ChatCompletions;
+    let stream = env.stream.unwrap_or(false) && path != ApiPath::Embeddings;
     let include_usage = env.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
     Ok(Inspected { model, model_span, stream, include_usage })
 }

@@ -6,6 +6,7 @@ mod anthropic;
 pub mod demo;
 mod provider;
 mod reply;
+mod responses;
 pub mod traffic;
 
 use std::net::SocketAddr;
@@ -34,6 +35,9 @@ pub struct Behavior {
     /// The API it speaks; the other one's endpoints answer 404.
     #[arg(long, value_enum, default_value_t = SimKind::Openai)]
     pub kind: SimKind,
+    /// (OpenAI kind) Also serve OpenAI's Responses API at `/v1/responses`.
+    #[arg(long)]
+    pub responses: bool,
     /// Delay before the response headers, in ms.
     #[arg(long, default_value_t = 40)]
     pub latency_ms: u64,
@@ -111,6 +115,7 @@ impl Default for Behavior {
     fn default() -> Behavior {
         Behavior {
             kind: SimKind::Openai,
+            responses: false,
             latency_ms: 40,
             jitter_ms: 10,
             tokens_per_s: 300.0,

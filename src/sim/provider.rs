@@ -96,6 +96,7 @@ pub async fn spawn(
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(super::anthropic::messages))
+        .route("/v1/responses", post(super::responses::responses))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/sim/stats", get(|State(h): State<Arc<SimHandle>>| async move { Json(json!(h.stats)) }))
