@@ -129,14 +129,15 @@ impl Gateway {
             }
         };
         let request_id = req.request_id.to_str().unwrap_or("");
-        let mut resp = match tokio::time::timeout_at(first_byte_by, up.post(req.path, body, request_id)).await {
-            Err(_) => return Err(missed(OutcomeClass::Timeout, None)),
-            Ok(Err(e)) => {
-                tracing::debug!(provider = %up.name, error = %e, "attempt failed");
-                return Err(missed(classify(&e), None));
-            }
-            Ok(Ok(resp)) => resp,
-        };
+        let mut resp =
+            match tokio::time::timeout_at(first_byte_by, up.post(req.path, body, request_id, &req.forward)).await {
+                Err(_) => return Err(missed(OutcomeClass::Timeout, None)),
+                Ok(Err(e)) => {
+                    tracing::debug!(provider = %up.name, error = %e, "attempt failed");
+                    return Err(missed(classify(&e), None));
+                }
+                Ok(Ok(resp)) => resp,
+            };
         let status = resp.status();
         let code = Some(status.as_u16());
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -247,6 +248,7 @@ impl Gateway {
                     body: req.body.clone(),
                     request_id: req.request_id.clone(),
                     include_usage: req.include_usage,
+                    forward: req.forward.clone(),
                 });
                 let resume_max = if resume.is_some() { limits.max_response_bytes } else { 0 };
                 let wanted = plan.key.is_some() && plan.store || self.config.history.store_bodies || resume.is_some();

@@ -74,6 +74,9 @@ pub struct ProxyRequest {
     pub cache_control: CacheControl,
     /// Whether a stream should end with a usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// The client's headers that change an API's behaviour, passed on to the provider
+    /// ([`crate::providers::FORWARDED`]); usually none.
+    pub forward: HeaderMap,
 }
 
 impl Gateway {

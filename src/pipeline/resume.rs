@@ -28,6 +28,8 @@ pub(super) struct Resume {
     pub request_id: HeaderValue,
     /// Whether the client asked for the usage chunk.
     pub include_usage: bool,
+    /// The client's headers passed on to providers.
+    pub forward: axum::http::HeaderMap,
 }
 
 impl Relay {
@@ -89,17 +91,20 @@ impl Relay {
             let Some(body) = prefill_body(&res.body, &target.model, &partial, target.prefill) else { return false };
             let Ok(body) = up.encode(ApiPath::ChatCompletions, body, target.max_tokens) else { return false };
             let id = res.request_id.to_str().unwrap_or("");
-            let resp = match tokio::time::timeout_at(first_byte_by, up.post(ApiPath::ChatCompletions, body, id)).await {
-                Err(_) => {
-                    self.fin.end_attempt(OutcomeClass::Timeout, None);
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    self.fin.end_attempt(classify(&e), None);
-                    continue;
-                }
-                Ok(Ok(resp)) => resp,
-            };
+            let resp =
+                match tokio::time::timeout_at(first_byte_by, up.post(ApiPath::ChatCompletions, body, id, &res.forward))
+                    .await
+                {
+                    Err(_) => {
+                        self.fin.end_attempt(OutcomeClass::Timeout, None);
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        self.fin.end_attempt(classify(&e), None);
+                        continue;
+                    }
+                    Ok(Ok(resp)) => resp,
+                };
             let status = resp.status();
             let code = Some(status.as_u16());
             let is_sse = resp

@@ -128,6 +128,17 @@ pub(super) async fn read_bounded(resp: &mut reqwest::Response, max: usize) -> Re
     Ok(buf.freeze())
 }
 
+/// The client's headers in [`crate::providers::FORWARDED`].
+pub fn forwarded(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, _) in crate::providers::FORWARDED {
+        for v in headers.get_all(name) {
+            out.append(name, v.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

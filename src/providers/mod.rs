@@ -9,6 +9,15 @@ pub mod sse;
 
 use crate::outcome::OutcomeClass;
 
+/// Client headers passed on to the provider, with the kinds of provider that take each: those
+/// that change what an API does. Hop-by-hop headers, the client's credentials and anything else
+/// never are.
+pub const FORWARDED: [(&str, &[crate::config::ProviderKind]); 3] = [
+    ("openai-beta", &[crate::config::ProviderKind::Openai]),
+    ("idempotency-key", &[crate::config::ProviderKind::Openai, crate::config::ProviderKind::Anthropic]),
+    ("anthropic-beta", &[crate::config::ProviderKind::Anthropic]),
+];
+
 /// Classifies a transport error from reqwest.
 pub fn classify(e: &reqwest::Error) -> OutcomeClass {
     if e.is_timeout() {

@@ -114,13 +114,15 @@ impl Upstream {
         })
     }
 
-    /// Sends `body` (already rewritten for this provider) to `path`. Resolves when the response
-    /// headers arrive; the caller applies the first-byte timeout around it.
+    /// Sends `body` (already rewritten for this provider) to `path`, with the client's
+    /// `forward` headers this kind of provider takes. Resolves when the response headers arrive;
+    /// the caller applies the first-byte timeout around it.
     pub fn post(
         &self,
         path: ApiPath,
         body: Bytes,
         request_id: &str,
+        forward: &reqwest::header::HeaderMap,
     ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
         let mut req = self
             .client
@@ -132,6 +134,13 @@ impl Upstream {
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
             .body(body);
+        for (name, kinds) in super::FORWARDED {
+            if kinds.contains(&self.kind) {
+                for v in forward.get_all(name) {
+                    req = req.header(name, v.clone());
+                }
+            }
+        }
         req = self.authorize(req);
         req.send()
     }

@@ -160,6 +160,7 @@ async fn prepare(
         client,
         cache_control,
         include_usage,
+        forward: crate::pipeline::wire::forwarded(headers),
     })
 }
 

@@ -73,6 +73,7 @@ pub(super) async fn messages(State(h): State<Arc<SimHandle>>, headers: HeaderMap
     let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
     };
+    h.remember(&headers, &req);
     let Some(max_tokens) = req.get("max_tokens").and_then(Value::as_u64) else {
         return error(StatusCode::BAD_REQUEST, "max_tokens: Field required");
     };

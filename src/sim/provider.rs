@@ -51,6 +51,9 @@ pub struct SimHandle {
     key: Option<String>,
     /// The behavior, and since when it is in force (for `down_for_ms`).
     behavior: RwLock<(Behavior, std::time::Instant)>,
+    /// The last API request: its headers and body (`GET /sim/last`), so a test can see what a
+    /// gateway sent.
+    last: std::sync::Mutex<Value>,
 }
 
 impl SimHandle {
@@ -68,6 +71,17 @@ impl SimHandle {
     fn down_now(&self) -> bool {
         let b = self.behavior.read().expect("behavior lock");
         b.0.down_for_ms.is_some_and(|d| b.1.elapsed() < Duration::from_millis(d))
+    }
+
+    /// The last API request it got: `{"headers": {...}, "body": ...}`.
+    pub fn last_request(&self) -> Value {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn remember(&self, headers: &HeaderMap, body: &Value) {
+        let h: serde_json::Map<String, Value> =
+            headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("")))).collect();
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = json!({ "headers": h, "body": body });
     }
 
     /// Changes the behavior; requests already under way keep the one they started with.
@@ -92,6 +106,7 @@ pub async fn spawn(
         stats: SimStats::default(),
         key,
         behavior: RwLock::new((behavior, std::time::Instant::now())),
+        last: std::sync::Mutex::new(Value::Null),
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -101,6 +116,7 @@ pub async fn spawn(
         .route("/v1/models", get(models))
         .route("/sim/stats", get(|State(h): State<Arc<SimHandle>>| async move { Json(json!(h.stats)) }))
         .route("/sim/behavior", get(get_behavior).patch(patch_behavior))
+        .route("/sim/last", get(|State(h): State<Arc<SimHandle>>| async move { Json(h.last_request()) }))
         .with_state(handle.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(crate::server::nodelay(listener), app).await {
@@ -253,6 +269,7 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
             return error(StatusCode::BAD_REQUEST, "invalid_request_error", "body must be a JSON object");
         }
     };
+    h.remember(&headers, &req);
     let Some(messages) = req.get("messages").and_then(Value::as_array) else {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "'messages' must be an array");
     };

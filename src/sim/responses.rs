@@ -31,6 +31,7 @@ pub(super) async fn responses(State(h): State<Arc<SimHandle>>, headers: HeaderMa
     let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
         return error_as(b.kind, StatusCode::BAD_REQUEST, "invalid_request_error", "the body must be a JSON object");
     };
+    h.remember(&headers, &req);
     // The same words as chat for the same conversation: `input` as messages.
     let messages = match &req["input"] {
         Value::String(s) => json!([{ "role": "user", "content": s }]),
