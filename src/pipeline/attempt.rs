@@ -17,7 +17,7 @@ use crate::providers::classify;
 use crate::providers::fault::{Call, StreamFault, Verdict, before_call};
 use crate::providers::openai::BodyStream;
 use crate::providers::openai::{ApiPath, context_length_exceeded, usage_of};
-use crate::providers::sse::EventFramer;
+use crate::providers::sse::{EventFramer, Typed};
 
 /// How far an attempt got before anything reached the client.
 // Moved once per attempt and never stored: boxing the stream would cost an allocation per
@@ -170,11 +170,14 @@ impl Gateway {
                 }
                 tokio::time::sleep(d).await;
             }
-            let mut framer =
-                if req.path == ApiPath::Responses { EventFramer::for_responses() } else { EventFramer::default() };
+            let mut framer = match req.path {
+                ApiPath::Responses => EventFramer::typed(Typed::Responses),
+                ApiPath::Messages => EventFramer::typed(Typed::Messages),
+                ApiPath::ChatCompletions | ApiPath::Embeddings => EventFramer::default(),
+            };
             let mut head = bytes::BytesMut::new();
             let limits = &self.config.proxy;
-            let mut body = up.stream(resp, req.include_usage);
+            let mut body = up.stream(req.path, resp, req.include_usage);
             let head = loop {
                 match tokio::time::timeout_at(first_token_by, futures_util::StreamExt::next(&mut body)).await {
                     Err(_) => return Err(missed(OutcomeClass::Timeout, code)),
@@ -207,7 +210,7 @@ impl Gateway {
                 tracing::warn!(provider = %up.name, "answer over proxy.max_response_bytes ({max}): failing over");
                 return Err(missed(OutcomeClass::StreamBroken, code));
             }
-            Ok(Ok(b)) => up.decode(status, b),
+            Ok(Ok(b)) => up.decode(req.path, status, b),
         };
         if status.is_success() {
             return Ok(Reached::Body { status, headers, body, class: OutcomeClass::Ok });

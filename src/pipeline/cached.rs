@@ -192,6 +192,7 @@ fn storable(path: ApiPath, body: &[u8]) -> bool {
         ApiPath::ChatCompletions => "choices",
         ApiPath::Embeddings => "data",
         ApiPath::Responses => "output",
+        ApiPath::Messages => "content",
     };
     v.get(field).and_then(|c| c.as_array()).is_some_and(|a| !a.is_empty())
 }

@@ -13,7 +13,7 @@ use super::resume::{Resume, Splice};
 use crate::outcome::OutcomeClass;
 use crate::providers::fault::StreamFault;
 use crate::providers::openai::usage_in_events;
-use crate::providers::sse::{EventFramer, error_event, error_event_at};
+use crate::providers::sse::{EventFramer, error_event_at, error_event_for};
 
 /// Relays whole events as they arrive and ends a broken, truncated or stalled stream with an
 /// error event. Dropping it (the client went away) drops the upstream request.
@@ -127,8 +127,8 @@ impl Relay {
                         // Completion is decided by content: an answer that carried its finish
                         // is whole, even when the provider closed without `[DONE]`. The
                         // gateway ends the stream as the client expects.
-                        // The Responses API has no `[DONE]`: its `response.completed` ends it.
-                        Ok(None) if r.framer.responses && r.framer.finished => {
+                        // The Responses and Messages APIs have no `[DONE]`: their last event ends them.
+                        Ok(None) if r.framer.typed.is_some() && r.framer.finished => {
                             r.fin.end_attempt(OutcomeClass::Ok, Some(200));
                             r.finish_capture();
                             return None;
@@ -161,7 +161,7 @@ impl Relay {
                     idle_until = last_data + r.idle;
                     continue;
                 }
-                return Some((Ok(error_event("stream_broken", &msg)), None));
+                return Some((Ok(error_event_for(r.framer.typed, "stream_broken", &msg)), None));
             }
         });
         head.chain(rest)

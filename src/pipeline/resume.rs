@@ -133,7 +133,7 @@ impl Relay {
             let text = format!("{}: a broken stream continued on {name} after {} chunks", route.model, partial.deltas);
             gw.live.event(Instant::now(), EventKind::Failover, text);
             // Its own usage is always asked for: the answer's is summed from it.
-            self.upstream = up.stream(resp, true);
+            self.upstream = up.stream(ApiPath::ChatCompletions, resp, true);
             self.framer = EventFramer::default();
             self.fault = stream_fault;
             self.idle = gw.live.stall_window(target.provider);

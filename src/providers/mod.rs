@@ -12,10 +12,11 @@ use crate::outcome::OutcomeClass;
 /// Client headers passed on to the provider, with the kinds of provider that take each: those
 /// that change what an API does. Hop-by-hop headers, the client's credentials and anything else
 /// never are.
-pub const FORWARDED: [(&str, &[crate::config::ProviderKind]); 3] = [
+pub const FORWARDED: [(&str, &[crate::config::ProviderKind]); 4] = [
     ("openai-beta", &[crate::config::ProviderKind::Openai]),
     ("idempotency-key", &[crate::config::ProviderKind::Openai, crate::config::ProviderKind::Anthropic]),
     ("anthropic-beta", &[crate::config::ProviderKind::Anthropic]),
+    ("anthropic-version", &[crate::config::ProviderKind::Anthropic]),
 ];
 
 /// Classifies a transport error from reqwest.

@@ -46,6 +46,9 @@ pub enum ApiPath {
     Embeddings,
     /// `/responses` (OpenAI's Responses API), passed through.
     Responses,
+    /// Anthropic's Messages API spoken by the client: as it is to Anthropic providers,
+    /// translated to chat completions for the others.
+    Messages,
 }
 
 impl ApiPath {
@@ -55,6 +58,7 @@ impl ApiPath {
             ApiPath::ChatCompletions => "chat_completions",
             ApiPath::Embeddings => "embeddings",
             ApiPath::Responses => "responses",
+            ApiPath::Messages => "messages",
         }
     }
 
@@ -63,6 +67,7 @@ impl ApiPath {
             ApiPath::ChatCompletions => "/chat/completions",
             ApiPath::Embeddings => "/embeddings",
             ApiPath::Responses => "/responses",
+            ApiPath::Messages => "/chat/completions",
         }
     }
 }
@@ -130,6 +135,8 @@ impl Upstream {
                 ApiPath::ChatCompletions => self.chat_url.clone(),
                 ApiPath::Embeddings => self.embeddings_url.clone(),
                 ApiPath::Responses => self.responses_url.clone(),
+                // The chat URL: Anthropic's `/messages` for an Anthropic provider.
+                ApiPath::Messages => self.chat_url.clone(),
             })
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
@@ -141,15 +148,17 @@ impl Upstream {
                 }
             }
         }
-        req = self.authorize(req);
+        req = self.authorize(req, forward.contains_key("anthropic-version") && path == ApiPath::Messages);
         req.send()
     }
 
-    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// The provider's credentials (and Anthropic's version header, unless the client's own goes
+    /// with a request in Anthropic's API).
+    fn authorize(&self, req: reqwest::RequestBuilder, client_version: bool) -> reqwest::RequestBuilder {
         match (self.kind, &self.auth) {
             (ProviderKind::Openai, Some(auth)) => req.header(AUTHORIZATION, auth.clone()),
             (ProviderKind::Anthropic, auth) => {
-                let req = req.header("anthropic-version", super::anthropic::VERSION);
+                let req = if client_version { req } else { req.header("anthropic-version", super::anthropic::VERSION) };
                 match auth {
                     Some(key) => req.header("x-api-key", key.clone()),
                     None => req,
@@ -159,11 +168,37 @@ impl Upstream {
         }
     }
 
+    /// `POST /messages/count_tokens` on an Anthropic provider, `body` (model already the
+    /// target's) as it is.
+    pub fn count_tokens(
+        &self,
+        body: Bytes,
+        forward: &reqwest::header::HeaderMap,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+        let mut req = self
+            .client
+            .post(format!("{}/messages/count_tokens", self.base_url))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        for (name, kinds) in super::FORWARDED {
+            if kinds.contains(&self.kind) {
+                for v in forward.get_all(name) {
+                    req = req.header(name, v.clone());
+                }
+            }
+        }
+        self.authorize(req, forward.contains_key("anthropic-version")).send()
+    }
+
     /// A client's body (model already the target's) in this provider's dialect; `Err` says why
     /// it cannot be sent here (the client's request is at fault: a 400).
     pub fn encode(&self, path: ApiPath, body: Bytes, max_tokens: u32) -> Result<Bytes, String> {
         match (self.kind, path) {
-            (ProviderKind::Openai, _) => Ok(body),
+            (ProviderKind::Openai, ApiPath::Messages) => {
+                let v = super::anthropic::inbound::chat_request(&body)?;
+                Ok(Bytes::from(serde_json::to_vec(&v).expect("JSON serializes")))
+            }
+            (ProviderKind::Openai, _) | (ProviderKind::Anthropic, ApiPath::Messages) => Ok(body),
             (ProviderKind::Anthropic, ApiPath::ChatCompletions) => {
                 let v = super::anthropic::request(&body, max_tokens)?;
                 Ok(Bytes::from(serde_json::to_vec(&v).expect("JSON serializes")))
@@ -177,11 +212,21 @@ impl Upstream {
         }
     }
 
-    /// A whole answer in the OpenAI dialect (an error body in OpenAI's error shape).
-    pub fn decode(&self, status: reqwest::StatusCode, body: Bytes) -> Bytes {
-        if self.kind == ProviderKind::Openai {
-            return body;
-        }
+    /// A whole answer in the client's dialect (an error body in its error shape).
+    pub fn decode(&self, path: ApiPath, status: reqwest::StatusCode, body: Bytes) -> Bytes {
+        let v = match (self.kind, path) {
+            (ProviderKind::Openai, ApiPath::Messages) if status.is_success() => {
+                super::anthropic::inbound::message(&body)
+                    .unwrap_or_else(|| super::anthropic::inbound::error(502, &body))
+            }
+            (ProviderKind::Openai, ApiPath::Messages) => super::anthropic::inbound::error(status.as_u16(), &body),
+            (ProviderKind::Openai, _) | (ProviderKind::Anthropic, ApiPath::Messages) => return body,
+            (ProviderKind::Anthropic, _) => return self.decode_anthropic(status, body),
+        };
+        Bytes::from(serde_json::to_vec(&v).expect("JSON serializes"))
+    }
+
+    fn decode_anthropic(&self, status: reqwest::StatusCode, body: Bytes) -> Bytes {
         let v = if status.is_success() {
             let created = crate::clock::unix_ms() / 1000;
             super::anthropic::answer(&body, created).unwrap_or_else(|| super::anthropic::error(&body))
@@ -191,11 +236,21 @@ impl Upstream {
         Bytes::from(serde_json::to_vec(&v).expect("JSON serializes"))
     }
 
-    /// A streamed answer's body, in the OpenAI dialect.
-    pub fn stream(&self, resp: reqwest::Response, include_usage: bool) -> BodyStream {
-        match self.kind {
-            ProviderKind::Openai => Box::pin(resp.bytes_stream()),
-            ProviderKind::Anthropic => {
+    /// A streamed answer's body, in the client's dialect.
+    pub fn stream(&self, path: ApiPath, resp: reqwest::Response, include_usage: bool) -> BodyStream {
+        match (self.kind, path) {
+            (ProviderKind::Openai, ApiPath::Messages) => {
+                let mut t = super::anthropic::inbound::ToMessages::default();
+                Box::pin(futures_util::StreamExt::filter_map(resp.bytes_stream(), move |chunk| {
+                    let out = chunk.map(|c| t.push(&c));
+                    std::future::ready(match out {
+                        Ok(b) if b.is_empty() => None,
+                        other => Some(other),
+                    })
+                }))
+            }
+            (ProviderKind::Openai, _) | (ProviderKind::Anthropic, ApiPath::Messages) => Box::pin(resp.bytes_stream()),
+            (ProviderKind::Anthropic, _) => {
                 let t = super::anthropic::Translator::new(crate::clock::unix_ms() / 1000, include_usage);
                 Box::pin(super::anthropic::translate(Box::pin(resp.bytes_stream()), t))
             }
@@ -211,7 +266,7 @@ impl Upstream {
             crate::config::ProbeKind::Completion => self.client.post(self.chat_url.clone()).json(&body),
             _ => self.client.get(format!("{}/models", self.base_url)),
         };
-        let req = self.authorize(req);
+        let req = self.authorize(req, false);
         let answer = async {
             let resp = req.send().await.ok()?;
             let ok = resp.status().is_success();

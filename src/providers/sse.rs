@@ -29,10 +29,10 @@ pub struct EventFramer {
     /// Whether an event carried real content: text, a tool call, or a finish. A role-only
     /// preamble does not count, so failover stays possible until content exists.
     pub content: bool,
-    /// The stream is the Responses API's: its events are told apart by their `type`, it ends
-    /// with `response.completed`, and it has no `[DONE]`.
-    pub responses: bool,
-    /// (Responses API) The stream reported a failure (`response.failed`, `error`).
+    /// The stream is not chat completions' but an API whose events are told apart by their
+    /// `type` and that has no `[DONE]`: the Responses API or Anthropic's Messages API.
+    pub typed: Option<Typed>,
+    /// (Typed streams) The stream reported a failure (`response.failed`, `error`).
     pub failed: bool,
     /// How much of `data: [DONE]` the current line has matched, from its start.
     done_match: usize,
@@ -41,6 +41,15 @@ pub struct EventFramer {
 }
 
 const DONE: &[u8] = b"data: [DONE]";
+
+/// APIs whose stream events carry a `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typed {
+    /// OpenAI's Responses API.
+    Responses,
+    /// Anthropic's Messages API.
+    Messages,
+}
 
 impl EventFramer {
     /// Feeds a chunk; returns the bytes that complete one or more events (possibly empty).
@@ -98,12 +107,21 @@ impl EventFramer {
             self.partial.split().freeze()
         };
         self.partial.extend_from_slice(&chunk);
-        if self.responses {
+        if let Some(api) = self.typed {
             for t in event_types(&out) {
+                let (preamble, finish): (&[&str], &[&str]) = match api {
+                    Typed::Responses => (
+                        &["response.created", "response.in_progress", "response.queued"],
+                        &["response.completed", "response.incomplete"],
+                    ),
+                    Typed::Messages => {
+                        (&["message_start", "ping", "content_block_start", "content_block_stop"], &["message_stop"])
+                    }
+                };
                 match t.as_str() {
-                    "response.created" | "response.in_progress" | "response.queued" => {}
+                    t if preamble.contains(&t) => {}
                     "response.failed" | "error" => self.failed = true,
-                    "response.completed" | "response.incomplete" => {
+                    t if finish.contains(&t) => {
                         self.finished = true;
                         self.content = true;
                     }
@@ -121,9 +139,9 @@ impl EventFramer {
         out
     }
 
-    /// A framer for a Responses API stream.
-    pub fn for_responses() -> EventFramer {
-        EventFramer { responses: true, ..EventFramer::default() }
+    /// A framer for a stream of the given typed API.
+    pub fn typed(api: Typed) -> EventFramer {
+        EventFramer { typed: Some(api), ..EventFramer::default() }
     }
 
     /// Bytes of an event begun but not finished.
@@ -200,6 +218,15 @@ pub fn error_event_at(events: &[u8]) -> Option<usize> {
     None
 }
 
+/// The same, in the stream's own API: Anthropic's error event for the Messages API.
+pub fn error_event_for(typed: Option<Typed>, code: &str, message: &str) -> Bytes {
+    if typed != Some(Typed::Messages) {
+        return error_event(code, message);
+    }
+    let body = serde_json::json!({ "type": "error", "error": { "type": "api_error", "message": message } });
+    Bytes::from(format!("event: error\ndata: {body}\n\n"))
+}
+
 /// The SSE event that ends a stream the gateway could not finish: an OpenAI-style error object.
 pub fn error_event(code: &str, message: &str) -> Bytes {
     let body = serde_json::json!({ "error": { "message": message, "type": "upstream_error", "code": code } });
@@ -268,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_responses_stream_holds_its_preamble_and_ends_with_completed() {
-        let mut f = EventFramer::for_responses();
+        let mut f = EventFramer::typed(Typed::Responses);
         f.push(Bytes::from_static(
             b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"output\":[]}}\n\n",
         ));
@@ -278,7 +305,7 @@ mod tests {
         assert!(f.content && !f.finished);
         f.push(Bytes::from_static(b"data: {\"type\":\"response.completed\",\"response\":{}}\n\n"));
         assert!(f.finished && !f.done);
-        let mut g = EventFramer::for_responses();
+        let mut g = EventFramer::typed(Typed::Responses);
         g.push(Bytes::from_static(
             b"data: {\"type\":\"response.created\"}\n\ndata: {\"type\":\"response.failed\"}\n\n",
         ));

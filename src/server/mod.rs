@@ -31,6 +31,8 @@ pub fn app_with(gw: Arc<Gateway>, snapshots: Option<Snapshots>) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/responses", post(openai::responses).get(openai::responses_upgrade))
+        .route("/v1/messages", post(openai::messages))
+        .route("/v1/messages/count_tokens", post(openai::count_tokens))
         .route("/v1/models", get(move || std::future::ready(([(CONTENT_TYPE, "application/json")], models.clone()))))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz));

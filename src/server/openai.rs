@@ -48,6 +48,23 @@ pub async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body
 /// The gate on log lines of rejected requests.
 static REJECTED_LOG: std::sync::LazyLock<crate::logging::LogGate> = std::sync::LazyLock::new(Default::default);
 
+/// `POST /v1/messages`: Anthropic's Messages API, routed like chat completions; errors in its
+/// shape.
+pub async fn messages(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    handle(gw, ApiPath::Messages, &headers, body).await
+}
+
+/// An error answer in the API the client speaks.
+fn shaped(path: ApiPath, e: ApiError) -> Response {
+    let message = e.message.clone();
+    let mut r = e.into_response();
+    if path == ApiPath::Messages {
+        let body = crate::providers::anthropic::inbound::error_of(r.status().as_u16(), &message);
+        *r.body_mut() = Body::from(body.to_string());
+    }
+    r
+}
+
 async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body) -> Response {
     let request_id = headers
         .get("x-request-id")
@@ -58,7 +75,7 @@ async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body
         Ok(req) => match gw.proxy(req).await {
             Ok(r) => r,
             Err(failed) => {
-                let mut r = ApiError::from(&failed.error).into_response();
+                let mut r = shaped(path, ApiError::from(&failed.error));
                 r.headers_mut().extend(failed.headers);
                 r
             }
@@ -70,7 +87,7 @@ async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body
             if let Some(more) = REJECTED_LOG.allow() {
                 tracing::info!(target: "llmgw::request", request_id = ?request_id, status = e.status.as_u16(), code = e.code, "rejected: {}{more}", e.message);
             }
-            let mut r = e.into_response();
+            let mut r = shaped(path, e);
             r.headers_mut().insert("x-request-id", request_id);
             r
         }
@@ -205,4 +222,49 @@ pub async fn method_not_allowed(uri: Uri) -> ApiError {
         "method_not_allowed",
         format!("method not allowed on {}", uri.path()),
     )
+}
+
+/// `POST /v1/messages/count_tokens`: asked of the route's first Anthropic target, as it is (the
+/// model rewritten); a route without one gets a clear 404, never a guessed count.
+pub async fn count_tokens(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    let fail = |status: StatusCode, msg: &str| {
+        let body = crate::providers::anthropic::inbound::error_of(status.as_u16(), msg);
+        (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    };
+    let limit = gw.config.server.max_body_bytes;
+    let Ok(body) = Limited::new(body, limit).collect().await.map(|b| b.to_bytes()) else {
+        return fail(StatusCode::BAD_REQUEST, "the request body could not be read (or is too large)");
+    };
+    let inspected = match inspect(&body, ApiPath::Messages, gw.config.server.limits.max_json_depth) {
+        Ok(i) => i,
+        Err(e) => return fail(e.status, &e.message),
+    };
+    let Some(r) = gw.route_index(&inspected.model) else {
+        return fail(
+            StatusCode::NOT_FOUND,
+            &format!("model: the model '{}' does not exist on this gateway", inspected.model),
+        );
+    };
+    let route = &gw.config.routes[r];
+    let Some(t) =
+        route.targets.iter().find(|t| gw.config.providers[t.provider].kind == crate::config::ProviderKind::Anthropic)
+    else {
+        return fail(
+            StatusCode::NOT_FOUND,
+            &format!("count_tokens needs an Anthropic target, and route '{}' has none", route.model),
+        );
+    };
+    let body = crate::pipeline::wire::rewrite_model(&body, inspected.model_span, &t.model);
+    let up = &gw.upstreams[t.provider];
+    let forward = crate::pipeline::wire::forwarded(&headers);
+    match tokio::time::timeout(up.timeouts.attempt, up.count_tokens(body, &forward)).await {
+        Ok(Ok(resp)) => {
+            let status = resp.status();
+            match resp.bytes().await {
+                Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+                Err(_) => fail(StatusCode::BAD_GATEWAY, "the provider's answer broke off"),
+            }
+        }
+        _ => fail(StatusCode::BAD_GATEWAY, &format!("provider '{}' did not answer", up.name)),
+    }
 }

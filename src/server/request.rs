@@ -63,7 +63,7 @@ pub fn inspect(body: &[u8], path: ApiPath, max_depth: usize) -> Result<Inspected
     let model: String = serde_json::from_str(model_raw.get())
         .map_err(|_| ApiError::bad_request("invalid_model", "'model' must be a string"))?;
     let (field, value) = match path {
-        ApiPath::ChatCompletions => ("messages", env.messages),
+        ApiPath::ChatCompletions | ApiPath::Messages => ("messages", env.messages),
         ApiPath::Embeddings | ApiPath::Responses => ("input", env.input),
     };
     match value {
@@ -73,7 +73,7 @@ pub fn inspect(body: &[u8], path: ApiPath, max_depth: usize) -> Result<Inspected
                 format!("missing required parameter: '{field}'"),
             ));
         }
-        Some(v) if path == ApiPath::ChatCompletions && !v.get().starts_with('[') => {
+        Some(v) if matches!(path, ApiPath::ChatCompletions | ApiPath::Messages) && !v.get().starts_with('[') => {
             return Err(ApiError::bad_request("invalid_type", "'messages' must be an array"));
         }
         Some(_) => {}

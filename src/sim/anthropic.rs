@@ -180,3 +180,28 @@ fn stream_events(r: &Reply, id: &str, tool: Option<&(Value, Value)>, stop: &str)
     out.push(ev(json!({ "type": "message_stop" })));
     out
 }
+
+/// `POST /v1/messages/count_tokens`: the prompt's words, as the replies count them.
+pub(super) async fn count_tokens(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) -> Response {
+    let b = h.behavior();
+    if b.kind != SimKind::Anthropic {
+        return super::provider::error_as(
+            b.kind,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this provider speaks OpenAI's API",
+        );
+    }
+    if let Err(r) = admit(&h, &headers, &b).await {
+        return r;
+    }
+    let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
+    };
+    h.remember(&headers, &req);
+    let msgs = req["messages"].as_array().cloned().unwrap_or_default();
+    let plain: Vec<Value> =
+        msgs.iter().map(|m| json!({ "role": m["role"], "content": text_of(&m["content"]) })).collect();
+    let words = Value::from(plain).to_string().split_whitespace().count().max(1);
+    Json(json!({ "input_tokens": words })).into_response()
+}

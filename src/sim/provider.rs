@@ -111,6 +111,7 @@ pub async fn spawn(
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(super::anthropic::messages))
+        .route("/v1/messages/count_tokens", post(super::anthropic::count_tokens))
         .route("/v1/responses", post(super::responses::responses))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))

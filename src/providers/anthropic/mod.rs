@@ -3,6 +3,7 @@
 //! see one dialect. What OpenAI's API has and the Messages API does not (`n`, `logprobs`,
 //! `response_format`, ...) is left out of the translated request.
 
+pub mod inbound;
 mod stream;
 
 pub use stream::{Translator, translate};

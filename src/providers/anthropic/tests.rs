@@ -139,3 +139,97 @@ fn errors_are_told_in_the_openai_shape() {
         json!({ "error": { "message": "max_tokens: too big", "type": "invalid_request_error", "param": null, "code": null } })
     );
 }
+
+#[test]
+fn a_messages_request_becomes_a_chat_request() {
+    let req = json!({
+        "model": "m", "max_tokens": 100, "system": "be brief", "stop_sequences": ["END"], "temperature": 0.5,
+        "metadata": { "user_id": "u1" }, "stream": true,
+        "tools": [{ "name": "lookup", "description": "find", "input_schema": { "type": "object" } }],
+        "tool_choice": { "type": "tool", "name": "lookup" },
+        "messages": [
+            { "role": "user", "content": [
+                { "type": "text", "text": "look", "cache_control": { "type": "ephemeral" } },
+                { "type": "image", "source": { "type": "base64", "media_type": "image/png", "data": "iVBOR" } },
+            ]},
+            { "role": "assistant", "content": [
+                { "type": "text", "text": "Let me." },
+                { "type": "tool_use", "id": "toolu_1", "name": "lookup", "input": { "q": "cat" } },
+            ]},
+            { "role": "user", "content": [{ "type": "tool_result", "tool_use_id": "toolu_1", "content": [{ "type": "text", "text": "a cat" }] }] },
+        ],
+    });
+    let out = inbound::chat_request(req.to_string().as_bytes()).unwrap();
+    let expected = json!({
+        "model": "m", "max_tokens": 100, "temperature": 0.5, "stop": ["END"], "user": "u1",
+        "stream": true, "stream_options": { "include_usage": true },
+        "tools": [{ "type": "function", "function": { "name": "lookup", "description": "find", "parameters": { "type": "object" } } }],
+        "tool_choice": { "type": "function", "function": { "name": "lookup" } },
+        "messages": [
+            { "role": "system", "content": "be brief" },
+            { "role": "user", "content": [
+                { "type": "text", "text": "look" },
+                { "type": "image_url", "image_url": { "url": "data:image/png;base64,iVBOR" } },
+            ]},
+            { "role": "assistant", "content": "Let me.", "tool_calls": [
+                { "id": "toolu_1", "type": "function", "function": { "name": "lookup", "arguments": "{\"q\":\"cat\"}" } },
+            ]},
+            { "role": "tool", "tool_call_id": "toolu_1", "content": "a cat" },
+        ],
+    });
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn a_chat_answer_and_stream_become_the_messages_apis() {
+    let chat = json!({ "id": "c1", "model": "m", "choices": [{ "index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": "Sure.",
+        "tool_calls": [{ "id": "call_1", "type": "function", "function": { "name": "f", "arguments": "{\"a\":1}" } }] } }],
+        "usage": { "prompt_tokens": 4, "completion_tokens": 6 } });
+    let m = inbound::message(chat.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        m["content"],
+        json!([{ "type": "text", "text": "Sure." }, { "type": "tool_use", "id": "call_1", "name": "f", "input": { "a": 1 } }])
+    );
+    assert_eq!((m["stop_reason"].as_str(), m["usage"]["input_tokens"].as_u64()), (Some("tool_use"), Some(4)));
+
+    let chunks = [
+        json!({ "id": "c1", "model": "m", "choices": [{ "index": 0, "delta": { "role": "assistant", "content": "" }, "finish_reason": null }] }),
+        json!({ "id": "c1", "model": "m", "choices": [{ "index": 0, "delta": { "content": "Hi" }, "finish_reason": null }] }),
+        json!({ "id": "c1", "model": "m", "choices": [{ "index": 0, "delta": { "tool_calls": [{ "index": 0, "id": "call_1", "type": "function", "function": { "name": "f", "arguments": "{\"a\"" } }] }, "finish_reason": null }] }),
+        json!({ "id": "c1", "model": "m", "choices": [{ "index": 0, "delta": { "tool_calls": [{ "index": 0, "function": { "arguments": ":1}" } }] }, "finish_reason": null }] }),
+        json!({ "id": "c1", "model": "m", "choices": [{ "index": 0, "delta": {}, "finish_reason": "tool_calls" }] }),
+        json!({ "id": "c1", "model": "m", "choices": [], "usage": { "prompt_tokens": 4, "completion_tokens": 6 } }),
+    ];
+    let wire: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect::<String>() + "data: [DONE]\n\n";
+    let mut t = inbound::ToMessages::default();
+    let out = String::from_utf8(t.push(wire.as_bytes()).to_vec()).unwrap();
+    let ev: Vec<Value> = out
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let types: Vec<&str> = ev.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(ev[4]["content_block"], json!({ "type": "tool_use", "id": "call_1", "name": "f", "input": {} }));
+    let args: String = ev.iter().filter_map(|e| e.pointer("/delta/partial_json").and_then(Value::as_str)).collect();
+    assert_eq!(args, "{\"a\":1}");
+    assert_eq!(
+        (ev[8]["delta"]["stop_reason"].as_str(), ev[8]["usage"]["output_tokens"].as_u64()),
+        (Some("tool_use"), Some(6))
+    );
+}
