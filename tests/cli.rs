@@ -230,6 +230,7 @@ fn example_configs_are_valid() {
         .args(["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")])
         .env("OPENAI_API_KEY", "x")
         .env("DEEPSEEK_API_KEY", "x")
+        .env("ANTHROPIC_API_KEY", "x")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
