@@ -149,3 +149,26 @@ async fn failover_crosses_kinds_and_errors_come_back_in_the_openai_shape() {
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("input_audio"), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_reach_anthropic_providers_with_their_headers() {
+    // Completion probes, every 100 ms: an Anthropic provider that requires its key answers them.
+    let a = with_key("a", anthropic()).await;
+    let text = config(&provider("a", &a.base_url(), "anthropic"), &["a"]);
+    let gw =
+        gateway_with_env(&format!("[health]\nprobe = \"completion\"\nprobe_interval_ms = 100\n\n{text}"), &env).await;
+    let live = gw.gw.live.clone();
+    assert!(
+        wait_for(std::time::Duration::from_secs(5), || live.provider_health(0).probe.is_some_and(|p| p
+            .recent
+            .starts_with("3/3")
+            || p.recent.starts_with("4/4")
+            || p.recent.starts_with("5/5")))
+        .await,
+        "probes pass: {:?}",
+        live.provider_health(0).probe
+    );
+    let seen = a.last_request();
+    assert_eq!(seen["headers"]["x-api-key"], "sk-ant-sim");
+    assert_eq!(seen["body"]["max_tokens"], 1, "a one-token completion, in the Messages API");
+}
