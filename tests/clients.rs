@@ -45,6 +45,23 @@ async fn only_configured_keys_get_in_and_history_names_the_client() {
     assert!(wait_for(Duration::from_secs(5), || stores.writer.written() == 2).await, "the two let in");
     assert_eq!(stores.history.find("from-web").unwrap().client.as_deref(), Some("web"));
     assert_eq!(stores.history.find("from-batch").unwrap().client.as_deref(), Some("batch"));
+    // Per client in /metrics too, by configured name only (never a key or a fingerprint).
+    let token = std::fs::read_to_string(llmgw::server::admin::viewer_token_path(dir.path())).unwrap();
+    let metrics = c
+        .get(format!("http://{}/metrics", gw.admin_addr))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "llmgw_client_requests_total{client=\"web\",outcome=\"ok\"} 1",
+        "llmgw_client_requests_total{client=\"batch\",outcome=\"ok\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     gw.stop().await.unwrap();
     #[cfg(unix)]
     {

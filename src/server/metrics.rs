@@ -53,6 +53,25 @@ pub fn render(gw: &Gateway, snap: &Snapshot) -> String {
     route_histos(&mut out, "llmgw_request_duration_seconds", "Client requests answered, whole time.", |t| &t.latency);
     route_histos(&mut out, "llmgw_request_ttft_seconds", "Streamed requests: time to first token.", |t| &t.ttft);
 
+    if !cfg.clients.is_empty() {
+        head(
+            &mut out,
+            "llmgw_client_requests_total",
+            "counter",
+            "Requests of each configured client by how they ended.",
+        );
+        for (c, client) in cfg.clients.iter().enumerate() {
+            let labels = format!("client=\"{}\"", esc(&client.name));
+            classes(&mut out, "llmgw_client_requests_total", &labels, live.client_totals(c));
+        }
+        head(&mut out, "llmgw_client_tokens_total", "counter", "Tokens of each configured client's answers.");
+        for (c, client) in cfg.clients.iter().enumerate() {
+            let (i, o) = live.client_totals(c).tokens();
+            let name = esc(&client.name);
+            let _ = writeln!(out, "llmgw_client_tokens_total{{client=\"{name}\",kind=\"prompt\"}} {i}");
+            let _ = writeln!(out, "llmgw_client_tokens_total{{client=\"{name}\",kind=\"completion\"}} {o}");
+        }
+    }
     head(&mut out, "llmgw_attempts_total", "counter", "Attempts on each target by how they ended.");
     for &(r, t, route, provider) in &targets {
         let labels = format!("route=\"{route}\",provider=\"{provider}\"");

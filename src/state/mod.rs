@@ -125,6 +125,8 @@ pub struct Live {
     requests: Window,
     events: Mutex<VecDeque<Event>>,
     alerts: Mutex<Vec<AlertView>>,
+    /// Requests of each configured client (`[[clients]]`, in order), for `/metrics`.
+    clients: Vec<crate::metrics::totals::Totals>,
     recent: Mutex<VecDeque<Arc<RequestRecord>>>,
     /// Client requests refused before routing (bad requests, no key, wrong origin, connections
     /// past the cap).
@@ -143,6 +145,7 @@ impl Live {
         let providers = config.providers.iter().map(|_| ProviderState::default()).collect();
         let targets = config.routes.iter().map(|r| r.targets.iter().map(TargetState::new).collect()).collect();
         let routes = config.routes.iter().map(|_| RouteState::default()).collect();
+        let clients = config.clients.iter().map(|_| Default::default()).collect();
         Live {
             epoch: Instant::now(),
             started_unix_ms: crate::clock::unix_ms(),
@@ -153,6 +156,7 @@ impl Live {
             requests: Window::default(),
             events: Mutex::new(VecDeque::new()),
             alerts: Mutex::new(Vec::new()),
+            clients,
             recent: Mutex::new(VecDeque::with_capacity(RECENT_KEPT)),
             rejected: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),

@@ -72,6 +72,11 @@ impl Live {
             tokens: None,
         };
         self.requests.record(self.sec(now), &sample);
+        if let Some(name) = &rec.client.name
+            && let Some(c) = self.config.clients.iter().position(|c| *c.name == **name)
+        {
+            self.clients[c].record(class, rec.total, sample.ttft, rec.tokens);
+        }
         if let Some(r) = rec.route {
             self.routes[r].window.record(self.sec(now), &sample);
             let totals = &self.routes[r].totals;
@@ -86,6 +91,11 @@ impl Live {
     /// Attempts on target `t` of route `r` since start, for `/metrics`.
     pub fn target_totals(&self, r: usize, t: usize) -> &crate::metrics::totals::Totals {
         &self.targets[r][t].totals
+    }
+
+    /// Requests of configured client `c` since start, for `/metrics`.
+    pub fn client_totals(&self, c: usize) -> &crate::metrics::totals::Totals {
+        &self.clients[c]
     }
 
     /// Client requests of route `r` since start, for `/metrics`.
