@@ -3,8 +3,12 @@
 //! keystroke, the gateway restarted under the console, and the console quit while the gateway
 //! keeps serving. Needs tmux (scripts/test installs it).
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::tmux::Tmux;
 
 const BIN: &str = env!("CARGO_BIN_EXE_llmgw");
 
@@ -32,42 +36,6 @@ fn spawn(args: &[&str], dir: &std::path::Path) -> Proc {
         .spawn()
         .expect("llmgw runs");
     Proc(child)
-}
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").args(["-L", &self.socket]).args(args).output().expect("tmux is installed");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, k: &str) {
-        self.cmd(&["send-keys", "-t", "attach", k]);
-    }
-
-    /// Polls the screen until `cond` holds; panics with the last screen after `limit`.
-    fn wait<T>(&self, what: &str, limit: Duration, cond: impl Fn(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + limit;
-        loop {
-            let s = self.cmd(&["capture-pane", "-p", "-t", "attach"]);
-            if let Some(v) = cond(&s) {
-                return v;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.cmd(&["kill-server"]);
-    }
 }
 
 /// (state, share %) of provider `name` in the table.
@@ -127,7 +95,7 @@ fn an_attached_console_drives_a_headless_gateway_and_survives_its_restart() {
     let url = format!("http://127.0.0.1:{gw}/v1");
     let _load = spawn(&["load", "--url", &url, "--rps", "40", "--duration", "300s", "--stream-ratio", "0"], dir.path());
 
-    let tmux = Tmux { socket: format!("llmgw-attach-{}", std::process::id()) };
+    let tmux = Tmux::new("attach", "attach");
     let run = format!("cd {} && {BIN} tui; echo CONSOLE-EXITED $?; sleep 60", dir.path().display());
     tmux.cmd(&["new-session", "-d", "-s", "attach", "-x", "130", "-y", "36", &run]);
     tmux.wait("the console attached, with traffic on both", Duration::from_secs(30), |s| {
@@ -136,9 +104,9 @@ fn an_attached_console_drives_a_headless_gateway_and_survives_its_restart() {
     });
 
     // A fault by keystroke, sent through the admin API: alpha's share falls to zero.
-    tmux.keys("f");
+    tmux.keys(&["f"]);
     tmux.wait("the fault menu", Duration::from_secs(5), |s| s.contains("Inject a fault into 'alpha'").then_some(()));
-    tmux.keys("Enter");
+    tmux.keys(&["Enter"]);
     tmux.wait("alpha's share to fall to zero", Duration::from_secs(15), |s| {
         let (state, share) = row(s, "alpha")?;
         (state == "FAULT:down" && share == Some(0.0)).then_some(())
@@ -160,7 +128,7 @@ fn an_attached_console_drives_a_headless_gateway_and_survives_its_restart() {
     });
 
     // Quitting the console leaves the gateway serving.
-    tmux.keys("q");
+    tmux.keys(&["q"]);
     let screen = tmux
         .wait("the console to exit", Duration::from_secs(10), |s| s.contains("CONSOLE-EXITED").then(|| s.to_string()));
     assert!(screen.contains("CONSOLE-EXITED 0"), "{screen}");

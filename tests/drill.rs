@@ -1,57 +1,14 @@
 //! End to end in a real terminal: `llmgw demo` in tmux, a failover drill driven by keystrokes,
 //! the screen read back with `capture-pane`. Needs tmux (scripts/test installs it).
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
+
 const BIN: &str = env!("CARGO_BIN_EXE_llmgw");
-
-/// A tmux server of our own, so the test never touches the user's sessions.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("tmux is installed (scripts/test installs it)");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            self.cmd(&["send-keys", "-t", "drill", k]);
-        }
-    }
-
-    fn screen(&self) -> String {
-        self.cmd(&["capture-pane", "-p", "-t", "drill"])
-    }
-
-    /// Polls the screen until `cond` holds; panics with the last screen after `limit`.
-    fn wait<T>(&self, what: &str, limit: Duration, cond: impl Fn(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + limit;
-        loop {
-            let s = self.screen();
-            if let Some(v) = cond(&s) {
-                return v;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.cmd(&["kill-server"]);
-    }
-}
 
 /// A row of the providers table: (name, state, share %).
 #[derive(Debug, Clone)]
@@ -88,7 +45,7 @@ fn success(screen: &str) -> Option<f64> {
 
 #[test]
 fn failover_drill_in_a_real_terminal() {
-    let tmux = Tmux { socket: format!("llmgw-drill-{}", std::process::id()) };
+    let tmux = Tmux::new("drill", "drill");
     let data = tempfile::tempdir().unwrap();
     let run = format!(
         "{BIN} demo --listen 127.0.0.1:0 --rps 100 --data-dir {}; echo LLMGW-EXITED $?; sleep 60",
@@ -155,7 +112,7 @@ fn failover_drill_in_a_real_terminal() {
 
 #[test]
 fn sigterm_restores_the_terminal() {
-    let tmux = Tmux { socket: format!("llmgw-term-{}", std::process::id()) };
+    let tmux = Tmux::new("term", "drill");
     let data = tempfile::tempdir().unwrap();
     let run = format!(
         "{BIN} demo --listen 127.0.0.1:0 --rps 20 --data-dir {}; echo LLMGW-EXITED $?; sleep 60",
@@ -176,7 +133,7 @@ fn sigterm_restores_the_terminal() {
 
 #[test]
 fn a_hung_up_terminal_ends_the_dashboard() {
-    let tmux = Tmux { socket: format!("llmgw-hup-{}", std::process::id()) };
+    let tmux = Tmux::new("hup", "drill");
     let data = tempfile::tempdir().unwrap();
     let run = format!("{BIN} demo --listen 127.0.0.1:0 --rps 20 --data-dir {}", data.path().display());
     tmux.cmd(&["new-session", "-d", "-s", "drill", "-x", "100", "-y", "30", &run]);

@@ -9,9 +9,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -52,28 +51,36 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-/// `POST /v1/messages`.
-pub(super) async fn messages(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) -> Response {
-    let b = h.behavior();
-    h.stats.chat.fetch_add(1, Relaxed);
+/// What every Messages API endpoint checks first: the kind, the key, the version header and a
+/// JSON object body (remembered for `/sim/last`). `Err` is the answer to send instead.
+async fn accept(h: &SimHandle, headers: &HeaderMap, body: &[u8], b: &super::Behavior) -> Result<Value, Response> {
     if b.kind != SimKind::Anthropic {
-        return super::provider::error_as(
+        return Err(super::provider::error_as(
             b.kind,
             StatusCode::NOT_FOUND,
             "not_found",
             "this provider speaks OpenAI's API",
-        );
+        ));
     }
-    if let Err(r) = admit(&h, &headers, &b).await {
-        return r;
-    }
+    admit(h, headers, b).await?;
     if !headers.contains_key("anthropic-version") {
-        return error(StatusCode::BAD_REQUEST, "anthropic-version: header is required");
+        return Err(error(StatusCode::BAD_REQUEST, "anthropic-version: header is required"));
     }
-    let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
+    let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(body) else {
+        return Err(error(StatusCode::BAD_REQUEST, "the body must be a JSON object"));
     };
-    h.remember(&headers, &req);
+    h.remember(headers, &req);
+    Ok(req)
+}
+
+/// `POST /v1/messages`.
+pub(super) async fn messages(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) -> Response {
+    let b = h.behavior();
+    h.stats.chat.fetch_add(1, Relaxed);
+    let req = match accept(&h, &headers, &body, &b).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     let Some(max_tokens) = req.get("max_tokens").and_then(Value::as_u64) else {
         return error(StatusCode::BAD_REQUEST, "max_tokens: Field required");
     };
@@ -107,24 +114,8 @@ pub(super) async fn messages(State(h): State<Arc<SimHandle>>, headers: HeaderMap
         if b.no_done {
             events.pop();
         }
-        let pace = (b.tokens_per_s > 0.0).then(|| Duration::from_secs_f64(1.0 / b.tokens_per_s));
         let e = json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } });
-        let s = SimStream {
-            h: h.clone(),
-            events,
-            next: 0,
-            pace,
-            cut_after: b.cut_after,
-            stall_after: b.stall_after,
-            error_after: b.error_event_after,
-            error_event: Bytes::from(format!("event: error\ndata: {e}\n\n")),
-            keepalive: b.keepalive_ms.map(Duration::from_millis),
-            first_token_delay: b.first_token_delay_ms.map(Duration::from_millis),
-            finished: false,
-        };
-        let mut r = Response::new(Body::from_stream(s.into_stream()));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        r
+        SimStream::response(h.clone(), events, &b, Bytes::from(format!("event: error\ndata: {e}\n\n")))
     } else {
         if let Some(p) = b.tokens_per_s.gt(&0.0).then(|| Duration::from_secs_f64(1.0 / b.tokens_per_s)) {
             tokio::time::sleep(p * reply.tokens.len() as u32).await;
@@ -184,21 +175,10 @@ fn stream_events(r: &Reply, id: &str, tool: Option<&(Value, Value)>, stop: &str)
 /// `POST /v1/messages/count_tokens`: the prompt's words, as the replies count them.
 pub(super) async fn count_tokens(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) -> Response {
     let b = h.behavior();
-    if b.kind != SimKind::Anthropic {
-        return super::provider::error_as(
-            b.kind,
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this provider speaks OpenAI's API",
-        );
-    }
-    if let Err(r) = admit(&h, &headers, &b).await {
-        return r;
-    }
-    let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
+    let req = match accept(&h, &headers, &body, &b).await {
+        Ok(r) => r,
+        Err(r) => return r,
     };
-    h.remember(&headers, &req);
     let msgs = req["messages"].as_array().cloned().unwrap_or_default();
     let plain: Vec<Value> =
         msgs.iter().map(|m| json!({ "role": m["role"], "content": text_of(&m["content"]) })).collect();

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -303,21 +302,7 @@ async fn chat(State(h): State<Arc<SimHandle>>, headers: HeaderMap, body: Bytes) 
         if b.no_done {
             events.pop();
         }
-        let s = SimStream {
-            h: h.clone(),
-            events,
-            next: 0,
-            pace,
-            cut_after: b.cut_after,
-            stall_after: b.stall_after,
-            error_after: b.error_event_after,
-            error_event: super::reply::openai_error_event(),
-            keepalive: b.keepalive_ms.map(Duration::from_millis),
-            first_token_delay: b.first_token_delay_ms.map(Duration::from_millis),
-            finished: false,
-        };
-        let mut r = Response::new(Body::from_stream(s.into_stream()));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        let mut r = SimStream::response(h.clone(), events, &b, super::reply::openai_error_event());
         r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         r
     } else {

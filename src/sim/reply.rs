@@ -177,6 +177,27 @@ pub(super) struct SimStream {
 }
 
 impl SimStream {
+    /// A stream of `events` as `b` paces and breaks it, ending with `error_event` when it says
+    /// to fail midway, as an SSE response.
+    pub(super) fn response(h: Arc<SimHandle>, events: Vec<Bytes>, b: &Behavior, error_event: Bytes) -> Response {
+        let s = SimStream {
+            h,
+            events,
+            next: 0,
+            pace: (b.tokens_per_s > 0.0).then(|| Duration::from_secs_f64(1.0 / b.tokens_per_s)),
+            cut_after: b.cut_after,
+            stall_after: b.stall_after,
+            error_after: b.error_event_after,
+            error_event,
+            keepalive: b.keepalive_ms.map(Duration::from_millis),
+            first_token_delay: b.first_token_delay_ms.map(Duration::from_millis),
+            finished: false,
+        };
+        let mut r = Response::new(Body::from_stream(s.into_stream()));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        r
+    }
+
     pub(super) fn into_stream(self) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
         futures_util::stream::unfold(self, |mut s| async move {
             if s.finished {

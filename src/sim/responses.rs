@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -57,22 +55,7 @@ pub(super) async fn responses(State(h): State<Arc<SimHandle>>, headers: HeaderMa
             events.pop();
         }
         let e = json!({ "type": "error", "code": "server_error", "message": "Overloaded", "sequence_number": 0 });
-        let s = SimStream {
-            h: h.clone(),
-            events,
-            next: 0,
-            pace: (b.tokens_per_s > 0.0).then(|| Duration::from_secs_f64(1.0 / b.tokens_per_s)),
-            cut_after: b.cut_after,
-            stall_after: b.stall_after,
-            error_after: b.error_event_after,
-            error_event: Bytes::from(format!("event: error\ndata: {e}\n\n")),
-            keepalive: b.keepalive_ms.map(Duration::from_millis),
-            first_token_delay: b.first_token_delay_ms.map(Duration::from_millis),
-            finished: false,
-        };
-        let mut r = Response::new(Body::from_stream(s.into_stream()));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        r
+        SimStream::response(h.clone(), events, &b, Bytes::from(format!("event: error\ndata: {e}\n\n")))
     } else {
         Json(response(&reply, &id, "completed")).into_response()
     };

@@ -1,6 +1,8 @@
 //! Shared helpers: simulated providers and a gateway, both real servers on loopback.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
