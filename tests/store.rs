@@ -485,3 +485,59 @@ async fn history_needs_no_provider_keys_and_the_admin_token_stays_private() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("\"'=cmd()\""), "a formula-looking id is escaped: {stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_reads_a_data_dir_it_cannot_write() {
+    let a = sim("a", instant()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(&config_text(dir.path(), &[&a], "[cache]\nenabled = false\n"), dir.path()).await;
+    for i in 0..3 {
+        let r = client().post(url(&gw)).header("x-request-id", format!("ro-{i}")).json(&body("hi", false)).send().await;
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let writer = gw.gw.stores().unwrap().writer.clone();
+    assert!(wait_for(Duration::from_secs(5), || writer.written() == 3).await);
+    gw.stop().await.unwrap();
+    // As root, another user (who may read but not write the data dir); as anyone else, the dir
+    // made read-only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let root = unsafe { libc::geteuid() } == 0;
+        let mode = if root { 0o755 } else { 0o555 };
+        for entry in walk(dir.path()) {
+            let m = if entry.is_dir() { mode } else { 0o644 };
+            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        let mut cmd = if root {
+            let mut c = Proc::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+            c
+        } else {
+            Proc::new(BIN)
+        };
+        let out = cmd.args(["history", "-c"]).arg(dir.path().join("gw.toml")).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("is read-only: reading a copy of its store"), "{stderr}");
+        assert!(stdout.contains("(3 requests)"), "{stdout}");
+        for entry in walk(dir.path()) {
+            let _ = std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+/// Every file and directory below `dir`, `dir` itself included.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].is_dir() {
+            for e in std::fs::read_dir(&out[i]).unwrap() {
+                out.push(e.unwrap().path());
+            }
+        }
+        i += 1;
+    }
+    out
+}
