@@ -113,6 +113,16 @@ async fn a_cut_stream_is_finished_on_another_target_word_for_word() {
     assert_eq!((rec.status, rec.tokens_out), (200, Some(reference.1 as u32)));
     let events = gw.gw.live.events(10);
     assert!(events.iter().any(|e| e.text.contains("continued on b")), "the event log says so: {events:?}");
+    // The console's why view names the resumed attempt.
+    let snaps = gw.snapshots.clone();
+    let shown = wait_for(Duration::from_secs(3), || {
+        snaps
+            .borrow()
+            .recent
+            .iter()
+            .any(|r| r.request_id == "cut-1" && r.attempts.iter().any(|a| a.0 == "b" && a.1 == "ok (resumed)"))
+    });
+    assert!(shown.await, "the snapshot shows b's attempt as resumed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

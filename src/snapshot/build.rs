@@ -208,7 +208,12 @@ fn recent_view(cfg: &crate::config::Config, r: &crate::outcome::RequestRecord) -
             .iter()
             .map(|a| {
                 let name = cfg.providers[a.provider].name.clone();
-                (name, a.class.label().to_string(), a.status, a.latency.as_millis() as u64, a.injected)
+                {
+                    // A continuation of a broken stream says so (stream resume).
+                    let class =
+                        if a.resumed { format!("{} (resumed)", a.class.label()) } else { a.class.label().to_string() };
+                    (name, class, a.status, a.latency.as_millis() as u64, a.injected)
+                }
             })
             .collect(),
         panic: r.panic,

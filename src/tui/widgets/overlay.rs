@@ -177,7 +177,7 @@ fn why(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, only_failovers: 
             .attempts
             .iter()
             .map(|(p, class, status, ms, injected)| {
-                let st = status.filter(|_| class != "ok").map_or(String::new(), |s| format!(" {s}"));
+                let st = status.filter(|_| !class.starts_with("ok")).map_or(String::new(), |s| format!(" {s}"));
                 format!("{p} {class}{st}{} {ms} ms", if *injected { " (injected)" } else { "" })
             })
             .collect();
