@@ -26,7 +26,7 @@ use crate::state::{AlertView, EventKind, Live};
 #[derive(Debug, Clone)]
 pub struct Observation {
     /// The rule.
-    pub rule: &'static str,
+    pub rule: String,
     /// What it is about.
     pub subject: String,
     /// Past the firing threshold.
@@ -62,7 +62,7 @@ enum Phase {
 #[derive(Debug)]
 pub struct Engine {
     cfg: AlertsConfig,
-    alerts: HashMap<(&'static str, String), (Phase, String)>,
+    alerts: HashMap<(String, String), (Phase, String)>,
     rules: rules::Rules,
 }
 
@@ -77,17 +77,17 @@ impl Engine {
     pub fn evaluate(&mut self, s: &Snapshot) -> (Vec<AlertView>, Vec<Notice>) {
         let now_ms = s.uptime_s * 1000;
         let mut seen = self.rules.observe(&self.cfg, s);
-        seen.retain(|o| !self.cfg.disable.iter().any(|d| d == o.rule));
+        seen.retain(|o| !self.cfg.disable.contains(&o.rule));
         let mut notices = Vec::new();
         let for_ms = self.cfg.for_.as_millis() as u64;
         let resolve_ms = self.cfg.resolve_after.as_millis() as u64;
         let unix_ms = crate::clock::unix_ms();
         let mut observed = std::collections::HashSet::new();
         for o in seen {
-            let key = (o.rule, o.subject.clone());
+            let key = (o.rule.clone(), o.subject.clone());
             observed.insert(key.clone());
             let fire = |text: &str| Notice {
-                alert: o.rule.to_string(),
+                alert: o.rule.clone(),
                 subject: o.subject.clone(),
                 state: "firing",
                 text: format!("FIRING {}: {text}", o.rule),
@@ -125,7 +125,7 @@ impl Engine {
                     let cleared = *clear_since_ms.get_or_insert(now_ms);
                     if now_ms.saturating_sub(cleared) >= resolve_ms {
                         let lasted = Duration::from_millis(now_ms.saturating_sub(*since_ms));
-                        notices.push(resolved(o.rule, &o.subject, &o.text, lasted, unix_ms));
+                        notices.push(resolved(&o.rule, &o.subject, &o.text, lasted, unix_ms));
                         self.alerts.remove(&key);
                     }
                 }
@@ -141,7 +141,7 @@ impl Engine {
                     Phase::Pending { since_ms } => (false, *since_ms),
                     Phase::Firing { since_ms, .. } => (true, *since_ms),
                 };
-                AlertView { rule: rule.to_string(), subject: subject.clone(), firing, since_ms, text: text.clone() }
+                AlertView { rule: rule.clone(), subject: subject.clone(), firing, since_ms, text: text.clone() }
             })
             .collect();
         views.sort_by(|a, b| {

@@ -47,7 +47,7 @@ impl Rules {
             let judged = tally.total() - tally.blamed(crate::outcome::Blame::Cancelled);
             let rate = tally.failure_rate().filter(|_| judged >= cfg.min_requests as u64).unwrap_or(0.0);
             out.push(Observation {
-                rule: "provider_error_rate",
+                rule: "provider_error_rate".into(),
                 subject: subject.clone(),
                 breach: rate > thr,
                 clear: rate <= thr * HYSTERESIS,
@@ -63,7 +63,7 @@ impl Rules {
                 .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
             let limit = cfg.p95.as_secs_f64() * 1000.0;
             out.push(Observation {
-                rule: "provider_p95",
+                rule: "provider_p95".into(),
                 subject: subject.clone(),
                 breach: p95.is_some_and(|v| v > limit),
                 clear: p95.is_none_or(|v| v <= limit * HYSTERESIS),
@@ -81,7 +81,7 @@ impl Rules {
                 _ => None,
             };
             out.push(Observation {
-                rule: "provider_down",
+                rule: "provider_down".into(),
                 subject: subject.clone(),
                 breach: why.is_some(),
                 clear: why.is_none(),
@@ -93,7 +93,7 @@ impl Rules {
             let (total, failed) = self.increase(subject.clone(), s.uptime_s, r.requests.0, r.requests.1);
             let rate = if total >= cfg.min_requests as u64 { failed as f64 / total as f64 } else { 0.0 };
             out.push(Observation {
-                rule: "route_error_rate",
+                rule: "route_error_rate".into(),
                 subject: subject.clone(),
                 breach: rate > thr,
                 clear: rate <= thr * HYSTERESIS,
@@ -105,24 +105,44 @@ impl Rules {
             });
             let stuck = !r.targets.iter().any(|t| t.weight > 0);
             out.push(Observation {
-                rule: "route_unavailable",
+                rule: "route_unavailable".into(),
                 subject: subject.clone(),
                 breach: stuck,
                 clear: !stuck,
                 text: format!("{subject} has no target that can take a request"),
             });
         }
+        // The operator's own rules, per target.
+        for rule in &cfg.rules {
+            let routes = s.routes.iter().enumerate().filter(|(r, _)| rule.route.is_none_or(|x| x == *r));
+            for (_, route) in routes {
+                for t in route.targets.iter().filter(|t| rule.provider.is_none_or(|p| p == t.provider)) {
+                    let provider = &s.providers[t.provider].name;
+                    let subject = format!("{provider} on {}", route.model);
+                    let holds = crate::health::rules::holds(rule.metric, rule.op, rule.threshold, &t.summary);
+                    let value = crate::health::rules::value(rule.metric, &t.summary);
+                    let now = value.map_or("no sample".to_string(), |v| format!("now {v:.3}"));
+                    out.push(Observation {
+                        rule: rule.name.clone(),
+                        subject,
+                        breach: holds == Some(true),
+                        clear: holds != Some(true),
+                        text: format!("{provider} on {}: {} ({now})", route.model, rule.when),
+                    });
+                }
+            }
+        }
         if let Some(st) = &s.store {
             let (errors, dropped) = self.increase("store".into(), s.uptime_s, st.errors, st.dropped);
             out.push(Observation {
-                rule: "store_errors",
+                rule: "store_errors".into(),
                 subject: "store".into(),
                 breach: errors > 0,
                 clear: errors == 0,
                 text: format!("{errors} store operations failed over the last minute (see the log)"),
             });
             out.push(Observation {
-                rule: "history_dropped",
+                rule: "history_dropped".into(),
                 subject: "history".into(),
                 breach: dropped > 0,
                 clear: dropped == 0,

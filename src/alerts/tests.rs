@@ -76,3 +76,33 @@ fn a_routes_client_facing_failures_are_judged_over_the_last_minute() {
     assert!(at(&mut e, &mut s, 101).is_empty());
     assert_eq!(at(&mut e, &mut s, 106), [("resolved", "route_error_rate".into(), "route chat".into())]);
 }
+
+#[test]
+fn the_operators_own_rules_fire_per_target() {
+    let (mut e, mut s) = setup(
+        "[alerts]\nfor_ms = 0\nresolve_after_ms = 0\n\n[[alerts.rules]]\nname = \"slow-a\"\nwhen = \"p95_ms > 500\"\nprovider = \"a\"\n",
+    );
+    assert!(at(&mut e, &mut s, 1).is_empty(), "no sample, no alert");
+    s.routes[0].targets[0].summary.p95_ms = Some(800.0);
+    s.routes[0].targets[1].summary.p95_ms = Some(900.0);
+    assert_eq!(at(&mut e, &mut s, 2), [("firing", "slow-a".into(), "a on chat".into())], "b is not this rule's");
+    let (views, _) = e.evaluate(&s);
+    assert!(views[0].text.contains("p95_ms > 500 (now 800.000)"), "{}", views[0].text);
+    s.routes[0].targets[0].summary.p95_ms = Some(100.0);
+    assert_eq!(at(&mut e, &mut s, 3), [("resolved", "slow-a".into(), "a on chat".into())]);
+}
+
+#[test]
+fn the_operators_rules_are_checked() {
+    let parse = |rule: &str| {
+        let text = format!(
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"a\", model = \"m\" }}]\n\n[[alerts.rules]]\n{rule}\n"
+        );
+        Config::parse(std::path::Path::new("t.toml"), &text, &|_| None).map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert!(parse("name = \"x\"\nwhen = \"p95_ms > 5\"\nprovider = \"a\"\nroute = \"chat\"").is_ok());
+    assert!(parse("name = \"provider_down\"\nwhen = \"p95_ms > 5\"").unwrap_err().contains("built-in"));
+    assert!(parse("name = \"x\"\nwhen = \"latency > 5\"").unwrap_err().contains("unknown metric 'latency'"));
+    let e = parse("name = \"x\"\nwhen = \"p95_ms > 5\"\nprovider = \"zz\"").unwrap_err();
+    assert!(e.contains("t.toml:12") && e.contains("unknown provider 'zz' (known: a)"), "{e}");
+}

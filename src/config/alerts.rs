@@ -32,6 +32,28 @@ pub struct AlertsConfig {
     pub webhooks: Vec<Webhook>,
     /// Rules turned off by name.
     pub disable: Vec<String>,
+    /// The operator's own rules (`[[alerts.rules]]`), over each target's recent metrics.
+    pub rules: Vec<AlertRule>,
+}
+
+/// An operator's alert rule: `when` (as routing rules write it, e.g. `ttft_ms > 2000`) over the
+/// recent metrics of each target, or only those of one provider or route.
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    /// Its name, as alerts and notifications show it.
+    pub name: String,
+    /// The condition, as written.
+    pub when: String,
+    /// Its metric, comparison and threshold.
+    pub metric: super::rules::Metric,
+    /// See `metric`.
+    pub op: super::rules::Op,
+    /// See `metric`.
+    pub threshold: f64,
+    /// Only targets of this provider (index), when set.
+    pub provider: Option<usize>,
+    /// Only targets of this route (index), when set.
+    pub route: Option<usize>,
 }
 
 /// The built-in rules, by name.
@@ -90,6 +112,17 @@ pub(super) struct RawAlerts {
     webhooks: Vec<RawWebhook>,
     #[serde(default)]
     disable: Vec<Spanned<String>>,
+    #[serde(default)]
+    rules: Vec<RawAlertRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertRule {
+    name: Spanned<String>,
+    when: Spanned<String>,
+    provider: Option<Spanned<String>>,
+    route: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +142,8 @@ impl Ctx<'_> {
         &self,
         a: RawAlerts,
         env: &dyn Fn(&str) -> Option<String>,
+        providers: &[super::ProviderConfig],
+        routes: &[super::RouteConfig],
     ) -> Result<AlertsConfig, ConfigError> {
         let cx = self;
         let zero_ok = |v: Option<Spanned<u64>>, default: u64, key: &str| {
@@ -164,7 +199,32 @@ impl Ctx<'_> {
             }
             disable.push(d.into_inner());
         }
+        let mut rules = Vec::with_capacity(a.rules.len());
+        for (i, r) in a.rules.into_iter().enumerate() {
+            let key = |k: &str| format!("alerts.rules[{i}].{k}");
+            let name = r.name.get_ref().trim().to_string();
+            if name.is_empty() || RULES.contains(&name.as_str()) || rules.iter().any(|x: &AlertRule| x.name == name) {
+                let msg = format!("'{name}' must be a new name (not empty, not a built-in rule, not used twice)");
+                return Err(cx.err(Some(r.name.span()), key("name"), msg));
+            }
+            let (metric, op, threshold) =
+                super::rules::parse_when(r.when.get_ref()).map_err(|e| cx.err(Some(r.when.span()), key("when"), e))?;
+            let find = |v: &Option<Spanned<String>>, names: Vec<&str>, what: &str| match v {
+                None => Ok(None),
+                Some(v) => names.iter().position(|n| n == v.get_ref()).map(Some).ok_or_else(|| {
+                    cx.err(
+                        Some(v.span()),
+                        key(what),
+                        format!("unknown {what} '{}' (known: {})", v.get_ref(), names.join(", ")),
+                    )
+                }),
+            };
+            let provider = find(&r.provider, providers.iter().map(|p| p.name.as_str()).collect(), "provider")?;
+            let route = find(&r.route, routes.iter().map(|r| r.model.as_str()).collect(), "route")?;
+            rules.push(AlertRule { name, when: r.when.into_inner(), metric, op, threshold, provider, route });
+        }
         Ok(AlertsConfig {
+            rules,
             disable,
             enabled: a.enabled.unwrap_or(true),
             error_rate: cx.number(a.error_rate, defaults::ALERT_ERROR_RATE, "alerts.error_rate", 0.001, 1.0)?,

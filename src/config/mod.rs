@@ -35,7 +35,7 @@ pub mod rules;
 mod server;
 mod store;
 
-pub use alerts::{AlertsConfig, Webhook, WebhookFormat};
+pub use alerts::{AlertRule, AlertsConfig, Webhook, WebhookFormat};
 pub use clients::{ClientConfig, key_digest};
 pub use health::{HealthConfig, ProbeKind};
 pub use providers::{Prefill, ProviderConfig, ProviderKind, Secret};
@@ -255,7 +255,7 @@ impl Config {
         let mut providers = cx.providers(raw.providers, env, &proxy, &health)?;
         let routes = cx.routes(raw.routes, &mut providers, &proxy, &cache)?;
         let clients = cx.clients(raw.clients, env)?;
-        let alerts = cx.alerts(raw.alerts, env)?;
+        let alerts = cx.alerts(raw.alerts, env, &providers, &routes)?;
         if clients.is_empty() && !server.listen.ip().is_loopback() && !server.allow_anonymous {
             return Err(cx.err(
                 server_listen_span(src),

@@ -8,21 +8,32 @@ impl Rule {
     /// Whether the rule holds for these metrics; `None` when the metric has no sample (then
     /// the rule does not fire, so an avoided target gets traffic, and samples, again).
     pub fn holds(&self, s: &Summary) -> Option<bool> {
-        let v = match self.metric {
-            Metric::P50Ms => s.p50_ms?,
-            Metric::P95Ms => s.p95_ms?,
-            Metric::P99Ms => s.p99_ms?,
-            Metric::TtftMs => s.ttft_p50_ms?,
-            Metric::ErrorRate => s.recent.failure_rate()?,
-            Metric::Rps => s.rate,
-        };
-        Some(match self.op {
-            Op::Gt => v > self.threshold,
-            Op::Ge => v >= self.threshold,
-            Op::Lt => v < self.threshold,
-            Op::Le => v <= self.threshold,
-        })
+        holds(self.metric, self.op, self.threshold, s)
     }
+}
+
+/// A metric's value in a target's recent metrics; `None` without a sample.
+pub fn value(metric: Metric, s: &Summary) -> Option<f64> {
+    Some(match metric {
+        Metric::P50Ms => s.p50_ms?,
+        Metric::P95Ms => s.p95_ms?,
+        Metric::P99Ms => s.p99_ms?,
+        Metric::TtftMs => s.ttft_p50_ms?,
+        Metric::ErrorRate => s.recent.failure_rate()?,
+        Metric::Rps => s.rate,
+    })
+}
+
+/// Whether `metric op threshold` holds for these metrics (the one reading of a `when`, for
+/// routing rules and alert rules alike); `None` without a sample.
+pub fn holds(metric: Metric, op: Op, threshold: f64, s: &Summary) -> Option<bool> {
+    let v = value(metric, s)?;
+    Some(match op {
+        Op::Gt => v > threshold,
+        Op::Ge => v >= threshold,
+        Op::Lt => v < threshold,
+        Op::Le => v <= threshold,
+    })
 }
 
 #[cfg(test)]
