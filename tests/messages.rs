@@ -154,3 +154,31 @@ async fn errors_speak_anthropic_and_count_tokens_never_guesses() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_tokens_needs_a_client_key_like_every_other_endpoint() {
+    let b = sim("b", anthropic()).await;
+    let toml = format!(
+        "[[providers]]\nname = \"b\"\nkind = \"anthropic\"\nbase_url = \"{}\"\n\n[[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"b\", model = \"m\" }}]\n\n\
+         [[clients]]\nname = \"web\"\nkey_env = \"WEB_KEY\"\n",
+        b.base_url()
+    );
+    let gw = gateway_with_env(&toml, &|k| (k == "WEB_KEY").then(|| "web-key-aaaaaaaaaaaaaaa".to_string())).await;
+    let body = json!({ "model": "chat", "messages": [{ "role": "user", "content": "count" }] });
+    let r = post(&gw, "/v1/messages/count_tokens", &body).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["type"], "error", "Anthropic's shape");
+    assert_eq!(b.stats.requests.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing reached the provider");
+    let r = client()
+        .post(gw.url("/v1/messages/count_tokens"))
+        .header("x-api-key", "web-key-aaaaaaaaaaaaaaa")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        b.last_request()["headers"].get("x-api-key").is_none_or(|k| k != "web-key-aaaaaaaaaaaaaaa"),
+        "the client's key stays here"
+    );
+}

@@ -44,7 +44,7 @@ impl Rules {
             for t in targets() {
                 tally.merge(&t.summary.recent);
             }
-            let judged = tally.total() - tally.blamed(crate::outcome::Blame::Cancelled);
+            let judged = tally.judged();
             let rate = tally.failure_rate().filter(|_| judged >= cfg.min_requests as u64).unwrap_or(0.0);
             out.push(Observation {
                 rule: "provider_error_rate".into(),

@@ -7,7 +7,6 @@
 
 use crate::control::{DrillReport, Fault, PhaseReport};
 use crate::metrics::Second;
-use crate::outcome::Blame;
 use crate::snapshot::Snapshot;
 
 /// A drill under way.
@@ -105,11 +104,6 @@ impl Drill {
         self.cleared_sec.get_or_insert(s.uptime_s);
     }
 
-    /// Whether the fault was cleared.
-    pub fn is_cleared(&self) -> bool {
-        self.cleared_sec.is_some()
-    }
-
     /// The report as of snapshot `s` (whole seconds before `s` only: its own is still filling).
     pub fn report(&self, s: &Snapshot) -> DrillReport {
         let route = &s.routes[self.route];
@@ -177,10 +171,8 @@ fn phase(name: &str, series: &[Second], from: u64, to: u64) -> PhaseReport {
     let secs = series.iter().filter(|x| x.sec >= from && x.sec < to);
     let (mut requests, mut errors, mut served, mut p50_sum, mut p99) = (0, 0, 0u64, 0f64, 0u32);
     for x in secs {
-        let cancelled = x.outcomes.blamed(Blame::Cancelled);
-        let answered = x.outcomes.blamed(Blame::None) + x.outcomes.blamed(Blame::Client);
         requests += x.outcomes.total();
-        errors += x.outcomes.total() - cancelled - answered;
+        errors += x.outcomes.unanswered();
         if x.p50_us > 0 {
             served += x.served as u64;
             p50_sum += x.p50_us as f64 * x.served as f64;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Second;
-use crate::outcome::{Blame, OutcomeClass};
+use crate::outcome::OutcomeClass;
 
 /// One target's minute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -31,7 +31,7 @@ pub fn aggregate(minute: u64, seconds: &[Second]) -> Minute {
     let mut m = Minute { minute, ..Minute::default() };
     let (mut weighted, mut oks) = (0.0, 0u64);
     for s in seconds {
-        let judged = s.total() - s.outcomes.blamed(Blame::Cancelled);
+        let judged = s.outcomes.judged();
         m.total += judged as u32;
         m.served += s.served;
         m.failed += s.outcomes.provider_failures() as u32;

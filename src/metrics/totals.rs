@@ -69,6 +69,15 @@ impl Totals {
         }
     }
 
+    /// The outcomes so far, as a tally.
+    pub fn tally(&self) -> crate::outcome::Tally {
+        let mut t = crate::outcome::Tally::default();
+        for (n, c) in t.by_class.iter_mut().zip(&self.by_class) {
+            *n = c.load(Relaxed);
+        }
+        t
+    }
+
     /// Outcomes of one class so far.
     pub fn of(&self, class: OutcomeClass) -> u64 {
         self.by_class[class.index()].load(Relaxed)

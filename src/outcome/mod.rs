@@ -245,19 +245,32 @@ impl Tally {
         self.blamed(Blame::Provider)
     }
 
-    /// The provider-failure rate: failures over the outcomes that gave a verdict (all but the
-    /// ones whose client left first). `None` with no such outcome.
+    /// Outcomes that gave a verdict: all but the ones cancelled (the client left first, or a
+    /// hedge answered first).
+    pub fn judged(&self) -> u64 {
+        self.total() - self.blamed(Blame::Cancelled)
+    }
+
+    /// Outcomes that answered the client (successes and client errors passed back).
+    pub fn answered(&self) -> u64 {
+        OutcomeClass::ALL.iter().filter(|c| c.answered_client()).map(|c| self.of(*c)).sum()
+    }
+
+    /// Judged outcomes that left the client without an answer: what its clients saw fail.
+    pub fn unanswered(&self) -> u64 {
+        self.judged() - self.answered()
+    }
+
+    /// The provider-failure rate: failures over the judged outcomes. `None` with none.
     pub fn failure_rate(&self) -> Option<f64> {
-        let judged = self.total() - self.blamed(Blame::Cancelled);
+        let judged = self.judged();
         (judged > 0).then(|| self.provider_failures() as f64 / judged as f64)
     }
 
-    /// The share of judged outcomes that answered the client (successes and client errors passed
-    /// back); `None` with none judged.
+    /// The share of judged outcomes that answered the client; `None` with none judged.
     pub fn answered_rate(&self) -> Option<f64> {
-        let judged = self.total() - self.blamed(Blame::Cancelled);
-        let answered: u64 = OutcomeClass::ALL.iter().filter(|c| c.answered_client()).map(|c| self.of(*c)).sum();
-        (judged > 0).then(|| answered as f64 / judged as f64)
+        let judged = self.judged();
+        (judged > 0).then(|| self.answered() as f64 / judged as f64)
     }
 }
 

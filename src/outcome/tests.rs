@@ -54,3 +54,14 @@ fn a_lost_hedge_is_no_verdict_and_old_tallies_still_read() {
     let old: Tally = serde_json::from_str(r#"{"by_class":[3,1,0,0,0,0,0,0,0,0]}"#).unwrap();
     assert_eq!((old.of(OutcomeClass::Ok), old.of(OutcomeClass::Connect), old.total()), (3, 1, 4));
 }
+
+#[test]
+fn judged_answered_and_unanswered_add_up() {
+    let mut t = Tally::default();
+    for c in
+        [OutcomeClass::Ok, OutcomeClass::Http4xx, OutcomeClass::Http5xx, OutcomeClass::Http429, OutcomeClass::Outpaced]
+    {
+        t.add(c);
+    }
+    assert_eq!((t.total(), t.judged(), t.answered(), t.unanswered()), (5, 4, 2, 2));
+}

@@ -140,18 +140,8 @@ impl Gateway {
             };
         let status = resp.status();
         let code = Some(status.as_u16());
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            // 429 is not ill health: the provider is held back for as long as it asks.
-            let wait = retry_after(resp.headers()).unwrap_or(self.config.health.retry_after_default);
-            self.live.hold_back(target.provider, wait, Instant::now());
-            return Err(missed(OutcomeClass::Http429, code));
-        }
-        if status.is_server_error() {
-            return Err(missed(OutcomeClass::Http5xx, code));
-        }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            // The operator's key, not the client's request: fail over, never pass it back.
-            return Err(missed(OutcomeClass::Auth, code));
+        if let Some(class) = self.refused(target.provider, &resp) {
+            return Err(missed(class, code));
         }
         let headers = std::mem::take(resp.headers_mut());
         let is_sse = headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
@@ -177,7 +167,7 @@ impl Gateway {
             };
             let mut head = bytes::BytesMut::new();
             let limits = &self.config.proxy;
-            let mut body = up.stream(req.path, resp, req.include_usage);
+            let mut body = up.stream(req.path, resp, req.include_usage, limits.max_event_bytes);
             let head = loop {
                 match tokio::time::timeout_at(first_token_by, futures_util::StreamExt::next(&mut body)).await {
                     Err(_) => return Err(missed(OutcomeClass::Timeout, code)),
@@ -222,6 +212,23 @@ impl Gateway {
             OutcomeClass::Http4xx
         };
         Ok(Reached::Body { status, headers, body: sanitize_error(body, key), class })
+    }
+
+    /// How an answer's status says the provider refused to answer at all, the one reading for
+    /// every attempt (first tries, retries, resumes): 429 (the provider is held back for as
+    /// long as it asks: not ill health), 5xx, and 401/403 (the operator's key, not the client's
+    /// request: fail over, never pass it back). `None`: the answer is to be read.
+    pub(super) fn refused(&self, provider: usize, resp: &reqwest::Response) -> Option<OutcomeClass> {
+        let status = resp.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after(resp.headers()).unwrap_or(self.config.health.retry_after_default);
+            self.live.hold_back(provider, wait, Instant::now());
+            return Some(OutcomeClass::Http429);
+        }
+        if status.is_server_error() {
+            return Some(OutcomeClass::Http5xx);
+        }
+        (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN).then_some(OutcomeClass::Auth)
     }
 
     /// Sends what an attempt reached to the client: a relayed stream, or the whole answer (a

@@ -7,6 +7,7 @@
 
 mod attempt;
 mod cached;
+mod count;
 
 pub use cached::CacheControl;
 mod error;

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::relay::Relay;
-use super::wire::retry_after;
 use crate::config::Prefill;
 use crate::outcome::{OutcomeClass, Skip};
 use crate::providers::assembled::{Assembled, assemble, tokens};
@@ -111,19 +110,13 @@ impl Relay {
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-            let class = match status {
-                StatusCode::OK if is_sse => None,
-                StatusCode::TOO_MANY_REQUESTS => {
-                    let wait = retry_after(resp.headers()).unwrap_or(gw.config.health.retry_after_default);
-                    gw.live.hold_back(target.provider, wait, Instant::now());
-                    Some(OutcomeClass::Http429)
-                }
-                s if s.is_server_error() => Some(OutcomeClass::Http5xx),
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Some(OutcomeClass::Auth),
+            let class = match gw.refused(target.provider, &resp) {
+                Some(class) => Some(class),
+                None if status == StatusCode::OK && is_sse => None,
                 // A target that refuses the prefill: the client never sees its 400, the next
                 // capable target is asked instead.
-                s if s.is_client_error() => Some(OutcomeClass::Http4xx),
-                _ => Some(OutcomeClass::StreamBroken),
+                None if status.is_client_error() => Some(OutcomeClass::Http4xx),
+                None => Some(OutcomeClass::StreamBroken),
             };
             if let Some(class) = class {
                 self.fin.end_attempt(class, code);
@@ -133,7 +126,7 @@ impl Relay {
             let text = format!("{}: a broken stream continued on {name} after {} chunks", route.model, partial.deltas);
             gw.live.event(Instant::now(), EventKind::Failover, text);
             // Its own usage is always asked for: the answer's is summed from it.
-            self.upstream = up.stream(ApiPath::ChatCompletions, resp, true);
+            self.upstream = up.stream(ApiPath::ChatCompletions, resp, true, self.max_event);
             self.framer = EventFramer::default();
             self.fault = stream_fault;
             self.idle = gw.live.stall_window(target.provider);

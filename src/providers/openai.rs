@@ -141,6 +141,17 @@ impl Upstream {
             .header(CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
             .body(body);
+        req = self.forward(req, forward);
+        req = self.authorize(req, forward.contains_key("anthropic-version") && path == ApiPath::Messages);
+        req.send()
+    }
+
+    /// The client's headers this kind of provider takes ([`super::FORWARDED`]).
+    fn forward(
+        &self,
+        mut req: reqwest::RequestBuilder,
+        forward: &reqwest::header::HeaderMap,
+    ) -> reqwest::RequestBuilder {
         for (name, kinds) in super::FORWARDED {
             if kinds.contains(&self.kind) {
                 for v in forward.get_all(name) {
@@ -148,8 +159,7 @@ impl Upstream {
                 }
             }
         }
-        req = self.authorize(req, forward.contains_key("anthropic-version") && path == ApiPath::Messages);
-        req.send()
+        req
     }
 
     /// The provider's credentials (and Anthropic's version header, unless the client's own goes
@@ -180,13 +190,7 @@ impl Upstream {
             .post(format!("{}/messages/count_tokens", self.base_url))
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        for (name, kinds) in super::FORWARDED {
-            if kinds.contains(&self.kind) {
-                for v in forward.get_all(name) {
-                    req = req.header(name, v.clone());
-                }
-            }
-        }
+        req = self.forward(req, forward);
         self.authorize(req, forward.contains_key("anthropic-version")).send()
     }
 
@@ -236,23 +240,17 @@ impl Upstream {
         Bytes::from(serde_json::to_vec(&v).expect("JSON serializes"))
     }
 
-    /// A streamed answer's body, in the client's dialect.
-    pub fn stream(&self, path: ApiPath, resp: reqwest::Response, include_usage: bool) -> BodyStream {
+    /// A streamed answer's body, in the client's dialect; a translated one holds at most
+    /// `max_event` bytes of an unfinished event.
+    pub fn stream(&self, path: ApiPath, resp: reqwest::Response, include_usage: bool, max_event: usize) -> BodyStream {
+        use super::anthropic::{Translator, inbound::ToMessages, translate};
+        let body = Box::pin(resp.bytes_stream());
         match (self.kind, path) {
-            (ProviderKind::Openai, ApiPath::Messages) => {
-                let mut t = super::anthropic::inbound::ToMessages::default();
-                Box::pin(futures_util::StreamExt::filter_map(resp.bytes_stream(), move |chunk| {
-                    let out = chunk.map(|c| t.push(&c));
-                    std::future::ready(match out {
-                        Ok(b) if b.is_empty() => None,
-                        other => Some(other),
-                    })
-                }))
-            }
-            (ProviderKind::Openai, _) | (ProviderKind::Anthropic, ApiPath::Messages) => Box::pin(resp.bytes_stream()),
+            (ProviderKind::Openai, ApiPath::Messages) => Box::pin(translate(body, ToMessages::default(), max_event)),
+            (ProviderKind::Openai, _) | (ProviderKind::Anthropic, ApiPath::Messages) => body,
             (ProviderKind::Anthropic, _) => {
-                let t = super::anthropic::Translator::new(crate::clock::unix_ms() / 1000, include_usage);
-                Box::pin(super::anthropic::translate(Box::pin(resp.bytes_stream()), t))
+                let t = Translator::new(crate::clock::unix_ms() / 1000, include_usage);
+                Box::pin(translate(body, t, max_event))
             }
         }
     }

@@ -65,12 +65,18 @@ fn shaped(path: ApiPath, e: ApiError) -> Response {
     r
 }
 
-async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body) -> Response {
-    let request_id = headers
+/// The client's own request id when it is a sane one (at most 128 visible characters), else a
+/// new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
         .get("x-request-id")
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
-        .unwrap_or_else(new_request_id);
+        .unwrap_or_else(new_request_id)
+}
+
+async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body) -> Response {
+    let request_id = request_id(headers);
     match prepare(&gw, path, headers, body, request_id.clone()).await {
         Ok(req) => match gw.proxy(req).await {
             Ok(r) => r,
@@ -224,47 +230,21 @@ pub async fn method_not_allowed(uri: Uri) -> ApiError {
     )
 }
 
-/// `POST /v1/messages/count_tokens`: asked of the route's first Anthropic target, as it is (the
-/// model rewritten); a route without one gets a clear 404, never a guessed count.
+/// `POST /v1/messages/count_tokens`: checked and routed like `/v1/messages` (client keys, body
+/// limits, the route), then asked of the route's Anthropic target.
 pub async fn count_tokens(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    let fail = |status: StatusCode, msg: &str| {
-        let body = crate::providers::anthropic::inbound::error_of(status.as_u16(), msg);
-        (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-    };
-    let limit = gw.config.server.max_body_bytes;
-    let Ok(body) = Limited::new(body, limit).collect().await.map(|b| b.to_bytes()) else {
-        return fail(StatusCode::BAD_REQUEST, "the request body could not be read (or is too large)");
-    };
-    let inspected = match inspect(&body, ApiPath::Messages, gw.config.server.limits.max_json_depth) {
-        Ok(i) => i,
-        Err(e) => return fail(e.status, &e.message),
-    };
-    let Some(r) = gw.route_index(&inspected.model) else {
-        return fail(
-            StatusCode::NOT_FOUND,
-            &format!("model: the model '{}' does not exist on this gateway", inspected.model),
-        );
-    };
-    let route = &gw.config.routes[r];
-    let Some(t) =
-        route.targets.iter().find(|t| gw.config.providers[t.provider].kind == crate::config::ProviderKind::Anthropic)
-    else {
-        return fail(
-            StatusCode::NOT_FOUND,
-            &format!("count_tokens needs an Anthropic target, and route '{}' has none", route.model),
-        );
-    };
-    let body = crate::pipeline::wire::rewrite_model(&body, inspected.model_span, &t.model);
-    let up = &gw.upstreams[t.provider];
-    let forward = crate::pipeline::wire::forwarded(&headers);
-    match tokio::time::timeout(up.timeouts.attempt, up.count_tokens(body, &forward)).await {
-        Ok(Ok(resp)) => {
-            let status = resp.status();
-            match resp.bytes().await {
-                Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
-                Err(_) => fail(StatusCode::BAD_GATEWAY, "the provider's answer broke off"),
-            }
+    let req = match prepare(&gw, ApiPath::Messages, &headers, body, request_id(&headers)).await {
+        Ok(r) => r,
+        Err(e) => {
+            gw.live.note_rejected();
+            return shaped(ApiPath::Messages, e);
         }
-        _ => fail(StatusCode::BAD_GATEWAY, &format!("provider '{}' did not answer", up.name)),
+    };
+    match gw.count_tokens(&req).await {
+        Ok((status, body)) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err((status, msg)) => {
+            let body = crate::providers::anthropic::inbound::error_of(status.as_u16(), &msg);
+            (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
     }
 }

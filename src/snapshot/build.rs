@@ -87,14 +87,8 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
                 panic: live.panicking(r, now),
                 series: live.route_window(r).series(sec, WINDOW_S),
                 requests: {
-                    let t = live.route_totals(r);
-                    let all: u64 = crate::outcome::OutcomeClass::ALL.iter().map(|&c| t.of(c)).sum();
-                    let failed = crate::outcome::OutcomeClass::ALL
-                        .iter()
-                        .filter(|c| !c.answered_client() && c.blame() != crate::outcome::Blame::Cancelled)
-                        .map(|&c| t.of(c))
-                        .sum();
-                    (all, failed)
+                    let t = live.route_totals(r).tally();
+                    (t.total(), t.unanswered())
                 },
             }
         })

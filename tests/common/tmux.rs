@@ -16,11 +16,6 @@ impl Tmux {
         Tmux { socket: format!("llmgw-{what}-{}", std::process::id()), session }
     }
 
-    /// The session's name, for commands that take a target.
-    pub fn session(&self) -> &'static str {
-        self.session
-    }
-
     /// Runs a tmux command on this server; its standard output.
     pub fn cmd(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")

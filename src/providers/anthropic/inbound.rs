@@ -188,6 +188,16 @@ fn ev(out: &mut Vec<u8>, v: Value) {
     out.extend_from_slice(format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or("")).as_bytes());
 }
 
+impl super::Translate for ToMessages {
+    fn push(&mut self, bytes: &[u8]) -> bytes::Bytes {
+        ToMessages::push(self, bytes)
+    }
+
+    fn pending(&mut self) -> &mut bytes::BytesMut {
+        &mut self.pending
+    }
+}
+
 impl ToMessages {
     /// Feeds raw stream bytes; returns the Messages API events that whole chat events make.
     pub fn push(&mut self, bytes: &[u8]) -> bytes::Bytes {

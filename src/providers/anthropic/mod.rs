@@ -6,7 +6,7 @@
 pub mod inbound;
 mod stream;
 
-pub use stream::{Translator, translate};
+pub use stream::{Translate, Translator, translate};
 
 use serde_json::{Map, Value, json};
 

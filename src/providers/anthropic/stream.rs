@@ -124,16 +124,43 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
-/// An upstream byte stream in the Messages API's events, as OpenAI chat completion events.
-pub fn translate<S>(upstream: S, translator: Translator) -> impl Stream<Item = reqwest::Result<Bytes>> + Send + use<S>
+/// A stream translator: whole events of one API in, the other's out.
+pub trait Translate: Send + 'static {
+    /// Feeds raw bytes; returns the translated whole events (possibly none).
+    fn push(&mut self, bytes: &[u8]) -> Bytes;
+    /// The bytes of an event begun but not ended.
+    fn pending(&mut self) -> &mut BytesMut;
+}
+
+impl Translate for Translator {
+    fn push(&mut self, bytes: &[u8]) -> Bytes {
+        Translator::push(self, bytes)
+    }
+
+    fn pending(&mut self) -> &mut BytesMut {
+        &mut self.pending
+    }
+}
+
+/// An upstream byte stream translated event by event. An event still unfinished past
+/// `max_event` bytes is passed on raw, so the relay's own bound on events breaks the stream: a
+/// translator never holds more than that.
+pub fn translate<S, T: Translate>(
+    upstream: S,
+    translator: T,
+    max_event: usize,
+) -> impl Stream<Item = reqwest::Result<Bytes>> + Send + use<S, T>
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
 {
-    futures_util::stream::unfold((upstream, translator), |(mut up, mut tr)| async move {
+    futures_util::stream::unfold((upstream, translator), move |(mut up, mut tr)| async move {
         loop {
             match up.next().await? {
                 Ok(chunk) => {
-                    let out = tr.push(&chunk);
+                    let mut out = tr.push(&chunk);
+                    if tr.pending().len() > max_event {
+                        out = tr.pending().split().freeze();
+                    }
                     if !out.is_empty() {
                         return Some((Ok(out), (up, tr)));
                     }
