@@ -66,6 +66,55 @@ async fn slow_and_silent_clients_are_dropped_while_others_are_served() {
     assert!(started.elapsed() < Duration::from_secs(4), "within the head deadline, not minutes");
 }
 
+/// Sends one chat request on `s` and reads its whole answer (by content-length); `None` if the
+/// connection closed first.
+async fn roundtrip(s: &mut TcpStream) -> Option<String> {
+    let body = chat_body("chat", false).to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(format!("{head}{body}").as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>())
+                })?
+                .ok()?;
+            if rest.len() >= len {
+                return Some(text.into_owned());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keepalive_connection_outlives_the_head_deadline_then_closes() {
+    let a = sim("a", instant()).await;
+    let gw = gateway_with("header_read_timeout_ms = 300\nkeepalive_timeout_ms = 1500", &[&a]).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let first = roundtrip(&mut s).await.expect("answered");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Idle for longer than a head may take: an SDK's pooled connection must still be usable.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let second = roundtrip(&mut s).await.expect("the idle connection was kept");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    let idle_from = Instant::now();
+    assert!(read_until_closed(&mut s, Duration::from_secs(5)).await.is_some(), "closed once idle too long");
+    let idle = idle_from.elapsed();
+    assert!(idle >= Duration::from_millis(1400), "closed by the keep-alive deadline, not the head's: {idle:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_a_client_gets_a_fast_503() {
     let a = sim("a", instant()).await;

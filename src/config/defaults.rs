@@ -14,6 +14,9 @@ pub const ADMIN_LISTEN: &str = "127.0.0.1:8081";
 pub const STORE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// `[server] header_read_timeout_ms`.
 pub const HEADER_READ_TIMEOUT_MS: u64 = 15_000;
+/// `[server] keepalive_timeout_ms`: longer than any SDK keeps an idle connection, so the client
+/// always closes first and never sends a request into a connection being closed.
+pub const KEEPALIVE_TIMEOUT_MS: u64 = 75_000;
 /// `[server] body_read_timeout_ms`.
 pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
 /// `[server] max_header_bytes`: 64 KiB.

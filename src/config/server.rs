@@ -52,10 +52,11 @@ pub struct ServerConfig {
 /// `[server]` limits on client connections, so no client can hold the gateway's resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnLimits {
-    /// A connection must send a whole request head within this time of opening, or of its
-    /// previous answer: a slow or silent client is dropped, and so is an idle keep-alive
-    /// connection (one timer, as the HTTP library keeps it).
+    /// A request head must arrive whole within this time of its first byte (or of the connection
+    /// opening): a slow or silent client is dropped.
     pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub keepalive_timeout: Duration,
     /// A request body must arrive whole within this time (408 otherwise).
     pub body_read_timeout: Duration,
     /// The largest request head (request line and headers) accepted.
@@ -126,6 +127,7 @@ pub(super) struct RawServer {
     pub(super) viewer_token_env: Option<Spanned<String>>,
     pub(super) store_cache_bytes: Option<Spanned<u64>>,
     pub(super) header_read_timeout_ms: Option<Spanned<u64>>,
+    pub(super) keepalive_timeout_ms: Option<Spanned<u64>>,
     pub(super) body_read_timeout_ms: Option<Spanned<u64>>,
     pub(super) max_header_bytes: Option<Spanned<u64>>,
     pub(super) max_connections: Option<Spanned<u64>>,
@@ -236,6 +238,11 @@ impl Ctx<'_> {
                     s.header_read_timeout_ms,
                     defaults::HEADER_READ_TIMEOUT_MS,
                     "server.header_read_timeout_ms",
+                )?,
+                keepalive_timeout: cx.ms(
+                    s.keepalive_timeout_ms,
+                    defaults::KEEPALIVE_TIMEOUT_MS,
+                    "server.keepalive_timeout_ms",
                 )?,
                 body_read_timeout: cx.ms(
                     s.body_read_timeout_ms,

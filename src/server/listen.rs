@@ -1,6 +1,6 @@
 //! Accepting client connections within limits: a connection cap (past it, a fast 503 and close,
-//! never a hang), a deadline for each request head (slow or silent clients are dropped, idle
-//! keep-alive connections closed), a bound on head size, `TCP_NODELAY`, and accept errors
+//! never a hang), a deadline for each request head (slow or silent clients are dropped) and for
+//! idle keep-alive connections (`conn`), a bound on head size, `TCP_NODELAY`, and accept errors
 //! counted and logged at a bounded rate. Graceful shutdown lets requests in flight finish.
 
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::{self, ConnClock, Timed, Watched};
 use crate::config::ConnLimits;
 use crate::logging::LogGate;
 use crate::state::Live;
@@ -38,7 +39,8 @@ pub async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // Heads and idle connections get their own deadlines (`conn`), not hyper's single one.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     let log_gate = LogGate::default();
@@ -72,11 +74,13 @@ pub async fn serve(
             });
             continue;
         };
-        let conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+        let clock = ConnClock::new();
+        let io = TokioIo::new(Watched::new(tcp, clock.clone()));
+        let service = Timed::new(TowerToHyperService::new(app.clone()), clock.clone());
+        let conn = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             // A client that breaks off or times out is routine, not an error of ours.
-            let _ = conn.await;
+            conn::watch(conn, clock, limits).await;
             drop(slot);
         });
     }

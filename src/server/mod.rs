@@ -1,6 +1,7 @@
 //! The HTTP server: the OpenAI-compatible API in front of the pipeline.
 
 pub mod admin;
+pub mod conn;
 pub mod error;
 pub mod guard;
 pub mod listen;
