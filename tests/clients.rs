@@ -62,6 +62,13 @@ async fn only_configured_keys_get_in_and_history_names_the_client() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }
+    // And on the console (the snapshot it renders): requests per configured name.
+    let counts = || {
+        let s = gw.snapshots.borrow().clone();
+        s.clients.iter().map(|c| (c.name.clone(), c.requests, c.unanswered)).collect::<Vec<_>>()
+    };
+    let want = vec![("web".to_string(), 1, 0), ("batch".to_string(), 1, 0)];
+    assert!(wait_for(Duration::from_secs(5), || counts() == want).await, "{:?}", counts());
     gw.stop().await.unwrap();
     #[cfg(unix)]
     {

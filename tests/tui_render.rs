@@ -136,6 +136,7 @@ fn fixture(busy: bool) -> Snapshot {
         recent: vec![],
         store: None,
         alerts: vec![],
+        clients: vec![],
         delta: None,
     }
 }
@@ -379,4 +380,35 @@ fn firing_alerts_show_in_the_header_and_their_panel() {
     assert!(out.contains("FIRING  provider_error_rate · provider flaky"), "{out}");
     assert!(out.contains("pending provider_p95 · provider steady") && out.contains("12.0% of 400 attempts"), "{out}");
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn the_clients_panel_names_who_sends_and_what_they_saw_fail() {
+    let mut s = fixture(true);
+    s.clients = vec![
+        llmgw::snapshot::ClientView {
+            name: "checkout".into(),
+            requests: 1200,
+            unanswered: 30,
+            tokens: (480_000, 96_000),
+            mean_ms: Some(412.4),
+        },
+        llmgw::snapshot::ClientView {
+            name: "batch-jobs".into(),
+            requests: 0,
+            unanswered: 0,
+            tokens: (0, 0),
+            mean_ms: None,
+        },
+    ];
+    let mut a = app(s);
+    press(&mut a, &[KeyCode::Char('c')]);
+    let out = text(&render(&a, &Theme::color(), 120, 36));
+    assert!(out.contains("checkout                  1200       30    2.5       480000        96000      412"), "{out}");
+    assert!(out.contains("batch-jobs                   0        0      -"), "{out}");
+    insta::assert_snapshot!(out);
+    let mut a = app(fixture(true));
+    press(&mut a, &[KeyCode::Char('c')]);
+    let out = text(&render(&a, &Theme::color(), 120, 36));
+    assert!(out.contains("No [[clients]] are configured"), "{out}");
 }

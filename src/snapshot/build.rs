@@ -13,8 +13,8 @@ use crate::outcome::Tally;
 use crate::state::{EventKind, Live};
 
 use super::{
-    DEGRADED_ERROR_RATE, FaultView, ProviderView, RecentRequest, RouteView, Snapshot, Status, StoreView, TargetView,
-    TrafficView,
+    ClientView, DEGRADED_ERROR_RATE, FaultView, ProviderView, RecentRequest, RouteView, Snapshot, Status, StoreView,
+    TargetView, TrafficView,
 };
 
 /// Reads a traffic generator.
@@ -166,6 +166,7 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
         routes,
         events: live.events(SNAPSHOT_EVENTS),
         alerts: live.alerts(),
+        clients: clients(live, cfg),
         delta: None,
         traffic: meta.traffic.get().map(|f| f()),
         log_dir: meta.log_dir.clone(),
@@ -177,6 +178,26 @@ pub fn build(live: &Live, meta: &Meta, now: Instant) -> Snapshot {
             errors: s.store.errors(),
         }),
     }
+}
+
+fn clients(live: &Live, cfg: &crate::config::Config) -> Vec<ClientView> {
+    cfg.clients
+        .iter()
+        .enumerate()
+        .map(|(c, client)| {
+            let t = live.client_totals(c);
+            let tally = t.tally();
+            let (buckets, sum_s) = t.latency.read();
+            let answered = buckets.last().copied().unwrap_or(0);
+            ClientView {
+                name: client.name.clone(),
+                requests: tally.total(),
+                unanswered: tally.unanswered(),
+                tokens: t.tokens(),
+                mean_ms: (answered > 0).then(|| sum_s * 1000.0 / answered as f64),
+            }
+        })
+        .collect()
 }
 
 /// Recent requests in a snapshot.

@@ -61,6 +61,7 @@ impl Snapshot {
             },
             store: self.store,
             alerts: self.alerts.clone(),
+            clients: self.clients.clone(),
             delta: Some((sec, minute)),
         }
     }
@@ -175,6 +176,7 @@ mod tests {
             recent: vec![],
             store: None,
             alerts: vec![],
+            clients: vec![],
             delta: None,
         }
     }

@@ -201,6 +201,21 @@ pub struct RecentRequest {
     pub client: Option<String>,
 }
 
+/// One configured client (`[[clients]]`), since the gateway started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientView {
+    /// Its name.
+    pub name: String,
+    /// Its requests.
+    pub requests: u64,
+    /// Those left without an answer (what this client saw fail).
+    pub unanswered: u64,
+    /// Prompt and completion tokens.
+    pub tokens: (u64, u64),
+    /// Mean time of its answered requests, ms; `None` before the first.
+    pub mean_ms: Option<f64>,
+}
+
 /// The synthetic traffic generator of `llmgw demo`, when there is one.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrafficView {
@@ -244,6 +259,9 @@ pub struct Snapshot {
     /// Alerts pending or firing.
     #[serde(default)]
     pub alerts: Vec<crate::state::AlertView>,
+    /// Configured clients, in config order (none when requests are anonymous).
+    #[serde(default)]
+    pub clients: Vec<ClientView>,
     /// On the wire to an attached console, after the first: the charts hold only the seconds
     /// and Unix minutes from these on, and the events and recent requests only the new ones, to
     /// be merged into the previous snapshot ([`Snapshot::merge`]).

@@ -14,6 +14,8 @@ pub enum KeyAction {
     Why,
     /// Show the alerts pending and firing.
     Alerts,
+    /// Show each configured client's requests, failures and tokens.
+    Clients,
     /// Select the row above.
     Up,
     /// Select the row below.
@@ -95,6 +97,7 @@ pub const BINDINGS: &[Binding] = &[
     bind("-", "shorter chart window", "", KeyAction::WindowShorter, false, &[Char('-')]),
     bind("</>", "demo traffic rate down / up", "traffic", KeyAction::TrafficDown, false, &[Char('<'), Char(',')]),
     bind(">", "more demo traffic", "", KeyAction::TrafficUp, false, &[Char('>'), Char('.')]),
+    bind("c", "clients: requests, failures and tokens of each [[clients]] entry", "clients", KeyAction::Clients, false, &[Char('c')]),
 ];
 
 /// The binding a key press selects, if any. Ctrl-C is handled before this, everywhere.

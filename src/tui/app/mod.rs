@@ -73,6 +73,8 @@ pub enum Overlay {
     Why(bool),
     /// The alerts pending and firing.
     Alerts,
+    /// Requests, failures and tokens of each configured client.
+    Clients,
     /// The report of a drill run from the console.
     Drill(Box<crate::control::DrillReport>),
 }
@@ -213,6 +215,7 @@ impl App {
             KeyAction::Help => self.overlay = Some(Overlay::Help),
             KeyAction::Why => self.overlay = Some(Overlay::Why(false)),
             KeyAction::Alerts => self.overlay = Some(Overlay::Alerts),
+            KeyAction::Clients => self.overlay = Some(Overlay::Clients),
             KeyAction::Up => self.selected = self.selected.saturating_sub(1),
             KeyAction::Down => self.selected = (self.selected + 1).min(n.saturating_sub(1)),
             KeyAction::NextRoute | KeyAction::PrevRoute => {
@@ -309,7 +312,7 @@ impl App {
                 }
                 vec![]
             }
-            Overlay::Help | Overlay::Alerts | Overlay::Drill(_) => {
+            Overlay::Help | Overlay::Alerts | Overlay::Clients | Overlay::Drill(_) => {
                 // Any key closes it; `q` still quits from there.
                 if key.code == KeyCode::Char('q') {
                     return vec![Effect::Quit];

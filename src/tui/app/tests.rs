@@ -59,6 +59,7 @@ fn snap() -> Arc<Snapshot> {
         recent: vec![],
         store: None,
         alerts: vec![],
+        clients: vec![],
         delta: None,
     })
 }

@@ -32,6 +32,44 @@ fn alerts(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     dialog(frame, area, theme, " alerts ", lines, 100);
 }
 
+/// Each configured client since the gateway started: who is sending, and what they saw fail.
+fn clients(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let s = &app.snapshot;
+    let mut lines = Vec::with_capacity(s.clients.len() + 4);
+    if s.clients.is_empty() {
+        lines.push(Line::raw("No [[clients]] are configured: requests are anonymous (the why view"));
+        lines.push(Line::raw("names each by a salted fingerprint of its key, if it sent one)."));
+    } else {
+        lines.push(Line::styled(
+            format!(
+                "{:<20} {:>9} {:>8} {:>6} {:>12} {:>12} {:>8}",
+                "client", "requests", "failed", "fail%", "tokens in", "tokens out", "mean ms"
+            ),
+            theme.title,
+        ));
+    }
+    for c in &s.clients {
+        let rate = (c.requests > 0).then(|| 100.0 * c.unanswered as f64 / c.requests as f64);
+        let style = if c.unanswered > 0 { theme.warn } else { theme.text };
+        lines.push(Line::styled(
+            format!(
+                "{:<20} {:>9} {:>8} {:>6} {:>12} {:>12} {:>8}",
+                c.name,
+                c.requests,
+                c.unanswered,
+                rate.map_or("-".to_string(), |r| format!("{r:.1}")),
+                c.tokens.0,
+                c.tokens.1,
+                c.mean_ms.map_or("-".to_string(), |m| format!("{m:.0}")),
+            ),
+            style,
+        ));
+    }
+    lines.push(Line::default());
+    lines.push(Line::styled("Since the gateway started; per minute in /metrics. Any key closes.", theme.dim));
+    dialog(frame, area, theme, " clients ", lines, 86);
+}
+
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let [r] = Layout::horizontal([Constraint::Length(w.min(area.width))]).flex(Flex::Center).areas(area);
     let [r] = Layout::vertical([Constraint::Length(h.min(area.height))]).flex(Flex::Center).areas(r);
@@ -45,6 +83,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Some(Overlay::Help) => help(frame, area, app, theme),
         Some(Overlay::Why(only)) => why(frame, area, app, theme, *only),
         Some(Overlay::Alerts) => alerts(frame, area, app, theme),
+        Some(Overlay::Clients) => clients(frame, area, app, theme),
         Some(Overlay::Drill(report)) => {
             let mut lines: Vec<Line> = report.text().lines().map(|l| Line::raw(l.to_string())).collect();
             lines.push(Line::default());
