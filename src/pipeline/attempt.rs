@@ -280,6 +280,8 @@ impl Gateway {
                     resume,
                     splice: None,
                     broken: None,
+                    held: None,
+                    bursting: true,
                 };
                 *response.body_mut() = Body::from_stream(relay.into_stream(head));
                 return Ok(response);

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::time::timeout_at;
 
 use super::finish::Finish;
@@ -36,7 +36,18 @@ pub(super) struct Relay {
     pub splice: Option<Splice>,
     /// A break found while relaying events, acted on once the events before it are sent.
     pub broken: Option<String>,
+    /// What the provider's stream said after the events gathered into the last write (its end,
+    /// or an error), to be acted on next.
+    pub held: Option<Option<reqwest::Result<Bytes>>>,
+    /// Whether the provider's events were last found waiting (then more are looked for before
+    /// each write).
+    pub bursting: bool,
 }
+
+/// The most bytes of already-received events joined into one write to the client.
+const GATHER_MAX: usize = 64 * 1024;
+/// Scheduler rounds to wait for frames the HTTP client has read but not handed over.
+const GATHER_YIELDS: u32 = 3;
 
 /// A copy of a stream being relayed, for the cache and the history.
 pub(super) struct Capture {
@@ -71,9 +82,14 @@ impl Relay {
                     why.to_string()
                 } else {
                     let until = idle_until.min(r.ends_by);
-                    match timeout_at(until, r.upstream.next()).await {
+                    let next = match r.held.take() {
+                        Some(held) => Ok(held),
+                        None => timeout_at(until, r.upstream.next()).await,
+                    };
+                    match next {
                         Ok(Some(Ok(chunk))) => {
                             let data_before = r.framer.data_events;
+                            let chunk = r.gather(chunk).await;
                             let mut out = r.framer.push(chunk);
                             if r.fault == Some(StreamFault::NoDone) && r.framer.done {
                                 // A drill's provider that forgets `[DONE]`: the events before it only.
@@ -165,6 +181,48 @@ impl Relay {
             }
         });
         head.chain(rest)
+    }
+
+    /// `chunk` and whatever more the provider has already sent, as one: each item of the body is
+    /// one write to the client, and each write wakes the client's reader, while the HTTP client
+    /// hands a provider's body over one frame (one event, from most providers) at a time, from
+    /// its connection task. Never waits for data that has not arrived: it yields to let that task
+    /// hand over frames it has already read (it takes two scheduler rounds), and stops yielding
+    /// on a stream whose provider had nothing more, until a frame is found waiting again. A
+    /// drill's stream fault counts events, so those streams are not joined.
+    async fn gather(&mut self, chunk: Bytes) -> Bytes {
+        if self.fault.is_some() {
+            return chunk;
+        }
+        let mut joined: Option<bytes::BytesMut> = None;
+        let mut yields = 0;
+        loop {
+            match self.upstream.next().now_or_never() {
+                Some(Some(Ok(more))) => {
+                    let j = joined.get_or_insert_with(|| bytes::BytesMut::from(&chunk[..]));
+                    j.extend_from_slice(&more);
+                    self.bursting = true;
+                    yields = 0;
+                    if j.len() >= GATHER_MAX {
+                        break;
+                    }
+                }
+                Some(end) => {
+                    self.held = Some(end);
+                    break;
+                }
+                None if self.bursting && yields < GATHER_YIELDS => {
+                    tokio::task::yield_now().await;
+                    yields += 1;
+                }
+                None => {
+                    // A provider generating in real time: its events go out as they come.
+                    self.bursting = false;
+                    break;
+                }
+            }
+        }
+        joined.map_or(chunk, bytes::BytesMut::freeze)
     }
 
     fn note_usage(&mut self, events: &[u8]) {

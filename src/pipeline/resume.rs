@@ -127,6 +127,8 @@ impl Relay {
             gw.live.event(Instant::now(), EventKind::Failover, text);
             // Its own usage is always asked for: the answer's is summed from it.
             self.upstream = up.stream(ApiPath::ChatCompletions, resp, true, self.max_event);
+            self.held = None;
+            self.bursting = true;
             self.framer = EventFramer::default();
             self.fault = stream_fault;
             self.idle = gw.live.stall_window(target.provider);

@@ -318,9 +318,8 @@ pub fn context_length_exceeded(body: &[u8]) -> bool {
 /// Usage reported by any event in a run of whole SSE events.
 pub fn usage_in_events(events: &[u8]) -> Option<(u32, u32)> {
     const NEEDLE: &[u8] = b"\"usage\":{";
-    if !events.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
-        return None;
-    }
+    // Most chunks have no usage: a fast scan before any parsing.
+    memchr::memmem::find(events, NEEDLE)?;
     events
         .split(|&b| b == b'\n')
         .filter_map(|line| line.strip_prefix(b"data: ").or_else(|| line.strip_prefix(b"data:")))

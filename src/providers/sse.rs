@@ -55,44 +55,21 @@ impl EventFramer {
     /// Feeds a chunk; returns the bytes that complete one or more events (possibly empty).
     pub fn push(&mut self, chunk: Bytes) -> Bytes {
         let mut last_boundary = None;
-        for (i, &b) in chunk.iter().enumerate() {
-            match b {
-                b'\n' => {
-                    if !self.line_dirty && self.done_match == DONE.len() {
-                        self.done = true;
-                    }
-                    if self.at_line_start {
-                        self.events += 1;
-                        if self.event_has_data {
-                            self.data_events += 1;
-                        }
-                        self.event_has_data = false;
-                        last_boundary = Some(i);
-                        self.at_line_start = false;
-                    } else {
-                        self.at_line_start = true;
-                    }
-                    self.done_match = 0;
-                    self.line_dirty = false;
-                    self.line_started = false;
-                }
-                b'\r' => {}
-                _ => {
-                    if !self.line_started {
-                        self.line_started = true;
-                        self.line_is_comment = b == b':';
-                    }
-                    if !self.line_is_comment {
-                        self.event_has_data = true;
-                    }
-                    self.at_line_start = false;
-                    if !self.line_dirty && self.done_match < DONE.len() && b == DONE[self.done_match] {
-                        self.done_match += 1;
-                    } else {
-                        self.line_dirty = true;
-                    }
-                }
+        let mut pos = 0;
+        // Line by line (memchr finds the newlines): this runs over every byte of every stream.
+        loop {
+            let nl = memchr::memchr(b'\n', &chunk[pos..]).map(|i| pos + i);
+            let run = &chunk[pos..nl.unwrap_or(chunk.len())];
+            if memchr::memchr(b'\r', run).is_some() {
+                run.iter().filter(|&&b| b != b'\r').for_each(|&b| self.line_run(&[b]));
+            } else {
+                self.line_run(run);
             }
+            let Some(i) = nl else { break };
+            if self.end_line() {
+                last_boundary = Some(i);
+            }
+            pos = i + 1;
         }
         let Some(end) = last_boundary else {
             self.partial.extend_from_slice(&chunk);
@@ -139,6 +116,49 @@ impl EventFramer {
         out
     }
 
+    /// Takes bytes of one line (no newline, no carriage return).
+    fn line_run(&mut self, run: &[u8]) {
+        let Some(&first) = run.first() else { return };
+        if !self.line_started {
+            self.line_started = true;
+            self.line_is_comment = first == b':';
+        }
+        if !self.line_is_comment {
+            self.event_has_data = true;
+        }
+        self.at_line_start = false;
+        if !self.line_dirty {
+            let rest = &DONE[self.done_match.min(DONE.len())..];
+            if run.len() <= rest.len() && rest.starts_with(run) {
+                self.done_match += run.len();
+            } else {
+                self.line_dirty = true;
+            }
+        }
+    }
+
+    /// Takes a newline; true when it ends an event.
+    fn end_line(&mut self) -> bool {
+        if !self.line_dirty && self.done_match == DONE.len() {
+            self.done = true;
+        }
+        let boundary = self.at_line_start;
+        if boundary {
+            self.events += 1;
+            if self.event_has_data {
+                self.data_events += 1;
+            }
+            self.event_has_data = false;
+            self.at_line_start = false;
+        } else {
+            self.at_line_start = true;
+        }
+        self.done_match = 0;
+        self.line_dirty = false;
+        self.line_started = false;
+        boundary
+    }
+
     /// A framer for a stream of the given typed API.
     pub fn typed(api: Typed) -> EventFramer {
         EventFramer { typed: Some(api), ..EventFramer::default() }
@@ -169,7 +189,7 @@ fn event_types(events: &[u8]) -> Vec<String> {
 fn has_finish_reason(events: &[u8]) -> bool {
     const KEY: &[u8] = b"\"finish_reason\":";
     let mut rest = events;
-    while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
+    while let Some(i) = memchr::memmem::find(rest, KEY) {
         rest = &rest[i + KEY.len()..];
         let value = rest.iter().position(|b| !b.is_ascii_whitespace()).map(|j| rest[j]);
         if value == Some(b'"') {
@@ -182,11 +202,11 @@ fn has_finish_reason(events: &[u8]) -> bool {
 /// Whether whole events hold non-empty `"content"` text or a tool call.
 fn has_content(events: &[u8]) -> bool {
     const KEY: &[u8] = b"\"content\":";
-    if events.windows(12).any(|w| w == b"\"tool_calls\"") {
+    if memchr::memmem::find(events, b"\"tool_calls\"").is_some() {
         return true;
     }
     let mut rest = events;
-    while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
+    while let Some(i) = memchr::memmem::find(rest, KEY) {
         rest = &rest[i + KEY.len()..];
         let value = rest.iter().skip_while(|b| b.is_ascii_whitespace()).take(2).copied().collect::<Vec<u8>>();
         if value.first() == Some(&b'"') && value.get(1).is_some_and(|b| *b != b'"') {
@@ -199,9 +219,7 @@ fn has_content(events: &[u8]) -> bool {
 /// Where the first event whose data is an error object (`data: {"error": ...}`) begins: what a
 /// provider sends when it fails in the middle of a stream.
 pub fn error_event_at(events: &[u8]) -> Option<usize> {
-    if !events.windows(7).any(|w| w == b"\"error\"") {
-        return None;
-    }
+    memchr::memmem::find(events, b"\"error\"")?;
     let (mut start, mut pos) = (0, 0);
     for line in events.split_inclusive(|&b| b == b'\n') {
         let l = line.trim_ascii_end();
@@ -259,6 +277,31 @@ mod tests {
         assert!(f.done);
         assert_eq!(f.events, 3);
         assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn every_split_of_a_stream_frames_alike() {
+        let stream: &[u8] =
+            b": keepalive\r\n\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n\
+            event: x\r\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\r\n\r\ndata: [DONE]\n\n";
+        let whole = {
+            let mut f = EventFramer::default();
+            let out = f.push(Bytes::copy_from_slice(stream));
+            assert_eq!(&out[..], stream);
+            (f.events, f.data_events, f.done, f.finished, f.content)
+        };
+        assert_eq!(whole, (4, 3, true, true, true));
+        for a in 0..stream.len() {
+            for b in a..stream.len() {
+                let mut f = EventFramer::default();
+                let mut out = Vec::new();
+                for part in [&stream[..a], &stream[a..b], &stream[b..]] {
+                    out.extend_from_slice(&f.push(Bytes::copy_from_slice(part)));
+                }
+                assert_eq!(out, stream, "split at {a}, {b}");
+                assert_eq!((f.events, f.data_events, f.done, f.finished, f.content), whole, "split at {a}, {b}");
+            }
+        }
     }
 
     #[test]
