@@ -1,5 +1,16 @@
 //! The `llmgw` command line.
 
+#[cfg(not(windows))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read at its start: freed pages go back to the system within a second
+/// (not ten), so what a burst left behind is not still resident when the next load comes
+/// (`_RJEM_MALLOC_CONF` in the environment overrides).
+#[cfg(not(windows))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: Option<&'static u8> = Some(&b"dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
