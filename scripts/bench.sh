@@ -10,10 +10,13 @@
 #   - cache hits against the fastest generating provider.
 # Prints tables with ratios against direct, and writes a machine-readable summary to
 # target/bench-summary.json. Needs oha (`cargo install oha --locked`).
-#   scripts/bench.sh [seconds per run, default 10]
+# On a shared machine one run varies by a quarter: with ROUNDS > 1 the JSON and stream runs are
+# repeated, the three paths interleaved in each round, and each figure is the median of its rounds.
+#   scripts/bench.sh [seconds per run, default 10] [rounds, default 1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+rounds=${2:-1}
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
 if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null) ||
@@ -98,16 +101,18 @@ run() { # url model rate(or max) body conns -> json
 compact() { python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))'; }
 results=target/bench-results.jsonl
 : >"$results"
-for rate in 1000 5000 max; do
+for _ in $(seq "$rounds"); do
+  for rate in 1000 5000 max; do
+    for p in "${paths[@]}"; do
+      read -r name url model <<<"$p"
+      echo "{\"kind\":\"json\",\"load\":\"$rate\",\"path\":\"$name\",\"oha\":$(run "$url" "$model" "$rate" "$body" 64)}" >>"$results"
+    done
+  done
   for p in "${paths[@]}"; do
     read -r name url model <<<"$p"
-    echo "{\"kind\":\"json\",\"load\":\"$rate\",\"path\":\"$name\",\"oha\":$(run "$url" "$model" "$rate" "$body" 64)}" >>"$results"
+    echo "{\"kind\":\"stream\",\"load\":\"max\",\"path\":\"$name\",\"oha\":$(run "$url" "$model" max "$stream_body" 64)}" >>"$results"
+    echo "{\"kind\":\"stream_reused\",\"path\":\"$name\",\"probe\":$("$probe" "$url" "$model" 300)}" >>"$results"
   done
-done
-for p in "${paths[@]}"; do
-  read -r name url model <<<"$p"
-  echo "{\"kind\":\"stream\",\"load\":\"max\",\"path\":\"$name\",\"oha\":$(run "$url" "$model" max "$stream_body" 64)}" >>"$results"
-  echo "{\"kind\":\"stream_reused\",\"path\":\"$name\",\"probe\":$("$probe" "$url" "$model" 300)}" >>"$results"
 done
 
 # 1000 streams at once from the slow provider, through llmgw: errors and the gateway's memory.

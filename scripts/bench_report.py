@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Turns scripts/bench.sh's raw results (one JSON object a line) into the tables it prints, with
-ratios against a direct call in the same run, and a machine-readable summary.
+ratios against a direct call in the same run, and a machine-readable summary. A measure repeated
+over several rounds is reported as the median of each of its figures ("rounds" says how many).
 Usage: bench_report.py RESULTS.jsonl SUMMARY.json"""
 import json
+import statistics
 import sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
@@ -19,15 +21,22 @@ def oha(r):
     }
 
 
+def median(runs):
+    """Each figure's median over the rounds, and how many rounds there were."""
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], (int, float))}
+    out["rounds"] = len(runs)
+    return out
+
+
 summary = {"json": {}, "stream": {}, "stream_reused": {}, "held_streams": {}, "cache": {}}
 for r in rows:
     k = r["kind"]
     if k == "json":
-        summary["json"].setdefault(r["load"], {})[r["path"]] = oha(r)
+        summary["json"].setdefault(r["load"], {}).setdefault(r["path"], []).append(oha(r))
     elif k == "stream":
-        summary["stream"][r["path"]] = oha(r)
+        summary["stream"].setdefault(r["path"], []).append(oha(r))
     elif k == "stream_reused":
-        summary["stream_reused"][r["path"]] = r["probe"]
+        summary["stream_reused"].setdefault(r["path"], []).append(r["probe"])
     elif k == "held_streams":
         summary["held_streams"] = {
             **oha(r),
@@ -37,6 +46,16 @@ for r in rows:
     elif k == "cache":
         summary["cache"][r["path"]] = oha(r)
 
+for paths in summary["json"].values():
+    for name, runs in paths.items():
+        paths[name] = median(runs)
+for kind in ("stream", "stream_reused"):
+    for name, runs in summary[kind].items():
+        summary[kind][name] = median(runs)
+
+rounds = max((x["rounds"] for paths in summary["json"].values() for x in paths.values()), default=1)
+if rounds > 1:
+    print(f"(each figure: the median of {rounds} rounds)\n")
 print(f"{'load':<10} {'path':<7} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'ok %':>7}  vs direct")
 for load, paths in summary["json"].items():
     d = paths["direct"]
