@@ -1,5 +1,6 @@
 //! Any bytes an upstream streams, cut anywhere: the framer relays a prefix of them ending on
-//! an event boundary, keeps the rest pending, and never panics or loses or invents a byte.
+//! an event boundary, keeps the rest pending, never panics or loses or invents a byte, and
+//! counts what it saw as it would had the bytes come in one piece.
 #![no_main]
 
 use bytes::Bytes;
@@ -21,4 +22,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(relayed.len() + framer.pending(), stream.len());
     assert_eq!(&relayed[..], &stream[..relayed.len()], "bytes relayed as they came");
     assert!(framer.data_events <= framer.events);
+    let mut whole = EventFramer::default();
+    let out = whole.push(Bytes::copy_from_slice(stream));
+    assert_eq!(&out[..], &relayed[..], "the same events, however the stream was cut");
+    assert_eq!(
+        (whole.events, whole.data_events, whole.done, whole.finished, whole.content),
+        (framer.events, framer.data_events, framer.done, framer.finished, framer.content)
+    );
 });
