@@ -191,12 +191,18 @@ fn has_finish_reason(events: &[u8]) -> bool {
     let mut rest = events;
     while let Some(i) = memchr::memmem::find(rest, KEY) {
         rest = &rest[i + KEY.len()..];
-        let value = rest.iter().position(|b| !b.is_ascii_whitespace()).map(|j| rest[j]);
+        let value = rest.iter().position(|b| !is_blank(*b)).map(|j| rest[j]);
         if value == Some(b'"') {
             return true;
         }
     }
     false
+}
+
+/// Whitespace inside one data line: a key's value is never looked for past the line's end (in
+/// another event), so what is found does not depend on how the stream was cut.
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
 }
 
 /// Whether whole events hold non-empty `"content"` text or a tool call.
@@ -208,8 +214,8 @@ fn has_content(events: &[u8]) -> bool {
     let mut rest = events;
     while let Some(i) = memchr::memmem::find(rest, KEY) {
         rest = &rest[i + KEY.len()..];
-        let value = rest.iter().skip_while(|b| b.is_ascii_whitespace()).take(2).copied().collect::<Vec<u8>>();
-        if value.first() == Some(&b'"') && value.get(1).is_some_and(|b| *b != b'"') {
+        let mut value = rest.iter().skip_while(|b| is_blank(**b));
+        if value.next() == Some(&b'"') && value.next().is_some_and(|b| *b != b'"') {
             return true;
         }
     }
@@ -302,6 +308,16 @@ mod tests {
                 assert_eq!((f.events, f.data_events, f.done, f.finished, f.content), whole, "split at {a}, {b}");
             }
         }
+    }
+
+    #[test]
+    fn a_value_is_never_read_from_the_next_event() {
+        assert!(!has_content(b"data: {\"content\":\n\ndata: \"x\"}\n\n"));
+        assert!(!has_finish_reason(b"data: {\"finish_reason\":\n\ndata: \"stop\"}\n\n"));
+        assert!(
+            has_content(b"data: {\"content\": \"x\"}\n\n")
+                && has_finish_reason(b"data: {\"finish_reason\":\t\"stop\"}\n\n")
+        );
     }
 
     #[test]
