@@ -118,13 +118,14 @@ done
 # 1000 streams at once from the slow provider, through llmgw: errors and the gateway's memory.
 # The peak is this phase's own: reset the kernel's high-water mark first (Linux 4.0+).
 echo 5 >"/proc/$gw_pid/clear_refs" 2>/dev/null || true
+rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
 cpu_before=$(awk '{print $14+$15}' "/proc/$gw_pid/stat")
 held_secs=$((secs < 10 ? 10 : secs))
 held=$(oha -z "${held_secs}s" --no-tui --output-format json -m POST -H 'content-type: application/json' \
   -d "${stream_body/M/slow}" -c 1000 http://127.0.0.1:19080/v1/chat/completions 2>/dev/null | compact)
 cpu_after=$(awk '{print $14+$15}' "/proc/$gw_pid/stat")
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
-echo "{\"kind\":\"held_streams\",\"path\":\"llmgw\",\"peak_rss_kib\":$hwm,\"cpu_ticks\":$((cpu_after - cpu_before)),\"seconds\":$held_secs,\"oha\":$held}" >>"$results"
+echo "{\"kind\":\"held_streams\",\"path\":\"llmgw\",\"peak_rss_kib\":$hwm,\"rss_before_kib\":$rss_before,\"cpu_ticks\":$((cpu_after - cpu_before)),\"seconds\":$held_secs,\"oha\":$held}" >>"$results"
 
 # Cache hits: the same request again and again through llmgw against it sent straight to the
 # fastest generating provider; 64 connections, closed loop.

@@ -41,6 +41,7 @@ for r in rows:
         summary["held_streams"] = {
             **oha(r),
             "peak_rss_mib": r["peak_rss_kib"] / 1024,
+            "rss_before_mib": r.get("rss_before_kib", 0) / 1024,
             "cpu_pct_of_a_core": r["cpu_ticks"] / r["seconds"],
         }
     elif k == "cache":
@@ -83,7 +84,8 @@ h = summary["held_streams"]
 if h:
     print()
     print(f"1000 streams held open through llmgw: {h['req_s']:.0f} streams/s, {h['ok_pct']:.2f}% ok, "
-          f"peak RSS {h['peak_rss_mib']:.0f} MiB, {h['cpu_pct_of_a_core']:.0f}% of a core")
+          f"peak RSS {h['peak_rss_mib']:.0f} MiB ({h['rss_before_mib']:.0f} MiB before them), "
+          f"{h['cpu_pct_of_a_core']:.0f}% of a core")
 c = summary["cache"]
 if c:
     print()
