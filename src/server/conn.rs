@@ -6,17 +6,19 @@
 //!
 //! The socket is wrapped to see the first byte of each head, the service to see when a request
 //! starts and when its answer's body is done; [`watch`] drops the connection when the current
-//! phase's deadline passes.
+//! phase's deadline passes. Every change of phase happens while the connection is polled (the
+//! socket read, the service call, the body dropped), so the watchdog, polled in the same task,
+//! reads the phase after each poll: no wake-up of its own per request.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::ConnLimits;
@@ -38,22 +40,18 @@ pub struct ConnClock {
     // A lock of a few instructions, never held across an await: one phase and its start must
     // change together, or the watchdog could pair a new phase with an old start.
     phase: Mutex<Phase>,
-    changed: Notify,
 }
 
 impl ConnClock {
     /// A clock for a connection that has just opened (its first head is due).
     pub fn new() -> Arc<Self> {
-        Arc::new(ConnClock { phase: Mutex::new(Phase::Head(Instant::now())), changed: Notify::new() })
+        Arc::new(ConnClock { phase: Mutex::new(Phase::Head(Instant::now())) })
     }
 
     fn set(&self, f: impl FnOnce(Phase) -> Option<Phase>) {
         let mut p = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(next) = f(*p) {
             *p = next;
-            drop(p);
-            // Only the watchdog waits; it re-reads the phase, so one stored wake-up is enough.
-            self.changed.notify_one();
         }
     }
 
@@ -94,20 +92,30 @@ pub async fn watch<F: Future>(conn: F, clock: Arc<ConnClock>, limits: ConnLimits
     tokio::pin!(conn);
     let sleep = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut conn => return,
-            _ = clock.changed.notified() => {}
-            _ = &mut sleep => {}
+    // While requests are in flight the timer only comes back to look again this often.
+    let busy_check = limits.keepalive_timeout.max(limits.header_read_timeout).max(Duration::from_secs(1));
+    std::future::poll_fn(|cx| {
+        if conn.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
         }
-        match clock.deadline(&limits) {
-            Some(d) if d <= Instant::now() => return,
-            Some(d) => sleep.as_mut().reset(d),
-            // Busy: the end of the answer wakes us with the next deadline.
-            None => sleep.as_mut().reset(Instant::now() + limits.keepalive_timeout.max(limits.header_read_timeout)),
+        loop {
+            // A deadline that moved earlier (a head begun on an idle connection) is armed now; a
+            // later one (busy, then idle) is found when the timer fires.
+            if let Some(d) = clock.deadline(&limits)
+                && d < sleep.deadline()
+            {
+                sleep.as_mut().reset(d);
+            }
+            ready!(sleep.as_mut().poll(cx));
+            let now = Instant::now();
+            match clock.deadline(&limits) {
+                Some(d) if d <= now => return Poll::Ready(()),
+                Some(d) => sleep.as_mut().reset(d),
+                None => sleep.as_mut().reset(now + busy_check),
+            }
         }
-    }
+    })
+    .await
 }
 
 /// A request in flight; its end is when this is dropped (with the answer's body, or with the
