@@ -116,38 +116,95 @@ fn stderr_colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// A service's two sinks behind one writer thread: the file, and stderr (whose failures, such as
+/// a closed pipe, never stop the file).
+struct Tee<F, E> {
+    file: F,
+    stderr: E,
+}
+
+impl<F: std::io::Write, E: std::io::Write> std::io::Write for Tee<F, E> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write_all(buf)?;
+        let _ = self.stderr.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.stderr.flush();
+        self.file.flush()
+    }
+}
+
 /// Installs the global subscriber. Fails with a message naming the directory it cannot use.
 pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
+    use std::io::BufWriter;
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Request threads hand lines to a writer thread: a slow terminal or pipe never holds a
-    // request up (past a full buffer, lines are dropped, not waited for).
-    let (stderr_writer, stderr_guard) = tracing_appender::non_blocking(std::io::stderr());
-    let stderr =
-        tracing_subscriber::fmt::layer().with_writer(stderr_writer).with_target(false).with_ansi(stderr_colour());
-    match target {
+    // request up (past a full buffer, lines are dropped, not waited for). The writer thread
+    // writes what has queued up in one go (it flushes when the queue is empty), not a system
+    // call per line: at the default level every request logs a line.
+    let colour = stderr_colour();
+    let stderr = || {
+        let (w, guard) = tracing_appender::non_blocking(BufWriter::new(std::io::stderr()));
+        (tracing_subscriber::fmt::layer().with_writer(w).with_target(false).with_ansi(colour), guard)
+    };
+    let (to_stderr, data_dir) = match target {
         LogTarget::Stderr => {
-            tracing_subscriber::registry().with(filter()).with(stderr).try_init()?;
-            Ok(LogGuard { _guard: vec![stderr_guard], dir: None })
+            let (layer, guard) = stderr();
+            tracing_subscriber::registry().with(filter()).with(layer).try_init()?;
+            return Ok(LogGuard { _guard: vec![guard], dir: None });
         }
-        LogTarget::StderrAndFile(data_dir) | LogTarget::File(data_dir) => {
-            let to_stderr = matches!(target, LogTarget::StderrAndFile(_));
-            let dir = data_dir.join("logs");
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
-            let appender = SizeRotating::open(&dir, FILE_BYTES, FILES)
-                .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?;
-            let (writer, guard) = tracing_appender::non_blocking(appender);
-            let file = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
-            tracing_subscriber::registry().with(filter()).with(to_stderr.then_some(stderr)).with(file).try_init()?;
-            Ok(LogGuard { _guard: vec![stderr_guard, guard], dir: Some(dir) })
-        }
-    }
+        LogTarget::StderrAndFile(d) => (true, d),
+        LogTarget::File(d) => (false, d),
+    };
+    let dir = data_dir.join("logs");
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
+    let file = BufWriter::new(
+        SizeRotating::open(&dir, FILE_BYTES, FILES)
+            .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?,
+    );
+    let guards = if to_stderr && !colour {
+        // A service's stderr and its file get the same plain lines: each line is formatted once
+        // and written by one thread to both.
+        let (w, guard) = tracing_appender::non_blocking(Tee { file, stderr: BufWriter::new(std::io::stderr()) });
+        let both = tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false);
+        tracing_subscriber::registry().with(filter()).with(both).try_init()?;
+        vec![guard]
+    } else {
+        let (w, guard) = tracing_appender::non_blocking(file);
+        let (stderr, stderr_guard) = if to_stderr { Some(stderr()).unzip() } else { (None, None) };
+        let file = tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false);
+        tracing_subscriber::registry().with(filter()).with(stderr).with(file).try_init()?;
+        std::iter::once(guard).chain(stderr_guard).collect()
+    };
+    Ok(LogGuard { _guard: guards, dir: Some(dir) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_broken_stderr_never_stops_the_file() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let mut tee = Tee { file: Vec::new(), stderr: Closed };
+        tee.write_all(b"one line\n").unwrap();
+        tee.flush().unwrap();
+        assert_eq!(tee.file, b"one line\n");
+        let mut tee = Tee { file: Vec::new(), stderr: Vec::new() };
+        tee.write_all(b"both\n").unwrap();
+        assert_eq!((tee.file, tee.stderr), (b"both\n".to_vec(), b"both\n".to_vec()));
+    }
 
     #[test]
     fn files_rotate_by_size_and_the_oldest_go() {
