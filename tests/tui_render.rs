@@ -97,8 +97,6 @@ fn fixture(busy: bool) -> Snapshot {
         listen: "127.0.0.1:8080".into(),
         requests: if busy { summary(200.0, 120.0, 0, 12_000) } else { Summary::default() },
         in_flight: if busy { 9 } else { 0 },
-        rejected: 0,
-        accept_errors: 0,
         providers: vec![
             provider("swift", Status::Healthy),
             provider("steady", Status::Healthy),
@@ -133,11 +131,7 @@ fn fixture(busy: bool) -> Snapshot {
         },
         traffic: Some(TrafficView { target_rps: 200.0 }),
         log_dir: Some("llmgw-data/logs".into()),
-        recent: vec![],
-        store: None,
-        alerts: vec![],
-        clients: vec![],
-        delta: None,
+        ..Snapshot::default()
     }
 }
 

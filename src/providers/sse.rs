@@ -61,7 +61,9 @@ impl EventFramer {
             let nl = memchr::memchr(b'\n', &chunk[pos..]).map(|i| pos + i);
             let run = &chunk[pos..nl.unwrap_or(chunk.len())];
             if memchr::memchr(b'\r', run).is_some() {
-                run.iter().filter(|&&b| b != b'\r').for_each(|&b| self.line_run(&[b]));
+                // Carriage returns count for nothing (CRLF streams end every line with one); the
+                // pieces between them read as one run.
+                run.split(|&b| b == b'\r').for_each(|piece| self.line_run(piece));
             } else {
                 self.line_run(run);
             }

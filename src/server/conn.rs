@@ -48,32 +48,22 @@ impl ConnClock {
         Arc::new(ConnClock { phase: Mutex::new(Phase::Head(Instant::now())) })
     }
 
-    fn set(&self, f: impl FnOnce(Phase) -> Option<Phase>) {
+    fn set(&self, f: impl FnOnce(Phase) -> Phase) {
         let mut p = self.phase.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(next) = f(*p) {
-            *p = next;
-        }
+        *p = f(*p);
     }
 
     fn bytes_read(&self) {
-        self.set(|p| matches!(p, Phase::Idle(_)).then(|| Phase::Head(Instant::now())));
+        self.set(|p| if let Phase::Idle(_) = p { Phase::Head(Instant::now()) } else { p });
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
-        self.set(|p| {
-            Some(match p {
-                Phase::Busy(n) => Phase::Busy(n + 1),
-                _ => Phase::Busy(1),
-            })
-        });
+        self.set(|p| if let Phase::Busy(n) = p { Phase::Busy(n + 1) } else { Phase::Busy(1) });
         InFlight(self.clone())
     }
 
     fn end(&self) {
-        self.set(|p| match p {
-            Phase::Busy(n) if n > 1 => Some(Phase::Busy(n - 1)),
-            _ => Some(Phase::Idle(Instant::now())),
-        });
+        self.set(|p| if let Phase::Busy(n @ 2..) = p { Phase::Busy(n - 1) } else { Phase::Idle(Instant::now()) });
     }
 
     /// When the connection must be dropped if nothing changes (none while requests are in flight).

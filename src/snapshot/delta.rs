@@ -160,25 +160,7 @@ mod tests {
             requests: (0, 0),
             series,
         };
-        Snapshot {
-            uptime_s: 0,
-            unix_minute: 0,
-            listen: String::new(),
-            requests: Summary::default(),
-            in_flight: 0,
-            rejected: 0,
-            accept_errors: 0,
-            providers: vec![],
-            routes: vec![route],
-            events: vec![],
-            traffic: None,
-            log_dir: None,
-            recent: vec![],
-            store: None,
-            alerts: vec![],
-            clients: vec![],
-            delta: None,
-        }
+        Snapshot { routes: vec![route], ..Snapshot::default() }
     }
 
     #[test]

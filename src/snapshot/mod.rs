@@ -224,7 +224,7 @@ pub struct TrafficView {
 }
 
 /// Everything the console shows, at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Seconds since the gateway started.
     pub uptime_s: u64,

@@ -30,10 +30,7 @@ fn snap() -> Arc<Snapshot> {
         uptime_s: 10,
         unix_minute: 29_000_000,
         listen: "127.0.0.1:8080".into(),
-        requests: Default::default(),
         in_flight: 4,
-        rejected: 0,
-        accept_errors: 0,
         providers: vec![provider("swift"), provider("steady")],
         routes: vec![
             RouteView {
@@ -53,14 +50,8 @@ fn snap() -> Arc<Snapshot> {
                 series: vec![],
             },
         ],
-        events: vec![],
         traffic: Some(TrafficView { target_rps: 100.0 }),
-        log_dir: None,
-        recent: vec![],
-        store: None,
-        alerts: vec![],
-        clients: vec![],
-        delta: None,
+        ..Snapshot::default()
     })
 }
 
