@@ -121,3 +121,41 @@ async fn an_answer_that_is_not_json_is_never_cached() {
     assert_eq!(gw.gw.stores().unwrap().cache.stats().entries, 0);
     gw.stop().await.unwrap();
 }
+
+/// A provider that the environment's proxy settings send through a proxy is called through it
+/// (the gateway runs as its own process with `HTTP_PROXY` set): its base URL names a host that
+/// does not exist, and a simulated provider standing in as the proxy answers for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_behind_the_environments_proxy_is_reached_through_it() {
+    let proxy = sim("proxy", instant()).await;
+    let proxy_url = proxy.base_url().trim_end_matches("/v1").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let port = dead_addr().await.port();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+         [[providers]]\nname = \"far\"\nbase_url = \"http://provider.invalid/v1\"\n\n\
+         [[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"far\", model = \"m\" }}]\n",
+        dir.path().join("data").display(),
+    );
+    std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
+    let mut gateway = Command::new(BIN);
+    for name in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy"] {
+        gateway.env_remove(name);
+    }
+    let mut child = gateway
+        .args(["serve", "-c"])
+        .arg(dir.path().join("gw.toml"))
+        .env("HTTP_PROXY", &proxy_url)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = client();
+    assert!(wait_for_ok(&c, &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
+    let r = c.post(format!("http://127.0.0.1:{port}/v1/chat/completions")).json(&chat_body("chat", false)).send().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let r = r.unwrap();
+    assert_eq!(r.status(), 200, "answered through the proxy: {:?}", r.text().await);
+    assert!(proxy.stats.chat.load(Relaxed) >= 1, "the proxy carried the request");
+}

@@ -13,7 +13,7 @@ use super::resume::Resume;
 use super::wire::{copy_headers, read_bounded, retry_after, rewrite_model, sanitize_error};
 use super::{Gateway, ProxyRequest, cached};
 use crate::outcome::{OutcomeClass, Retry};
-use crate::providers::classify;
+use crate::providers::client;
 use crate::providers::fault::{Call, StreamFault, Verdict, before_call};
 use crate::providers::openai::BodyStream;
 use crate::providers::openai::{ApiPath, context_length_exceeded, usage_of};
@@ -128,16 +128,19 @@ impl Gateway {
                 });
             }
         };
-        let request_id = req.request_id.to_str().unwrap_or("");
-        let mut resp =
-            match tokio::time::timeout_at(first_byte_by, up.post(req.path, body, request_id, &req.forward)).await {
-                Err(_) => return Err(missed(OutcomeClass::Timeout, None)),
-                Ok(Err(e)) => {
-                    tracing::debug!(provider = %up.name, error = %e, "attempt failed");
-                    return Err(missed(classify(&e), None));
-                }
-                Ok(Ok(resp)) => resp,
-            };
+        let mut resp = match tokio::time::timeout_at(
+            first_byte_by,
+            up.post(req.path, body, &req.request_id, &req.forward),
+        )
+        .await
+        {
+            Err(_) => return Err(missed(OutcomeClass::Timeout, None)),
+            Ok(Err(e)) => {
+                tracing::debug!(provider = %up.name, error = %e, "attempt failed");
+                return Err(missed(e.class(), None));
+            }
+            Ok(Ok(resp)) => resp,
+        };
         let status = resp.status();
         let code = Some(status.as_u16());
         if let Some(class) = self.refused(target.provider, &resp) {
@@ -195,7 +198,7 @@ impl Gateway {
         let max = self.config.proxy.max_response_bytes;
         let body = match tokio::time::timeout_at(read_by, read_bounded(&mut resp, max)).await {
             Err(_) => return Err(missed(OutcomeClass::Timeout, code)),
-            Ok(Err(Some(e))) => return Err(missed(classify(&e), code)),
+            Ok(Err(Some(e))) => return Err(missed(e.class(), code)),
             Ok(Err(None)) => {
                 tracing::warn!(provider = %up.name, "answer over proxy.max_response_bytes ({max}): failing over");
                 return Err(missed(OutcomeClass::StreamBroken, code));
@@ -218,7 +221,7 @@ impl Gateway {
     /// every attempt (first tries, retries, resumes): 429 (the provider is held back for as
     /// long as it asks: not ill health), 5xx, and 401/403 (the operator's key, not the client's
     /// request: fail over, never pass it back). `None`: the answer is to be read.
-    pub(super) fn refused(&self, provider: usize, resp: &reqwest::Response) -> Option<OutcomeClass> {
+    pub(super) fn refused(&self, provider: usize, resp: &client::Response) -> Option<OutcomeClass> {
         let status = resp.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = retry_after(resp.headers()).unwrap_or(self.config.health.retry_after_default);

@@ -1,7 +1,6 @@
 //! Relaying a committed SSE stream to the client.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,14 +10,15 @@ use tokio::time::timeout_at;
 use super::finish::Finish;
 use super::resume::{Resume, Splice};
 use crate::outcome::OutcomeClass;
+use crate::providers::client;
 use crate::providers::fault::StreamFault;
-use crate::providers::openai::usage_in_events;
+use crate::providers::openai::{BodyStream, usage_in_events};
 use crate::providers::sse::{EventFramer, error_event_at, error_event_for};
 
 /// Relays whole events as they arrive and ends a broken, truncated or stalled stream with an
 /// error event. Dropping it (the client went away) drops the upstream request.
 pub(super) struct Relay {
-    pub upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    pub upstream: BodyStream,
     pub framer: EventFramer,
     /// The stream breaks when no data event arrives for this long (keepalive comments do not
     /// count): at first the provider's stall window, updated as its gaps are seen.
@@ -38,7 +38,7 @@ pub(super) struct Relay {
     pub broken: Option<String>,
     /// What the provider's stream said after the events gathered into the last write (its end,
     /// or an error), to be acted on next.
-    pub held: Option<Option<reqwest::Result<Bytes>>>,
+    pub held: Option<Option<Result<Bytes, client::Error>>>,
     /// Whether the provider's events were last found waiting (then more are looked for before
     /// each write).
     pub bursting: bool,

@@ -12,7 +12,6 @@ use super::relay::Relay;
 use crate::config::Prefill;
 use crate::outcome::{OutcomeClass, Skip};
 use crate::providers::assembled::{Assembled, assemble, tokens};
-use crate::providers::classify;
 use crate::providers::fault::{Call, Verdict, before_call};
 use crate::providers::openai::ApiPath;
 use crate::providers::sse::EventFramer;
@@ -89,7 +88,7 @@ impl Relay {
             };
             let Some(body) = prefill_body(&res.body, &target.model, &partial, target.prefill) else { return false };
             let Ok(body) = up.encode(ApiPath::ChatCompletions, body, target.max_tokens) else { return false };
-            let id = res.request_id.to_str().unwrap_or("");
+            let id = &res.request_id;
             let resp =
                 match tokio::time::timeout_at(first_byte_by, up.post(ApiPath::ChatCompletions, body, id, &res.forward))
                     .await
@@ -99,7 +98,7 @@ impl Relay {
                         continue;
                     }
                     Ok(Err(e)) => {
-                        self.fin.end_attempt(classify(&e), None);
+                        self.fin.end_attempt(e.class(), None);
                         continue;
                     }
                     Ok(Ok(resp)) => resp,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName};
 use bytes::Bytes;
 
+use crate::providers::client;
+
 /// The provider's answer headers that reach the client, by name: what describes the answer.
 /// Everything else stays with the gateway: hop-by-hop headers, cookies, the provider's server
 /// and account details (organization, rate-limit budgets of the operator's key), proxies'
@@ -104,14 +106,19 @@ pub(super) fn retry_after(h: &HeaderMap) -> Option<Duration> {
 
 /// The whole body of `resp`, unless it passes `max` bytes (`Err(None)`) or the read fails.
 /// Never holds more than `max` bytes of it.
-pub(super) async fn read_bounded(resp: &mut reqwest::Response, max: usize) -> Result<Bytes, Option<reqwest::Error>> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
+pub(super) async fn read_bounded(resp: &mut client::Response, max: usize) -> Result<Bytes, Option<client::Error>> {
+    use http_body_util::BodyExt;
+    use hyper::body::Body;
+    // A declared length (or what is known of it) over the bound: not a byte is read.
+    if resp.body().size_hint().lower() > max as u64 {
         return Err(None);
     }
     // The pieces as they came, joined once at the end: no doubling buffer grows past what
     // the answer needs while it is read.
     let (mut pieces, mut len) = (Vec::new(), 0usize);
-    while let Some(chunk) = resp.chunk().await.map_err(Some)? {
+    while let Some(frame) = resp.body_mut().frame().await {
+        // Trailers carry nothing of the answer.
+        let Ok(chunk) = frame.map_err(Some)?.into_data() else { continue };
         len += chunk.len();
         if len > max {
             return Err(None);

@@ -4,13 +4,20 @@
 
 use std::time::Duration;
 
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
+use super::client::{self, Client};
 use crate::config::{ProviderConfig, ProviderKind, Timeouts};
 
 /// A body stream from an upstream, in the OpenAI dialect.
-pub type BodyStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>;
+pub type BodyStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, client::Error>> + Send>>;
+
+/// What a call on an upstream resolves to: its answer's head, or why there is none.
+pub type Call = Result<client::Response, client::Error>;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// One upstream provider: its pooled HTTP client, base URL and credentials.
 pub struct Upstream {
@@ -22,13 +29,15 @@ pub struct Upstream {
     pub kind: ProviderKind,
     base_url: String,
     /// The endpoints' URLs, parsed once: a request clones one instead of parsing a string.
-    chat_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
-    responses_url: reqwest::Url,
+    chat_url: Uri,
+    embeddings_url: Uri,
+    responses_url: Uri,
+    models_url: Uri,
+    count_tokens_url: Uri,
     /// Whether it serves the Responses API.
     pub responses: bool,
     auth: Option<HeaderValue>,
-    client: reqwest::Client,
+    client: Client,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -89,30 +98,35 @@ impl Upstream {
             }
             None => None,
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.timeouts.connect)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("llmgw/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let url = |path: ApiPath| {
-            let suffix = match (cfg.kind, path) {
-                (ProviderKind::Anthropic, ApiPath::ChatCompletions) => "/messages",
-                _ => path.suffix(),
-            };
-            reqwest::Url::parse(&format!("{}{suffix}", cfg.base_url))
+        let url = |suffix: &str| {
+            format!("{}{suffix}", cfg.base_url)
+                .parse::<Uri>()
                 .map_err(|e| anyhow::anyhow!("provider '{}': bad base_url: {e}", cfg.name))
         };
+        let chat = match cfg.kind {
+            ProviderKind::Anthropic => "/messages",
+            ProviderKind::Openai => ApiPath::ChatCompletions.suffix(),
+        };
+        let pool = client::Pool {
+            connect_timeout: cfg.timeouts.connect,
+            idle_timeout: Duration::from_secs(60),
+            max_idle: 1024,
+        };
+        let chat_url = url(chat)?;
+        let client = Client::new(&chat_url, pool)?;
+        if client.proxied() {
+            tracing::info!(provider = %cfg.name, "reached through the environment's proxy");
+        }
         Ok(Upstream {
             name: cfg.name.clone(),
             timeouts: cfg.timeouts,
             kind: cfg.kind,
             base_url: cfg.base_url.clone(),
-            chat_url: url(ApiPath::ChatCompletions)?,
-            embeddings_url: url(ApiPath::Embeddings)?,
-            responses_url: url(ApiPath::Responses)?,
+            chat_url,
+            embeddings_url: url(ApiPath::Embeddings.suffix())?,
+            responses_url: url(ApiPath::Responses.suffix())?,
+            models_url: url("/models")?,
+            count_tokens_url: url("/messages/count_tokens")?,
             responses: cfg.responses,
             auth,
             client,
@@ -126,72 +140,79 @@ impl Upstream {
         &self,
         path: ApiPath,
         body: Bytes,
-        request_id: &str,
-        forward: &reqwest::header::HeaderMap,
-    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
-        let mut req = self
-            .client
-            .post(match path {
-                ApiPath::ChatCompletions => self.chat_url.clone(),
-                ApiPath::Embeddings => self.embeddings_url.clone(),
-                ApiPath::Responses => self.responses_url.clone(),
-                // The chat URL: Anthropic's `/messages` for an Anthropic provider.
-                ApiPath::Messages => self.chat_url.clone(),
-            })
-            .header(CONTENT_TYPE, "application/json")
-            .header("x-request-id", request_id)
-            .body(body);
-        req = self.forward(req, forward);
-        req = self.authorize(req, forward.contains_key("anthropic-version") && path == ApiPath::Messages);
-        req.send()
+        request_id: &HeaderValue,
+        forward: &HeaderMap,
+    ) -> impl Future<Output = Call> + use<> {
+        let url = match path {
+            ApiPath::ChatCompletions => &self.chat_url,
+            ApiPath::Embeddings => &self.embeddings_url,
+            ApiPath::Responses => &self.responses_url,
+            // The chat URL: Anthropic's `/messages` for an Anthropic provider.
+            ApiPath::Messages => &self.chat_url,
+        };
+        let mut req = self.request(Method::POST, url, body);
+        let headers = req.headers_mut();
+        headers.insert(X_REQUEST_ID, request_id.clone());
+        self.forward(headers, forward);
+        self.authorize(headers, forward.contains_key("anthropic-version") && path == ApiPath::Messages);
+        self.client.send(req)
     }
 
-    /// The client's headers this kind of provider takes ([`super::FORWARDED`]).
-    fn forward(
-        &self,
-        mut req: reqwest::RequestBuilder,
-        forward: &reqwest::header::HeaderMap,
-    ) -> reqwest::RequestBuilder {
-        for (name, kinds) in super::FORWARDED {
-            if kinds.contains(&self.kind) {
-                for v in forward.get_all(name) {
-                    req = req.header(name, v.clone());
-                }
-            }
+    /// A request to `url` with the headers every call has: a JSON body (when it has one) and
+    /// llmgw's user agent.
+    fn request(&self, method: Method, url: &Uri, body: Bytes) -> Request<Bytes> {
+        let json = !body.is_empty();
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = url.clone();
+        let headers = req.headers_mut();
+        headers.insert(USER_AGENT, HeaderValue::from_static(concat!("llmgw/", env!("CARGO_PKG_VERSION"))));
+        if json {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         req
     }
 
-    /// The provider's credentials (and Anthropic's version header, unless the client's own goes
-    /// with a request in Anthropic's API).
-    fn authorize(&self, req: reqwest::RequestBuilder, client_version: bool) -> reqwest::RequestBuilder {
-        match (self.kind, &self.auth) {
-            (ProviderKind::Openai, Some(auth)) => req.header(AUTHORIZATION, auth.clone()),
-            (ProviderKind::Anthropic, auth) => {
-                let req = if client_version { req } else { req.header("anthropic-version", super::anthropic::VERSION) };
-                match auth {
-                    Some(key) => req.header("x-api-key", key.clone()),
-                    None => req,
+    /// The client's headers this kind of provider takes ([`super::FORWARDED`]).
+    fn forward(&self, headers: &mut HeaderMap, forward: &HeaderMap) {
+        if forward.is_empty() {
+            return;
+        }
+        for (name, kinds) in super::FORWARDED {
+            if kinds.contains(&self.kind) {
+                for v in forward.get_all(name) {
+                    headers.append(name, v.clone());
                 }
             }
-            (ProviderKind::Openai, None) => req,
+        }
+    }
+
+    /// The provider's credentials (and Anthropic's version header, unless the client's own goes
+    /// with a request in Anthropic's API).
+    fn authorize(&self, headers: &mut HeaderMap, client_version: bool) {
+        match (self.kind, &self.auth) {
+            (ProviderKind::Openai, Some(auth)) => {
+                headers.insert(AUTHORIZATION, auth.clone());
+            }
+            (ProviderKind::Anthropic, auth) => {
+                if !client_version {
+                    headers.insert("anthropic-version", HeaderValue::from_static(super::anthropic::VERSION));
+                }
+                if let Some(key) = auth {
+                    headers.insert("x-api-key", key.clone());
+                }
+            }
+            (ProviderKind::Openai, None) => {}
         }
     }
 
     /// `POST /messages/count_tokens` on an Anthropic provider, `body` (model already the
     /// target's) as it is.
-    pub fn count_tokens(
-        &self,
-        body: Bytes,
-        forward: &reqwest::header::HeaderMap,
-    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
-        let mut req = self
-            .client
-            .post(format!("{}/messages/count_tokens", self.base_url))
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
-        req = self.forward(req, forward);
-        self.authorize(req, forward.contains_key("anthropic-version")).send()
+    pub fn count_tokens(&self, body: Bytes, forward: &HeaderMap) -> impl Future<Output = Call> + use<> {
+        let mut req = self.request(Method::POST, &self.count_tokens_url, body);
+        self.forward(req.headers_mut(), forward);
+        self.authorize(req.headers_mut(), forward.contains_key("anthropic-version"));
+        self.client.send(req)
     }
 
     /// A client's body (model already the target's) in this provider's dialect; `Err` says why
@@ -217,7 +238,7 @@ impl Upstream {
     }
 
     /// A whole answer in the client's dialect (an error body in its error shape).
-    pub fn decode(&self, path: ApiPath, status: reqwest::StatusCode, body: Bytes) -> Bytes {
+    pub fn decode(&self, path: ApiPath, status: StatusCode, body: Bytes) -> Bytes {
         let v = match (self.kind, path) {
             (ProviderKind::Openai, ApiPath::Messages) if status.is_success() => {
                 super::anthropic::inbound::message(&body)
@@ -230,7 +251,7 @@ impl Upstream {
         Bytes::from(serde_json::to_vec(&v).expect("JSON serializes"))
     }
 
-    fn decode_anthropic(&self, status: reqwest::StatusCode, body: Bytes) -> Bytes {
+    fn decode_anthropic(&self, status: StatusCode, body: Bytes) -> Bytes {
         let v = if status.is_success() {
             let created = crate::clock::unix_ms() / 1000;
             super::anthropic::answer(&body, created).unwrap_or_else(|| super::anthropic::error(&body))
@@ -242,9 +263,9 @@ impl Upstream {
 
     /// A streamed answer's body, in the client's dialect; a translated one holds at most
     /// `max_event` bytes of an unfinished event.
-    pub fn stream(&self, path: ApiPath, resp: reqwest::Response, include_usage: bool, max_event: usize) -> BodyStream {
+    pub fn stream(&self, path: ApiPath, resp: client::Response, include_usage: bool, max_event: usize) -> BodyStream {
         use super::anthropic::{Translator, inbound::ToMessages, translate};
-        let body = Box::pin(resp.bytes_stream());
+        let body = Box::pin(http_body_util::BodyExt::into_data_stream(resp.into_body()));
         match (self.kind, path) {
             (ProviderKind::Openai, ApiPath::Messages) => Box::pin(translate(body, ToMessages::default(), max_event)),
             (ProviderKind::Openai, _) | (ProviderKind::Anthropic, ApiPath::Messages) => body,
@@ -258,17 +279,18 @@ impl Upstream {
     /// One health probe: `GET /models`, or a one-token completion of `model`. True on a 2xx
     /// answer within `timeout`.
     pub async fn probe(&self, kind: crate::config::ProbeKind, model: &str, timeout: Duration) -> bool {
-        let body =
-            serde_json::json!({ "model": model, "max_tokens": 1, "messages": [{ "role": "user", "content": "ping" }] });
-        let req = match kind {
-            crate::config::ProbeKind::Completion => self.client.post(self.chat_url.clone()).json(&body),
-            _ => self.client.get(format!("{}/models", self.base_url)),
+        let mut req = match kind {
+            crate::config::ProbeKind::Completion => {
+                let body = serde_json::json!({ "model": model, "max_tokens": 1, "messages": [{ "role": "user", "content": "ping" }] });
+                self.request(Method::POST, &self.chat_url, Bytes::from(body.to_string()))
+            }
+            _ => self.request(Method::GET, &self.models_url, Bytes::new()),
         };
-        let req = self.authorize(req, false);
+        self.authorize(req.headers_mut(), false);
         let answer = async {
-            let resp = req.send().await.ok()?;
+            let resp = self.client.send(req).await.ok()?;
             let ok = resp.status().is_success();
-            resp.bytes().await.ok()?;
+            http_body_util::BodyExt::collect(resp.into_body()).await.ok()?;
             Some(ok)
         };
         matches!(tokio::time::timeout(timeout, answer).await, Ok(Some(true)))

@@ -9,6 +9,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 
+use crate::providers::client::Error;
+
 /// Translates one stream, event by event.
 #[derive(Debug)]
 pub struct Translator {
@@ -149,9 +151,9 @@ pub fn translate<S, T: Translate>(
     upstream: S,
     translator: T,
     max_event: usize,
-) -> impl Stream<Item = reqwest::Result<Bytes>> + Send + use<S, T>
+) -> impl Stream<Item = Result<Bytes, Error>> + Send + use<S, T>
 where
-    S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
+    S: Stream<Item = Result<Bytes, Error>> + Send + Unpin + 'static,
 {
     futures_util::stream::unfold((upstream, translator), move |(mut up, mut tr)| async move {
         loop {

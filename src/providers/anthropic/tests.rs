@@ -239,7 +239,7 @@ async fn an_event_that_never_ends_is_passed_on_raw_not_held() {
     use futures_util::StreamExt;
     // A provider sends one endless event: 64 KiB pieces, no blank line.
     let piece = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
-    let up = futures_util::stream::iter((0..20).map(move |_| Ok::<_, reqwest::Error>(piece.clone())));
+    let up = futures_util::stream::iter((0..20).map(move |_| Ok::<_, crate::providers::client::Error>(piece.clone())));
     let mut out = Box::pin(translate(up, Translator::new(1, false), 256 * 1024));
     let mut passed = 0;
     while let Some(Ok(b)) = out.next().await {
