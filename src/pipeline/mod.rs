@@ -242,7 +242,11 @@ impl Gateway {
             // The first attempt may be joined by a hedge when it is slow to answer.
             let hedge = if n == 0 { self.live.hedge_after(req.route, t, req.stream) } else { None };
             let result = match hedge {
-                Some(after) => self.hedged(&req, t, after, deadline, &mut fin, &mut rng, &plan, &mut tried).await,
+                // Boxed: racing two attempts would otherwise make every request's future (on
+                // every route, hedged or not) ~60% larger, 3.8 KiB instead of 2.4.
+                Some(after) => {
+                    Box::pin(self.hedged(&req, t, after, deadline, &mut fin, &mut rng, &plan, &mut tried)).await
+                }
                 None => self.attempt(&req, t, deadline, &mut fin, &mut rng, &plan).await,
             };
             let class = match result {
