@@ -1,8 +1,11 @@
-//! tracing setup: an env filter (`RUST_LOG`, default `info`), stderr and/or a rolling file.
+//! tracing setup: an env filter (`RUST_LOG`, default `info`), stderr and/or a rolling file,
+//! written in batches by a thread of their own ([`batch`]).
+
+mod batch;
 
 use std::path::{Path, PathBuf};
 
-use tracing_appender::non_blocking::WorkerGuard;
+use batch::{Flusher, batched};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -58,8 +61,17 @@ impl SizeRotating {
 
 impl std::io::Write for SizeRotating {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.written > 0 && self.written + buf.len() as u64 > self.max_bytes {
-            self.rotate()?;
+        let room = self.max_bytes.saturating_sub(self.written).min(buf.len() as u64) as usize;
+        if room < buf.len() {
+            // A batch of lines: this file takes the whole lines that fit, the next the rest.
+            if let Some(end) = memchr::memrchr(b'\n', &buf[..room]) {
+                let n = self.file.write(&buf[..=end])?;
+                self.written += n as u64;
+                return Ok(n);
+            }
+            if self.written > 0 {
+                self.rotate()?;
+            }
         }
         let n = self.file.write(buf)?;
         self.written += n as u64;
@@ -104,7 +116,7 @@ impl LogGate {
 
 /// Keeps the file writer alive; drop it last so buffered lines reach the file.
 pub struct LogGuard {
-    _guard: Vec<WorkerGuard>,
+    _guard: Vec<Flusher>,
     /// The directory of the log files, when there are any.
     pub dir: Option<PathBuf>,
 }
@@ -138,20 +150,15 @@ impl<F: std::io::Write, E: std::io::Write> std::io::Write for Tee<F, E> {
 
 /// Installs the global subscriber. Fails with a message naming the directory it cannot use.
 pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
-    use std::io::BufWriter;
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Request threads hand lines to a writer thread: a slow terminal or pipe never holds a
-    // request up (past a full buffer, lines are dropped, not waited for). The writer thread
-    // writes what has queued up in one go (it flushes when the queue is empty), not a system
-    // call per line: at the default level every request logs a line.
+    // Request threads hand lines to a writer thread ([`batch`]): a slow terminal or pipe never
+    // holds a request up, and at the default level, where every request logs a line, a line
+    // costs no system call and no thread wake-up.
     let colour = stderr_colour();
-    let stderr = || {
-        let (w, guard) = tracing_appender::non_blocking(BufWriter::new(std::io::stderr()));
-        (tracing_subscriber::fmt::layer().with_writer(w).with_target(false).with_ansi(colour), guard)
-    };
     let (to_stderr, data_dir) = match target {
         LogTarget::Stderr => {
-            let (layer, guard) = stderr();
+            let (w, guard) = batched(std::io::stderr());
+            let layer = tracing_subscriber::fmt::layer().with_writer(w).with_target(false).with_ansi(colour);
             tracing_subscriber::registry().with(filter()).with(layer).try_init()?;
             return Ok(LogGuard { _guard: vec![guard], dir: None });
         }
@@ -160,23 +167,27 @@ pub fn init(target: LogTarget<'_>) -> anyhow::Result<LogGuard> {
     };
     let dir = data_dir.join("logs");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
-    let file = BufWriter::new(
-        SizeRotating::open(&dir, FILE_BYTES, FILES)
-            .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?,
-    );
+    let file = SizeRotating::open(&dir, FILE_BYTES, FILES)
+        .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?;
     let guards = if to_stderr && !colour {
         // A service's stderr and its file get the same plain lines: each line is formatted once
         // and written by one thread to both.
-        let (w, guard) = tracing_appender::non_blocking(Tee { file, stderr: BufWriter::new(std::io::stderr()) });
+        let (w, guard) = batched(Tee { file, stderr: std::io::stderr() });
         let both = tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false);
         tracing_subscriber::registry().with(filter()).with(both).try_init()?;
         vec![guard]
     } else {
-        let (w, guard) = tracing_appender::non_blocking(file);
-        let (stderr, stderr_guard) = if to_stderr { Some(stderr()).unzip() } else { (None, None) };
+        // Colour on a terminal: stderr gets lines of its own.
+        let (w, guard) = batched(file);
+        let mut guards = vec![guard];
         let file = tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false);
+        let stderr = to_stderr.then(|| {
+            let (e, guard) = batched(std::io::stderr());
+            guards.push(guard);
+            tracing_subscriber::fmt::layer().with_writer(e).with_target(false).with_ansi(colour)
+        });
         tracing_subscriber::registry().with(filter()).with(stderr).with(file).try_init()?;
-        std::iter::once(guard).chain(stderr_guard).collect()
+        guards
     };
     Ok(LogGuard { _guard: guards, dir: Some(dir) })
 }
@@ -219,6 +230,18 @@ mod tests {
         assert_eq!(names, ["llmgw.log", "llmgw.log.1", "llmgw.log.2"]);
         let total: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(total <= 300, "{total} bytes kept");
+    }
+
+    #[test]
+    fn a_batch_of_lines_is_split_between_files_at_a_line_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SizeRotating::open(dir.path(), 100, 3).unwrap();
+        let batch: Vec<u8> = (0..12).flat_map(|i| format!("line {i:03} ....\n").into_bytes()).collect();
+        w.write_all(&batch).unwrap();
+        let older = std::fs::read(dir.path().join("llmgw.log.1")).unwrap();
+        let newer = std::fs::read(dir.path().join("llmgw.log")).unwrap();
+        assert!(older.len() <= 100 && older.ends_with(b"\n"), "{}", String::from_utf8_lossy(&older));
+        assert_eq!([older, newer].concat(), batch, "every line whole, in order, in one file or the next");
     }
 
     #[test]
