@@ -12,11 +12,14 @@
 # target/bench-summary.json. Needs oha (`cargo install oha --locked`).
 # On a shared machine one run varies by a quarter: with ROUNDS > 1 the JSON and stream runs are
 # repeated, the three paths interleaved in each round, and each figure is the median of its rounds.
-#   scripts/bench.sh [seconds per run, default 10] [rounds, default 1]
+# llmgw and nginx get the same number of worker threads / processes: WORKERS, default 1 (the
+# load generator and the providers share this machine's cores).
+#   [WORKERS=n] scripts/bench.sh [seconds per run, default 10] [rounds, default 1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-1}
+workers=${WORKERS:-1}
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
 if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null) ||
@@ -42,6 +45,7 @@ listen = "127.0.0.1:19080"
 admin_listen = "127.0.0.1:0"
 data_dir = "$work/data"
 max_connections = 8192
+workers = $workers
 [[providers]]
 name = "bench"
 base_url = "http://127.0.0.1:19001/v1"
@@ -67,7 +71,7 @@ gw_pid=$!
 have_nginx=0
 if command -v nginx >/dev/null; then
   cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
+worker_processes $workers;
 pid $work/nginx.pid;
 error_log $work/nginx.err;
 events { worker_connections 4096; }
@@ -133,4 +137,5 @@ curl -sf 127.0.0.1:19080/v1/chat/completions -H 'content-type: application/json'
 echo "{\"kind\":\"cache\",\"path\":\"direct\",\"oha\":$(run http://127.0.0.1:19002/v1/chat/completions sim-chat max "$body" 64)}" >>"$results"
 echo "{\"kind\":\"cache\",\"path\":\"llmgw\",\"oha\":$(run http://127.0.0.1:19080/v1/chat/completions cached max "$body" 64)}" >>"$results"
 
+echo "{\"kind\":\"setup\",\"workers\":$workers,\"cores\":$(nproc)}" >>"$results"
 python3 scripts/bench_report.py "$results" target/bench-summary.json

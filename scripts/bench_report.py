@@ -28,10 +28,12 @@ def median(runs):
     return out
 
 
-summary = {"json": {}, "stream": {}, "stream_reused": {}, "held_streams": {}, "cache": {}}
+summary = {"setup": {}, "json": {}, "stream": {}, "stream_reused": {}, "held_streams": {}, "cache": {}}
 for r in rows:
     k = r["kind"]
-    if k == "json":
+    if k == "setup":
+        summary["setup"] = {"workers": r["workers"], "cores": r["cores"]}
+    elif k == "json":
         summary["json"].setdefault(r["load"], {}).setdefault(r["path"], []).append(oha(r))
     elif k == "stream":
         summary["stream"].setdefault(r["path"], []).append(oha(r))
@@ -57,6 +59,8 @@ for kind in ("stream", "stream_reused"):
 rounds = max((x["rounds"] for paths in summary["json"].values() for x in paths.values()), default=1)
 if rounds > 1:
     print(f"(each figure: the median of {rounds} rounds)\n")
+if summary["setup"]:
+    print(f"llmgw workers = nginx worker_processes = {summary['setup']['workers']}, on {summary['setup']['cores']} cores\n")
 print(f"{'load':<10} {'path':<7} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'ok %':>7}  vs direct")
 for load, paths in summary["json"].items():
     d = paths["direct"]

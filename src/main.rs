@@ -154,7 +154,19 @@ struct MockArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     llmgw::install_crypto();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The commands that run the gateway read their config first: it says how many threads.
+    let gateway = match &cli.command {
+        Command::Serve { config } | Command::Tui { config: Some(config), .. } => match Config::load(config) {
+            Ok(c) => Some(c),
+            Err(e) => return config_error(&e),
+        },
+        _ => None,
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = gateway.as_ref().and_then(|c| c.server.workers) {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("llmgw: cannot start the runtime: {e}");
@@ -169,20 +181,10 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
-        Command::Serve { config } => {
-            let cfg = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => return config_error(&e),
-            };
-            rt.block_on(run_serve(cfg))
-        }
+        Command::Serve { .. } => rt.block_on(run_serve(gateway.expect("loaded above"))),
         Command::Mock(args) => rt.block_on(run_mock(args)),
-        Command::Tui { config: Some(config), read_only, .. } => {
-            let cfg = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => return config_error(&e),
-            };
-            rt.block_on(run_tui(cfg, read_only))
+        Command::Tui { config: Some(_), read_only, .. } => {
+            rt.block_on(run_tui(gateway.expect("loaded above"), read_only))
         }
         Command::Tui { config: None, attach, token_file, read_only } => {
             match llmgw::cli::attach::locate(attach.as_deref(), token_file.as_deref(), Path::new("llmgw.toml")) {

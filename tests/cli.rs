@@ -49,6 +49,10 @@ fn check_prints_resolved_routes() {
     assert!(stdout.contains("key from $LLMGW_CLI_TEST_KEY (set)"));
     assert!(stdout.contains("cache: no caching"), "caching is opt-in and check says so: {stdout}");
     assert!(!stdout.contains("=k") && !stdout.contains(" k "), "the key itself is never printed");
+    assert!(stdout.contains("workers one per core"), "{stdout}");
+    let path = write(dir.path(), "workers.toml", &VALID.replace("[server]\n", "[server]\nworkers = 3\n"));
+    let out = Command::new(BIN).args(["check", "-c"]).arg(&path).env("LLMGW_CLI_TEST_KEY", "k").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("workers 3"), "{out:?}");
 }
 
 #[test]
@@ -68,6 +72,7 @@ fn every_bad_config_names_file_line_and_key() {
         ("strategy", ":0:", "unknown variant `fastest`"),
         // Numbers `serve` could not run with are refused by `check` (the same validation).
         ("listen = \"127.0.0.1:0\"\nstore_cache_bytes = 0", ":3:", "server.store_cache_bytes: must be between"),
+        ("listen = \"127.0.0.1:0\"\nworkers = 0", ":3:", "server.workers: must be between 1 and 1024"),
         (
             "listen = \"127.0.0.1:0\"\n[history]\nqueue = 9223372036854775807",
             ":4:",

@@ -13,10 +13,11 @@ impl Config {
         let _ = writeln!(out, "config ok: {}", self.path.display());
         let _ = writeln!(
             out,
-            "listen {}  data_dir {}  max body {} bytes",
+            "listen {}  data_dir {}  max body {} bytes  workers {}",
             self.server.listen,
             self.server.data_dir.display(),
-            self.server.max_body_bytes
+            self.server.max_body_bytes,
+            self.server.workers.map_or("one per core".to_string(), |n| n.to_string())
         );
         let _ = writeln!(out, "\nproviders:");
         for p in &self.providers {

@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub viewer_token_env: Option<String>,
     /// Memory sled may use for its page cache.
     pub store_cache_bytes: u64,
+    /// Threads that serve requests; `None`: one per core.
+    pub workers: Option<usize>,
     /// What a client connection may do: timeouts and sizes.
     pub limits: ConnLimits,
     /// Whether a non-loopback `listen` may go without `[[clients]]` keys (anyone who reaches
@@ -132,6 +134,7 @@ pub(super) struct RawServer {
     pub(super) max_header_bytes: Option<Spanned<u64>>,
     pub(super) max_connections: Option<Spanned<u64>>,
     pub(super) max_json_depth: Option<Spanned<u64>>,
+    pub(super) workers: Option<Spanned<u64>>,
     pub(super) allowed_origins: Option<Vec<String>>,
     pub(super) allow_anonymous: Option<bool>,
     pub(super) status_page: Option<bool>,
@@ -220,7 +223,12 @@ impl Ctx<'_> {
         };
         let admin_token_env = token_env(&s.admin_token_env, "server.admin_token_env")?;
         let viewer_token_env = token_env(&s.viewer_token_env, "server.viewer_token_env")?;
+        let workers = match s.workers {
+            Some(w) => Some(cx.within(Some(w), 1, "server.workers", 1..=1024)? as usize),
+            None => None,
+        };
         Ok(ServerConfig {
+            workers,
             listen,
             data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or(defaults::DATA_DIR)),
             max_body_bytes: max_body as usize,
