@@ -29,13 +29,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Response = axum::http::Response<Body>;
 
 /// One provider's pooled connections.
-#[derive(Clone)]
 pub struct Client(Inner);
 
 // One per provider, made at start: its size costs nothing, a box would cost a pointer chase
 // on every call.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone)]
 enum Inner {
     Direct(Direct),
     Proxied(reqwest::Client),
