@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long lines gather before they are written: short enough for a `tail -f` to look live.
@@ -18,25 +17,31 @@ const SOON: usize = 64 * 1024;
 /// before lines are dropped.
 const MAX_HELD: usize = 4 * 1024 * 1024;
 
+/// Longest a closing process waits for the last lines to be written: a sink that is stuck (a
+/// terminal paused with ^S, a pipe nobody reads) must not keep it from exiting.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 struct Held {
     buf: Vec<u8>,
     dropped: u64,
     closing: bool,
+    /// The writer thread has written its last batch.
+    closed: bool,
 }
 
 struct Shared {
     held: Mutex<Held>,
     /// Signalled when a batch begins (an empty buffer gets a line), grows past `SOON`, or the
-    /// writer is closing.
+    /// writer is closing; and by the writer when it has closed.
     wake: Condvar,
 }
 
-/// The request threads' side: cheap to clone, one per formatted line.
+/// The request threads' side.
 #[derive(Clone)]
 pub struct Lines(Arc<Shared>);
 
-impl Write for Lines {
+impl Write for &Lines {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
         let mut h = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
         if h.buf.len() + line.len() > MAX_HELD {
@@ -60,26 +65,25 @@ impl Write for Lines {
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
-    type Writer = Lines;
+    type Writer = &'a Lines;
 
-    fn make_writer(&'a self) -> Lines {
-        self.clone()
+    fn make_writer(&'a self) -> &'a Lines {
+        self
     }
 }
 
-/// Owns the writer thread; dropping it writes what is left and ends the thread.
+/// Owns the writer thread; dropping it writes what is left (waiting at most `CLOSE_WAIT`) and
+/// ends the thread.
 pub struct Flusher {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        self.shared.held.lock().unwrap_or_else(PoisonError::into_inner).closing = true;
-        self.shared.wake.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let mut h = self.shared.held.lock().unwrap_or_else(PoisonError::into_inner);
+        h.closing = true;
+        self.shared.wake.notify_all();
+        let _ = self.shared.wake.wait_timeout_while(h, CLOSE_WAIT, |h| !h.closed);
     }
 }
 
@@ -87,7 +91,7 @@ impl Drop for Flusher {
 pub fn batched<W: Write + Send + 'static>(mut sink: W) -> (Lines, Flusher) {
     let shared = Arc::new(Shared { held: Mutex::default(), wake: Condvar::new() });
     let s = shared.clone();
-    let thread = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("llmgw-log".into())
         .spawn(move || {
             let mut out = Vec::new();
@@ -115,12 +119,14 @@ pub fn batched<W: Write + Send + 'static>(mut sink: W) -> (Lines, Flusher) {
                 // A burst's buffer is not kept for ever.
                 out.shrink_to(SOON);
                 if closing {
+                    s.held.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+                    s.wake.notify_all();
                     return;
                 }
             }
         })
         .expect("spawn the log writer thread");
-    (Lines(shared.clone()), Flusher { shared, thread: Some(thread) })
+    (Lines(shared.clone()), Flusher { shared })
 }
 
 #[cfg(test)]
@@ -147,10 +153,10 @@ mod tests {
         let (lines, flusher) = batched(seen.clone());
         let threads: Vec<_> = (0..4)
             .map(|t| {
-                let mut w = lines.clone();
+                let w = lines.clone();
                 std::thread::spawn(move || {
                     for i in 0..1000 {
-                        w.write_all(format!("thread {t} line {i}\n").as_bytes()).unwrap();
+                        (&w).write_all(format!("thread {t} line {i}\n").as_bytes()).unwrap();
                     }
                 })
             })
@@ -169,8 +175,8 @@ mod tests {
     #[test]
     fn a_line_reaches_the_sink_without_waiting_for_more() {
         let seen = Seen::default();
-        let (mut lines, _flusher) = batched(seen.clone());
-        lines.write_all(b"alone\n").unwrap();
+        let (lines, _flusher) = batched(seen.clone());
+        (&lines).write_all(b"alone\n").unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while seen.0.lock().unwrap().is_empty() {
             assert!(std::time::Instant::now() < deadline, "a lone line was never written");
@@ -195,12 +201,12 @@ mod tests {
         }
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let seen = Seen::default();
-        let (mut lines, flusher) = batched(Stuck(gate.clone(), seen.clone()));
+        let (lines, flusher) = batched(Stuck(gate.clone(), seen.clone()));
         let line = [b'x'; 1023].iter().chain(b"\n").copied().collect::<Vec<u8>>();
         // 12 MiB of lines while the sink is stuck: one batch in its hands, one held, the rest
         // dropped.
         for _ in 0..12 * 1024 {
-            lines.write_all(&line).unwrap();
+            (&lines).write_all(&line).unwrap();
         }
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
@@ -208,5 +214,33 @@ mod tests {
         let text = String::from_utf8(seen.0.lock().unwrap().clone()).unwrap();
         assert!(text.len() <= 2 * MAX_HELD + 200, "held {} bytes", text.len());
         assert!(text.contains("log lines dropped"), "the loss is reported");
+    }
+
+    #[test]
+    fn closing_waits_for_a_stuck_sink_only_so_long() {
+        // A sink that never returns (until the test ends): a process exiting must not hang on it.
+        struct Never(Arc<(Mutex<bool>, Condvar)>);
+        impl Write for Never {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                let (m, c) = &*self.0;
+                *m.lock().unwrap() = true;
+                c.notify_all();
+                let _g = c.wait_while(m.lock().unwrap(), |_| true).unwrap();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let entered = Arc::new((Mutex::new(false), Condvar::new()));
+        let (lines, flusher) = batched(Never(entered.clone()));
+        (&lines).write_all(b"the sink takes this and never returns\n").unwrap();
+        let (m, c) = &*entered;
+        let (g, waited) = c.wait_timeout_while(m.lock().unwrap(), Duration::from_secs(5), |e| !*e).unwrap();
+        assert!(!waited.timed_out(), "the writer reached the sink");
+        drop(g);
+        let t = std::time::Instant::now();
+        drop(flusher);
+        assert!(t.elapsed() < CLOSE_WAIT + Duration::from_secs(3), "closing took {:?}", t.elapsed());
     }
 }

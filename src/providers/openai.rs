@@ -19,6 +19,9 @@ pub type Call = Result<client::Response, client::Error>;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Most of a health probe's answer read.
+const PROBE_BODY_MAX: usize = 4 << 20;
+
 /// One upstream provider: its pooled HTTP client, base URL and credentials.
 pub struct Upstream {
     /// The provider's name from the config.
@@ -290,8 +293,14 @@ impl Upstream {
         let answer = async {
             let resp = self.client.send(req).await.ok()?;
             let ok = resp.status().is_success();
-            http_body_util::BodyExt::collect(resp.into_body()).await.ok()?;
-            Some(ok)
+            // Read to the end, so the connection goes back to the pool; a body past the bound
+            // (a provider's model list is tens of KiB) is not held, its connection is closed.
+            let body = http_body_util::Limited::new(resp.into_body(), PROBE_BODY_MAX);
+            match http_body_util::BodyExt::collect(body).await {
+                Ok(_) => Some(ok),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => Some(ok),
+                Err(_) => None,
+            }
         };
         matches!(tokio::time::timeout(timeout, answer).await, Ok(Some(true)))
     }
