@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -158,4 +159,90 @@ async fn a_provider_behind_the_environments_proxy_is_reached_through_it() {
     let r = r.unwrap();
     assert_eq!(r.status(), 200, "answered through the proxy: {:?}", r.text().await);
     assert!(proxy.stats.chat.load(Relaxed) >= 1, "the proxy carried the request");
+}
+
+/// A TLS front for a simulated provider: it ends TLS with the fixture certificate and passes the
+/// bytes on. tests/fixtures/tls holds a test CA's certificate and one for `localhost` and
+/// 127.0.0.1 it signed (ECDSA P-256, valid until 2126; made with `openssl`, the CA's key thrown
+/// away).
+async fn tls_front(to: std::net::SocketAddr) -> std::net::SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let certs: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(format!("{dir}/server.pem")).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut up) = tokio::net::TcpStream::connect(to).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Providers are called over TLS with their certificates checked against the system's trust
+/// store: a provider whose certificate the store vouches for (the gateway runs with
+/// `SSL_CERT_FILE` naming the test CA) answers plain and streamed requests; the same provider,
+/// without that CA in the store, is never trusted with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_are_called_over_tls_and_their_certificates_checked() {
+    let secure = sim("secure", instant()).await;
+    let front = tls_front(secure.addr).await;
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+    let c = client();
+    let mut reached = 0;
+    for trusted in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = dead_addr().await.port();
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+             [[providers]]\nname = \"secure\"\nbase_url = \"https://localhost:{}/v1\"\n\n\
+             [[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"secure\", model = \"m\" }}]\n",
+            dir.path().join("data").display(),
+            front.port()
+        );
+        std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
+        let mut gateway = Command::new(BIN);
+        gateway.args(["serve", "-c"]).arg(dir.path().join("gw.toml")).stderr(Stdio::null());
+        gateway.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        if trusted {
+            gateway.env("SSL_CERT_FILE", ca);
+        }
+        let mut child = gateway.spawn().unwrap();
+        assert!(wait_for_ok(&c, &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
+        let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+        let plain = c.post(&url).json(&chat_body("chat", false)).send().await.unwrap();
+        let plain = (plain.status().as_u16(), plain.text().await.unwrap());
+        let streamed = c.post(&url).json(&chat_body("chat", true)).send().await.unwrap();
+        let streamed = (streamed.status().as_u16(), streamed.text().await.unwrap());
+        let _ = child.kill();
+        let _ = child.wait();
+        if trusted {
+            assert_eq!(plain.0, 200, "{}", plain.1);
+            assert!(plain.1.contains("\"choices\""), "{}", plain.1);
+            assert_eq!(streamed.0, 200, "{}", streamed.1);
+            assert!(streamed.1.contains("data: [DONE]"), "{}", streamed.1);
+            reached = secure.stats.chat.load(Relaxed);
+            assert!(reached >= 2, "both requests reached the provider");
+        } else {
+            assert!([502, 503].contains(&plain.0), "an untrusted certificate is refused: {plain:?}");
+            assert!([502, 503].contains(&streamed.0), "an untrusted certificate is refused: {streamed:?}");
+            assert_eq!(secure.stats.chat.load(Relaxed), reached, "nothing was sent past an untrusted certificate");
+        }
+    }
 }
