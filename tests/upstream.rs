@@ -6,6 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -161,11 +162,11 @@ async fn a_provider_behind_the_environments_proxy_is_reached_through_it() {
     assert!(proxy.stats.chat.load(Relaxed) >= 1, "the proxy carried the request");
 }
 
-/// A TLS front for a simulated provider: it ends TLS with the fixture certificate and passes the
-/// bytes on. tests/fixtures/tls holds a test CA's certificate and one for `localhost` and
-/// 127.0.0.1 it signed (ECDSA P-256, valid until 2126; made with `openssl`, the CA's key thrown
-/// away).
-async fn tls_front(to: std::net::SocketAddr) -> std::net::SocketAddr {
+/// A simulated provider's API served over TLS with the fixture certificate, h2 or http/1.1 as
+/// ALPN agrees; counts the connections that agreed on h2. tests/fixtures/tls holds a test CA's
+/// certificate and one for `localhost` and 127.0.0.1 it signed (ECDSA P-256, valid until 2126;
+/// made with `openssl`, the CA's key thrown away).
+async fn tls_front(sim: Arc<llmgw::sim::SimHandle>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
@@ -178,31 +179,39 @@ async fn tls_front(to: std::net::SocketAddr) -> std::net::SocketAddr {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let h2 = Arc::new(AtomicUsize::new(0));
+    let app = llmgw::sim::app(sim);
+    let h2_seen = h2.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
+            let (acceptor, app, h2) = (acceptor.clone(), app.clone(), h2_seen.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut up) = tokio::net::TcpStream::connect(to).await else { return };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    h2.fetch_add(1, Relaxed);
+                }
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
             });
         }
     });
-    addr
+    (addr, h2)
 }
 
-/// Providers are called over TLS with their certificates checked against the system's trust
-/// store: a provider whose certificate the store vouches for (the gateway runs with
-/// `SSL_CERT_FILE` naming the test CA) answers plain and streamed requests; the same provider,
-/// without that CA in the store, is never trusted with one.
+/// Providers are called over TLS (h2, as ALPN agrees) with their certificates checked against the
+/// system's trust store: a provider whose certificate the store vouches for (the gateway runs
+/// with `SSL_CERT_FILE` naming the test CA) answers plain and streamed requests; the same
+/// provider, without that CA in the store, is never trusted with one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_are_called_over_tls_and_their_certificates_checked() {
     let secure = sim("secure", instant()).await;
-    let front = tls_front(secure.addr).await;
+    let (front, h2) = tls_front(secure.clone()).await;
     let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
     let c = client();
     let mut reached = 0;
@@ -239,6 +248,7 @@ async fn providers_are_called_over_tls_and_their_certificates_checked() {
             assert!(streamed.1.contains("data: [DONE]"), "{}", streamed.1);
             reached = secure.stats.chat.load(Relaxed);
             assert!(reached >= 2, "both requests reached the provider");
+            assert!(h2.load(Relaxed) >= 1, "the gateway and the provider agreed on h2, as real providers do");
         } else {
             assert!([502, 503].contains(&plain.0), "an untrusted certificate is refused: {plain:?}");
             assert!([502, 503].contains(&streamed.0), "an untrusted certificate is refused: {streamed:?}");

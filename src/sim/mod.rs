@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use provider::{SimHandle, SimStats, spawn};
+pub use provider::{SimHandle, SimStats, app, spawn};
 
 /// Which API a simulated provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

@@ -107,7 +107,19 @@ pub async fn spawn(
         behavior: RwLock::new((behavior, std::time::Instant::now())),
         last: std::sync::Mutex::new(Value::Null),
     });
-    let app = Router::new()
+    let app = app(handle.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(crate::server::nodelay(listener), app).await {
+            tracing::error!("simulated provider stopped: {e}");
+        }
+    });
+    Ok(handle)
+}
+
+/// A simulated provider's HTTP API, for serving it on a transport of one's own as well (tests
+/// serve it over TLS).
+pub fn app(handle: Arc<SimHandle>) -> Router {
+    Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/messages", post(super::anthropic::messages))
         .route("/v1/messages/count_tokens", post(super::anthropic::count_tokens))
@@ -117,13 +129,7 @@ pub async fn spawn(
         .route("/sim/stats", get(|State(h): State<Arc<SimHandle>>| async move { Json(json!(h.stats)) }))
         .route("/sim/behavior", get(get_behavior).patch(patch_behavior))
         .route("/sim/last", get(|State(h): State<Arc<SimHandle>>| async move { Json(h.last_request()) }))
-        .with_state(handle.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(crate::server::nodelay(listener), app).await {
-            tracing::error!("simulated provider stopped: {e}");
-        }
-    });
-    Ok(handle)
+        .with_state(handle)
 }
 
 async fn get_behavior(State(h): State<Arc<SimHandle>>) -> Json<Behavior> {
