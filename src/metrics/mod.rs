@@ -22,6 +22,12 @@ pub const WINDOW_S: usize = 900;
 pub const RECENT_S: u64 = 60;
 /// Whole seconds (before the current one) over which the current rate and share are computed.
 pub const NOW_S: u64 = 5;
+/// Latencies are kept per slot of this many seconds for the recent percentiles, which so cover
+/// the last [`RECENT_S`] seconds and the current slot's (at most `SLOT_S` more): a histogram per
+/// second would cost a window 120 histograms of ~12 KB, all resident under load.
+pub const SLOT_S: u64 = 5;
+/// Slots kept: the recent ones and the one filling.
+const SLOTS: usize = (RECENT_S / SLOT_S) as usize + 1;
 
 /// Counts of one second. Latencies are in microseconds; 0 means no sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -86,7 +92,8 @@ pub struct Summary {
     pub recent: Tally,
     /// Injected failures over the last [`RECENT_S`] seconds.
     pub injected_recent: u64,
-    /// Latency percentiles of successes over the last [`RECENT_S`] seconds (None: no sample).
+    /// Latency percentiles of successes over the last [`RECENT_S`] seconds and the current
+    /// [`SLOT_S`] slot (None: no sample).
     pub p50_ms: Option<f64>,
     /// 95th percentile.
     pub p95_ms: Option<f64>,
@@ -104,10 +111,12 @@ struct Inner {
     /// The second being filled.
     cur: u64,
     secs: Vec<Second>,
-    /// Latency histograms of the last `RECENT_S` seconds, indexed by second.
+    /// Latencies of the second being filled (its percentiles, when it closes).
+    sec_lat: Histogram<u32>,
+    /// Latency histograms of the last `SLOTS` slots, indexed by slot.
     lat: Vec<Histogram<u32>>,
     ttft: Vec<Histogram<u32>>,
-    /// Sums of the closed seconds still within `RECENT_S`.
+    /// Sums of the closed slots still within `RECENT_S`.
     lat_sum: Histogram<u32>,
     ttft_sum: Histogram<u32>,
 }
@@ -115,6 +124,11 @@ struct Inner {
 fn histogram() -> Histogram<u32> {
     // 1 µs to 10 min at 2 significant figures: ~12 KB each.
     Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid histogram bounds")
+}
+
+/// The slot second `sec` belongs to.
+fn slot(sec: u64) -> u64 {
+    sec / SLOT_S
 }
 
 fn us(d: Duration) -> u64 {
@@ -130,8 +144,9 @@ impl Inner {
         Inner {
             cur: 0,
             secs: (0..WINDOW_S).map(|i| Second { sec: i as u64, ..Second::default() }).collect(),
-            lat: (0..RECENT_S).map(|_| histogram()).collect(),
-            ttft: (0..RECENT_S).map(|_| histogram()).collect(),
+            sec_lat: histogram(),
+            lat: (0..SLOTS).map(|_| histogram()).collect(),
+            ttft: (0..SLOTS).map(|_| histogram()).collect(),
             lat_sum: histogram(),
             ttft_sum: histogram(),
         }
@@ -154,27 +169,33 @@ impl Inner {
             return;
         }
         while self.cur < now {
-            // Close the current second: fix its percentiles, fold its histograms into the sums.
-            let r = (self.cur % RECENT_S) as usize;
-            let w = (self.cur as usize) % WINDOW_S;
-            let h = &self.lat[r];
+            // Close the current second: fix its percentiles.
+            let h = &mut self.sec_lat;
             if !h.is_empty() {
-                let s = &mut self.secs[w];
+                let s = &mut self.secs[(self.cur as usize) % WINDOW_S];
                 s.p50_us = h.value_at_quantile(0.5) as u32;
                 s.p95_us = h.value_at_quantile(0.95) as u32;
                 s.p99_us = h.value_at_quantile(0.99) as u32;
+                h.reset();
             }
-            let _ = self.lat_sum.add(&self.lat[r]);
-            let _ = self.ttft_sum.add(&self.ttft[r]);
+            let closing = slot(self.cur);
             self.cur += 1;
-            // The new second's slots held data from RECENT_S (and WINDOW_S) seconds ago.
-            let r = (self.cur % RECENT_S) as usize;
-            if self.cur >= RECENT_S {
-                let _ = self.lat_sum.subtract(&self.lat[r]);
-                let _ = self.ttft_sum.subtract(&self.ttft[r]);
+            if slot(self.cur) != closing {
+                // Fold the closed slot into the sums; the new slot's histograms held the one
+                // that now leaves the window.
+                let (old, new) = (closing % SLOTS as u64, slot(self.cur) % SLOTS as u64);
+                let _ = self.lat_sum.add(&self.lat[old as usize]);
+                let _ = self.ttft_sum.add(&self.ttft[old as usize]);
+                for (h, sum) in [
+                    (&mut self.lat[new as usize], &mut self.lat_sum),
+                    (&mut self.ttft[new as usize], &mut self.ttft_sum),
+                ] {
+                    if !h.is_empty() {
+                        let _ = sum.subtract(&*h);
+                        h.reset();
+                    }
+                }
             }
-            self.lat[r].reset();
-            self.ttft[r].reset();
             let w = (self.cur as usize) % WINDOW_S;
             self.secs[w] = Second { sec: self.cur, ..Second::default() };
         }
@@ -192,7 +213,8 @@ impl Inner {
             sec.tokens_out += o;
         }
         if s.class == OutcomeClass::Ok {
-            let r = (self.cur % RECENT_S) as usize;
+            let r = (slot(self.cur) % SLOTS as u64) as usize;
+            self.sec_lat.saturating_record(us(s.latency));
             self.lat[r].saturating_record(us(s.latency));
             if let Some(t) = s.ttft {
                 self.ttft[r].saturating_record(us(t));
@@ -255,7 +277,7 @@ impl Window {
             }
         }
         sum.rate = sum.now.total() as f64 / NOW_S as f64;
-        let r = (w.cur % RECENT_S) as usize;
+        let r = (slot(w.cur) % SLOTS as u64) as usize;
         let mut lat = w.lat_sum.clone();
         let _ = lat.add(&w.lat[r]);
         let mut ttft = w.ttft_sum.clone();
@@ -289,73 +311,4 @@ impl Window {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ok(ms: u64) -> Sample {
-        Sample {
-            class: OutcomeClass::Ok,
-            injected: false,
-            served: true,
-            latency: Duration::from_millis(ms),
-            ttft: None,
-            tokens: Some((3, 7)),
-        }
-    }
-
-    fn err(class: OutcomeClass) -> Sample {
-        Sample { class, injected: true, served: false, latency: Duration::from_millis(1), ttft: None, tokens: None }
-    }
-
-    #[test]
-    fn percentiles_and_rates_over_the_window() {
-        let w = Window::default();
-        for i in 1..=100 {
-            w.record(10, &ok(i));
-        }
-        w.record(11, &err(OutcomeClass::Connect));
-        let s = w.summary(12);
-        assert_eq!(s.recent.total(), 101);
-        assert_eq!(s.recent.provider_failures(), 1);
-        assert_eq!(s.recent.of(OutcomeClass::Connect), 1);
-        assert_eq!(s.injected_recent, 1);
-        assert_eq!(s.tokens_recent, (300, 700));
-        assert!((s.p50_ms.unwrap() - 50.0).abs() < 1.0, "{s:?}");
-        assert!((s.p99_ms.unwrap() - 99.0).abs() < 1.0, "{s:?}");
-        assert_eq!(s.rate, 101.0 / NOW_S as f64);
-
-        // 60 s later the samples have left the percentile window; 15 min later, everything.
-        let s = w.summary(10 + RECENT_S);
-        assert_eq!((s.recent.total(), s.p50_ms, s.now.total()), (1, None, 0));
-        let series = w.series(10 + RECENT_S, WINDOW_S);
-        assert_eq!(series.len(), 10 + RECENT_S as usize + 1, "no seconds before the start");
-        assert_eq!(series.iter().map(|s| s.total()).sum::<u64>(), 101, "the chart still has them");
-        let closed = series.iter().find(|s| s.sec == 10).unwrap();
-        assert!((closed.p95_us as f64 / 1000.0 - 95.0).abs() < 1.0);
-        assert_eq!(w.series(10 + WINDOW_S as u64 + 5, WINDOW_S).iter().map(|s| s.total()).sum::<u64>(), 0);
-    }
-
-    #[test]
-    fn empty_seconds_are_not_zero_latency() {
-        let w = Window::default();
-        w.record(3, &ok(40));
-        let series = w.series(6, 4);
-        assert_eq!(series.iter().map(|s| s.sec).collect::<Vec<_>>(), [3, 4, 5, 6]);
-        assert_eq!(series[0].total(), 1);
-        assert!(series[1..].iter().all(|s| s.total() == 0 && s.p50_us == 0));
-        assert_eq!(w.summary(6).p50_ms.map(|v| v.round()), Some(40.0));
-    }
-
-    #[test]
-    fn idle_longer_than_the_window_starts_clean() {
-        let w = Window::default();
-        w.record(1, &ok(5));
-        let later = 1 + 3 * WINDOW_S as u64;
-        w.record(later, &ok(9));
-        let s = w.summary(later);
-        assert_eq!(s.recent.total(), 1);
-        assert_eq!(s.p50_ms.map(|v| v.round()), Some(9.0));
-        let series = w.series(later, 3);
-        assert_eq!(series.iter().map(|s| s.sec).collect::<Vec<_>>(), [later - 2, later - 1, later]);
-    }
-}
+mod tests;
