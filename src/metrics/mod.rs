@@ -22,8 +22,8 @@ pub const WINDOW_S: usize = 900;
 pub const RECENT_S: u64 = 60;
 /// Whole seconds (before the current one) over which the current rate and share are computed.
 pub const NOW_S: u64 = 5;
-/// Latencies are kept per slot of this many seconds for the recent percentiles, which so cover
-/// the last [`RECENT_S`] seconds and the current slot's (at most `SLOT_S` more): a histogram per
+/// The recent percentiles come from latency histograms of this many seconds each, so they cover
+/// the last [`RECENT_S`] seconds and the current slot (at most `SLOT_S` more): a histogram per
 /// second would cost a window 120 histograms of ~12 KB, all resident under load.
 pub const SLOT_S: u64 = 5;
 /// Slots kept: the recent ones and the one filling.
@@ -126,9 +126,9 @@ fn histogram() -> Histogram<u32> {
     Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid histogram bounds")
 }
 
-/// The slot second `sec` belongs to.
-fn slot(sec: u64) -> u64 {
-    sec / SLOT_S
+/// Where the slot of second `sec` is kept.
+fn slot_of(sec: u64) -> usize {
+    ((sec / SLOT_S) % SLOTS as u64) as usize
 }
 
 fn us(d: Duration) -> u64 {
@@ -178,18 +178,14 @@ impl Inner {
                 s.p99_us = h.value_at_quantile(0.99) as u32;
                 h.reset();
             }
-            let closing = slot(self.cur);
             self.cur += 1;
-            if slot(self.cur) != closing {
+            if self.cur % SLOT_S == 0 {
                 // Fold the closed slot into the sums; the new slot's histograms held the one
                 // that now leaves the window.
-                let (old, new) = (closing % SLOTS as u64, slot(self.cur) % SLOTS as u64);
-                let _ = self.lat_sum.add(&self.lat[old as usize]);
-                let _ = self.ttft_sum.add(&self.ttft[old as usize]);
-                for (h, sum) in [
-                    (&mut self.lat[new as usize], &mut self.lat_sum),
-                    (&mut self.ttft[new as usize], &mut self.ttft_sum),
-                ] {
+                let (old, new) = (slot_of(self.cur - 1), slot_of(self.cur));
+                let _ = self.lat_sum.add(&self.lat[old]);
+                let _ = self.ttft_sum.add(&self.ttft[old]);
+                for (h, sum) in [(&mut self.lat[new], &mut self.lat_sum), (&mut self.ttft[new], &mut self.ttft_sum)] {
                     if !h.is_empty() {
                         let _ = sum.subtract(&*h);
                         h.reset();
@@ -213,7 +209,7 @@ impl Inner {
             sec.tokens_out += o;
         }
         if s.class == OutcomeClass::Ok {
-            let r = (slot(self.cur) % SLOTS as u64) as usize;
+            let r = slot_of(self.cur);
             self.sec_lat.saturating_record(us(s.latency));
             self.lat[r].saturating_record(us(s.latency));
             if let Some(t) = s.ttft {
@@ -277,7 +273,7 @@ impl Window {
             }
         }
         sum.rate = sum.now.total() as f64 / NOW_S as f64;
-        let r = (slot(w.cur) % SLOTS as u64) as usize;
+        let r = slot_of(w.cur);
         let mut lat = w.lat_sum.clone();
         let _ = lat.add(&w.lat[r]);
         let mut ttft = w.ttft_sum.clone();
