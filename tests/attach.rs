@@ -77,11 +77,13 @@ fn an_attached_console_drives_a_headless_gateway_and_survives_its_restart() {
         ),
     )
     .unwrap();
-    // The console finds the gateway through ./llmgw.toml's data dir.
+    // The console finds the gateway through ./llmgw.toml's data dir. One worker: the gateway
+    // runs on a single-threaded scheduler, which this whole life (probes, load, commands,
+    // restart) covers; the other tests run the default, a thread per core.
     std::fs::write(
         dir.path().join("llmgw.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:{gw}\"\nadmin_listen = \"127.0.0.1:{admin}\"\ndata_dir = \"data\"\n\n\
+            "[server]\nlisten = \"127.0.0.1:{gw}\"\nadmin_listen = \"127.0.0.1:{admin}\"\ndata_dir = \"data\"\nworkers = 1\n\n\
              [health]\nprobe_interval_ms = 500\n\n\
              [[providers]]\nname = \"alpha\"\nbase_url = \"http://127.0.0.1:{alpha}/v1\"\n\n\
              [[providers]]\nname = \"beta\"\nbase_url = \"http://127.0.0.1:{beta}/v1\"\n\n\
