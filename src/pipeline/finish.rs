@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Gateway, ProxyRequest};
+use super::{Gateway, ProxyRequest, wire};
 use crate::config::Config;
 use crate::outcome::CacheStatus;
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
@@ -152,7 +152,7 @@ impl Finish {
         let id = HeaderValue::from_str(&self.record.request_id).unwrap_or(HeaderValue::from_static(""));
         headers(&self.gw.config, h, &id, self.record.route.unwrap_or(0), provider, attempts);
         if self.record.cache != CacheStatus::Off {
-            h.insert("x-llmgw-cache", HeaderValue::from_static(self.record.cache.label()));
+            h.insert(wire::X_LLMGW_CACHE, HeaderValue::from_static(self.record.cache.label()));
         }
     }
 
@@ -215,17 +215,17 @@ fn headers(
     attempts: usize,
 ) {
     if let Ok(v) = HeaderValue::from_str(&config.routes[route].model) {
-        h.insert("x-llmgw-route", v);
+        h.insert(wire::X_LLMGW_ROUTE, v);
     }
     if let Some(p) = provider
         && let Ok(v) = HeaderValue::from_str(&config.providers[p].name)
     {
-        h.insert("x-llmgw-provider", v);
+        h.insert(wire::X_LLMGW_PROVIDER, v);
     }
     if attempts > 0 {
-        h.insert("x-llmgw-attempts", HeaderValue::from(attempts));
+        h.insert(wire::X_LLMGW_ATTEMPTS, HeaderValue::from(attempts));
     }
-    h.insert("x-request-id", request_id.clone());
+    h.insert(wire::X_REQUEST_ID, request_id.clone());
 }
 
 /// Attempts formatted for logs and error messages.

@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::{HeaderMap, HeaderName, header};
 use bytes::Bytes;
 
 use crate::providers::client;
@@ -14,23 +14,45 @@ use crate::providers::client;
 /// and account details (organization, rate-limit budgets of the operator's key), proxies'
 /// challenges. The provider's own request id is kept as `x-llmgw-upstream-request-id`, for
 /// support tickets. (README: "Headers".)
-const PASSED: [&str; 5] = ["content-type", "cache-control", "openai-processing-ms", "openai-version", "openai-model"];
+/// Names are constants: a name given as a string is parsed again on every use.
+const PASSED: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    HeaderName::from_static("openai-processing-ms"),
+    HeaderName::from_static("openai-version"),
+    HeaderName::from_static("openai-model"),
+];
 
 /// Where the provider's `x-request-id` goes: the client's `x-request-id` is the gateway's.
-const UPSTREAM_REQUEST_ID: &str = "x-llmgw-upstream-request-id";
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-llmgw-upstream-request-id");
+
+/// The request id, the client's or the gateway's (the provider's is [`UPSTREAM_REQUEST_ID`]).
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Anthropic's name for a request id.
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+
+/// The headers the gateway adds to an answer (README: "Headers").
+pub(crate) const X_LLMGW_ROUTE: HeaderName = HeaderName::from_static("x-llmgw-route");
+/// See [`X_LLMGW_ROUTE`].
+pub(crate) const X_LLMGW_PROVIDER: HeaderName = HeaderName::from_static("x-llmgw-provider");
+/// See [`X_LLMGW_ROUTE`].
+pub(crate) const X_LLMGW_ATTEMPTS: HeaderName = HeaderName::from_static("x-llmgw-attempts");
+/// See [`X_LLMGW_ROUTE`].
+pub const X_LLMGW_CACHE: HeaderName = HeaderName::from_static("x-llmgw-cache");
 
 /// Longest wait a provider's `Retry-After` may impose on us.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Copies the headers of the provider's answer that may reach the client (see [`PASSED`]).
 pub(super) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for name in PASSED {
+    for name in &PASSED {
         for v in from.get_all(name) {
-            to.append(HeaderName::from_static(name), v.clone());
+            to.append(name, v.clone());
         }
     }
-    for id in [from.get("x-request-id"), from.get("request-id")].into_iter().flatten().take(1) {
-        to.insert(HeaderName::from_static(UPSTREAM_REQUEST_ID), id.clone());
+    if let Some(id) = from.get(X_REQUEST_ID).or_else(|| from.get(REQUEST_ID)) {
+        to.insert(UPSTREAM_REQUEST_ID, id.clone());
     }
 }
 
@@ -186,7 +208,7 @@ mod tests {
         copy_headers(&from, &mut to);
         let mut names: Vec<&str> = to.keys().map(|k| k.as_str()).collect();
         names.sort();
-        assert_eq!(names, ["content-type", "openai-processing-ms", UPSTREAM_REQUEST_ID]);
+        assert_eq!(names, ["content-type", "openai-processing-ms", UPSTREAM_REQUEST_ID.as_str()]);
         assert_eq!(to[UPSTREAM_REQUEST_ID], "req_123");
     }
 

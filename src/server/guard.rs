@@ -3,29 +3,101 @@
 //! so requests from foreign web origins, non-JSON bodies and, on loopback, foreign host names
 //! (DNS rebinding) are refused.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tower_service::Service;
 
 use super::error::ApiError;
 use crate::config::key_digest;
 use crate::outcome::ClientId;
 use crate::pipeline::Gateway;
+use crate::pipeline::wire::X_REQUEST_ID;
 use crate::store::cache::fingerprint;
 
-/// The middleware: refuses with an OpenAI-shaped 403 or 415, or passes the request on.
-pub async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
-    let s = &gw.config.server;
-    match check(req.headers(), &s.allowed_origins, s.listen.ip().is_loopback()) {
-        Ok(()) => next.run(req).await,
-        Err(e) => {
-            gw.live.note_rejected();
-            e.into_response()
+/// The proxy's API behind [`check`], every answer with an `x-request-id`. It wraps the whole
+/// router, so a request passes through one plain call, not two of axum's middleware layers
+/// (each clones the routes' boxed service and boxes a future per request).
+#[derive(Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    gw: Arc<Gateway>,
+}
+
+impl<S> Guarded<S> {
+    /// Puts `inner` behind the checks of `gw`'s config.
+    pub fn new(inner: S, gw: Arc<Gateway>) -> Self {
+        Guarded { inner, gw }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Guarded<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Guarding<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let s = &self.gw.config.server;
+        match check(req.headers(), &s.allowed_origins, s.listen.ip().is_loopback()) {
+            Ok(()) => Guarding::Passed { inner: self.inner.call(req) },
+            Err(e) => {
+                self.gw.live.note_rejected();
+                Guarding::Refused { answer: Some(e.into_response()) }
+            }
         }
     }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer of [`Guarded`]: the router's, or the refusal.
+    #[project = GuardingProj]
+    pub enum Guarding<F> {
+        /// The request passed; the router answers.
+        Passed { #[pin] inner: F },
+        /// Refused: the answer is ready.
+        Refused { answer: Option<Response> },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Guarding<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answer = match self.project() {
+            GuardingProj::Passed { inner } => ready!(inner.poll(cx))?,
+            GuardingProj::Refused { answer } => answer.take().expect("a refusal is answered once"),
+        };
+        Poll::Ready(Ok(with_request_id(answer)))
+    }
+}
+
+/// Every answer carries an `x-request-id`: the pipeline's own, or a fresh one for answers
+/// made before it (refusals, unknown paths, malformed requests).
+fn with_request_id(mut r: Response) -> Response {
+    if !r.headers().contains_key(X_REQUEST_ID) {
+        r.headers_mut().insert(X_REQUEST_ID, new_request_id());
+    }
+    r
+}
+
+/// A random UUID (version 4): some OpenAI-compatible servers reject an `x-request-id` that is
+/// not a UUID. Random bytes from a fast generator: an id needs to be unique, not secret.
+pub fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buf).as_bytes()).expect("a UUID is a valid header value")
 }
 
 /// The checks, pure so they are tested on their own.

@@ -3,10 +3,13 @@
 //! idle keep-alive connections (`conn`), a bound on head size, `TCP_NODELAY`, and accept errors
 //! counted and logged at a bounded rate. Graceful shutdown lets requests in flight finish.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::response::Response;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -15,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower_service::Service;
 
 use super::conn::{self, ConnClock, Timed, Watched};
 use crate::config::ConnLimits;
@@ -27,13 +31,17 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type:
 /// Serves `app` on `listener` within `limits` until `shutdown` (refused connections and
 /// failed accepts are counted in `live`, where the console sees them), then waits for the requests in
 /// flight (the caller bounds how long).
-pub async fn serve(
+pub async fn serve<A>(
     listener: TcpListener,
-    app: Router,
+    app: A,
     limits: ConnLimits,
     live: Arc<Live>,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    A: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    A::Future: Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();

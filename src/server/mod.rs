@@ -19,14 +19,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Gateway;
+use guard::Guarded;
 
 /// The gateway's HTTP app, for `serve` and for tests that drive it over loopback.
-pub fn app(gw: Arc<Gateway>) -> Router {
+pub fn app(gw: Arc<Gateway>) -> Guarded<Router> {
     app_with(gw, None)
 }
 
 /// The same, with the status page rendered from `snapshots` (when the config keeps it on).
-pub fn app_with(gw: Arc<Gateway>, snapshots: Option<Snapshots>) -> Router {
+pub fn app_with(gw: Arc<Gateway>, snapshots: Option<Snapshots>) -> Guarded<Router> {
     let models = openai::models_body(&gw);
     let mut router = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -59,12 +60,11 @@ pub fn app_with(gw: Arc<Gateway>, snapshots: Option<Snapshots>) -> Router {
             )
             .route("/status.json", get(move || std::future::ready(axum::Json(status::assess(&json_rx.borrow())))));
     }
-    router
+    let router = router
         .fallback(openai::not_found)
         .method_not_allowed_fallback(openai::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(gw.clone(), guard::guard))
-        .layer(axum::middleware::map_response(openai::ensure_request_id))
-        .with_state(gw)
+        .with_state(gw.clone());
+    Guarded::new(router, gw)
 }
 
 /// The latest snapshot of a running gateway.

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 
 use super::error::ApiError;
 use super::request::{Inspected, inspect};
+use crate::pipeline::wire::{X_LLMGW_CACHE, X_REQUEST_ID};
 use crate::pipeline::{CacheControl, Gateway, ProxyRequest};
 use crate::providers::openai::ApiPath;
 
@@ -69,10 +70,10 @@ fn shaped(path: ApiPath, e: ApiError) -> Response {
 /// new one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
-        .unwrap_or_else(new_request_id)
+        .unwrap_or_else(super::guard::new_request_id)
 }
 
 async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body) -> Response {
@@ -94,7 +95,7 @@ async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body
                 tracing::info!(target: "llmgw::request", request_id = ?request_id, status = e.status.as_u16(), code = e.code, "rejected: {}{more}", e.message);
             }
             let mut r = shaped(path, e);
-            r.headers_mut().insert("x-request-id", request_id);
+            r.headers_mut().insert(X_REQUEST_ID, request_id);
             r
         }
     }
@@ -161,7 +162,7 @@ async fn prepare(
     }
     let mut cache_control =
         headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(CacheControl::parse).unwrap_or_default();
-    if let Some(v) = headers.get("x-llmgw-cache") {
+    if let Some(v) = headers.get(X_LLMGW_CACHE) {
         cache_control.opt_in = Some(match v.as_bytes().to_ascii_lowercase().as_slice() {
             b"on" => true,
             b"off" => false,
@@ -185,22 +186,6 @@ async fn prepare(
         include_usage,
         forward: crate::pipeline::wire::forwarded(headers),
     })
-}
-
-/// Gives every answer an `x-request-id`, also those that never reached a handler of ours.
-pub async fn ensure_request_id(mut r: Response) -> Response {
-    if !r.headers().contains_key("x-request-id") {
-        r.headers_mut().insert("x-request-id", new_request_id());
-    }
-    r
-}
-
-/// A random UUID (version 4): some OpenAI-compatible servers reject an `x-request-id` that is
-/// not a UUID. Random bytes from a fast generator: an id needs to be unique, not secret.
-fn new_request_id() -> HeaderValue {
-    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buf).as_bytes()).expect("a UUID is a valid header value")
 }
 
 /// The body of `GET /v1/models`: the routes clients may call.
