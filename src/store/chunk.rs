@@ -16,12 +16,22 @@ const LEVEL: i32 = 3;
 /// allocate without bound.
 const MAX_DECODED: usize = 64 << 20;
 
+thread_local! {
+    /// Each writer thread's zstd context, kept: a new one is allocated and zeroed for every
+    /// chunk otherwise (more work than compressing a small chunk).
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Encodes records as one chunk: the magic, the record count (u32 LE), then the compressed
 /// records.
 pub fn encode(records: &[Box<HistoryRecord>]) -> Result<Vec<u8>, String> {
     let plain: Vec<&HistoryRecord> = records.iter().map(|r| &**r).collect();
     let bytes = postcard::to_allocvec(&plain).map_err(|e| e.to_string())?;
-    let packed = zstd::bulk::compress(&bytes, LEVEL).map_err(|e| e.to_string())?;
+    let packed = COMPRESSOR.with_borrow_mut(|c| match c {
+        Some(c) => c.compress(&bytes),
+        None => zstd::bulk::Compressor::new(LEVEL).and_then(|new| c.insert(new).compress(&bytes)),
+    });
+    let packed = packed.map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(7 + packed.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
