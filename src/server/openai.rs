@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -17,14 +17,16 @@ use crate::pipeline::{CacheControl, Gateway, ProxyRequest};
 use crate::providers::openai::ApiPath;
 
 /// `POST /v1/chat/completions`.
-pub async fn chat_completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    handle(gw, ApiPath::ChatCompletions, &headers, body).await
+pub async fn chat_completions(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (head, body) = req.into_parts();
+    handle(gw, ApiPath::ChatCompletions, &head.headers, body).await
 }
 
 /// `POST /v1/responses`: OpenAI's Responses API, passed through (the model rewritten) to the
 /// route's targets whose provider serves it.
-pub async fn responses(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    handle(gw, ApiPath::Responses, &headers, body).await
+pub async fn responses(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (head, body) = req.into_parts();
+    handle(gw, ApiPath::Responses, &head.headers, body).await
 }
 
 /// `GET /v1/responses` (a WebSocket upgrade): 426, so a client that tries WebSockets first falls
@@ -42,8 +44,9 @@ pub async fn responses_upgrade() -> Response {
 }
 
 /// `POST /v1/embeddings`.
-pub async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    handle(gw, ApiPath::Embeddings, &headers, body).await
+pub async fn embeddings(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (head, body) = req.into_parts();
+    handle(gw, ApiPath::Embeddings, &head.headers, body).await
 }
 
 /// The gate on log lines of rejected requests.
@@ -51,8 +54,9 @@ static REJECTED_LOG: std::sync::LazyLock<crate::logging::LogGate> = std::sync::L
 
 /// `POST /v1/messages`: Anthropic's Messages API, routed like chat completions; errors in its
 /// shape.
-pub async fn messages(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    handle(gw, ApiPath::Messages, &headers, body).await
+pub async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (head, body) = req.into_parts();
+    handle(gw, ApiPath::Messages, &head.headers, body).await
 }
 
 /// An error answer in the API the client speaks.
@@ -217,8 +221,10 @@ pub async fn method_not_allowed(uri: Uri) -> ApiError {
 
 /// `POST /v1/messages/count_tokens`: checked and routed like `/v1/messages` (client keys, body
 /// limits, the route), then asked of the route's Anthropic target.
-pub async fn count_tokens(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    let req = match prepare(&gw, ApiPath::Messages, &headers, body, request_id(&headers)).await {
+pub async fn count_tokens(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (head, body) = req.into_parts();
+    let headers = &head.headers;
+    let req = match prepare(&gw, ApiPath::Messages, headers, body, request_id(headers)).await {
         Ok(r) => r,
         Err(e) => {
             gw.live.note_rejected();
