@@ -205,6 +205,7 @@ async fn browsers_and_odd_bodies_are_refused_with_the_right_status() {
     for (req, status, code) in cases {
         let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), status);
+        assert!(r.headers().contains_key("x-request-id"), "a refusal has an id to quote too");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], code, "{v}");
     }
