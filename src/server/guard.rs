@@ -114,8 +114,8 @@ pub fn check(h: &HeaderMap, allowed_origins: &[String], loopback: bool) -> Resul
         }
     }
     if let Some(ct) = h.get(header::CONTENT_TYPE) {
-        let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if essence != "application/json" {
+        let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_request_error",
@@ -201,6 +201,7 @@ mod tests {
         let status = |p: &[(&'static str, &'static str)]| ok(p).unwrap_err().status.as_u16();
         assert!(ok(&[("host", "127.0.0.1:8080"), ("content-type", "application/json")]).is_ok());
         assert!(ok(&[("host", "localhost:8080"), ("content-type", "application/json; charset=utf-8")]).is_ok());
+        assert!(ok(&[("host", "localhost"), ("content-type", "Application/JSON")]).is_ok(), "media types ignore case");
         assert!(ok(&[("host", "[::1]:8080")]).is_ok(), "no content type: not a browser form");
         assert!(ok(&[("host", "localhost"), ("origin", "https://app.example")]).is_ok(), "an allowed origin");
         assert_eq!(status(&[("host", "localhost"), ("origin", "https://evil.example")]), 403);
