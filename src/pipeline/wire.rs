@@ -46,6 +46,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Copies the headers of the provider's answer that may reach the client (see [`PASSED`]).
 pub(super) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    // Room at once for what an answer gets (these, the gateway's own, content-length), not by
+    // doubling and rehashing the map as they come.
+    to.reserve(PASSED.len() + 8);
     for name in &PASSED {
         for v in from.get_all(name) {
             to.append(name, v.clone());
@@ -160,7 +163,7 @@ pub(super) async fn read_bounded(resp: &mut client::Response, max: usize) -> Res
 /// The client's headers in [`crate::providers::FORWARDED`].
 pub fn forwarded(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
-    for (name, _) in crate::providers::FORWARDED {
+    for (name, _) in &crate::providers::FORWARDED {
         for v in headers.get_all(name) {
             out.append(name, v.clone());
         }

@@ -9,12 +9,16 @@ pub mod fault;
 pub mod openai;
 pub mod sse;
 
+use axum::http::HeaderName;
+
+use crate::config::ProviderKind;
+
 /// Client headers passed on to the provider, with the kinds of provider that take each: those
 /// that change what an API does. Hop-by-hop headers, the client's credentials and anything else
-/// never are.
-pub const FORWARDED: [(&str, &[crate::config::ProviderKind]); 4] = [
-    ("openai-beta", &[crate::config::ProviderKind::Openai]),
-    ("idempotency-key", &[crate::config::ProviderKind::Openai, crate::config::ProviderKind::Anthropic]),
-    ("anthropic-beta", &[crate::config::ProviderKind::Anthropic]),
-    ("anthropic-version", &[crate::config::ProviderKind::Anthropic]),
+/// never are. (Names as constants: a name given as a string is parsed on every use.)
+pub const FORWARDED: [(HeaderName, &[ProviderKind]); 4] = [
+    (HeaderName::from_static("openai-beta"), &[ProviderKind::Openai]),
+    (HeaderName::from_static("idempotency-key"), &[ProviderKind::Openai, ProviderKind::Anthropic]),
+    (HeaderName::from_static("anthropic-beta"), &[ProviderKind::Anthropic]),
+    (HeaderName::from_static("anthropic-version"), &[ProviderKind::Anthropic]),
 ];

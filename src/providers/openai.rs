@@ -157,7 +157,7 @@ impl Upstream {
         let headers = req.headers_mut();
         headers.insert(X_REQUEST_ID, request_id.clone());
         self.forward(headers, forward);
-        self.authorize(headers, forward.contains_key("anthropic-version") && path == ApiPath::Messages);
+        self.authorize(headers, path == ApiPath::Messages && forward.contains_key("anthropic-version"));
         self.client.send(req)
     }
 
@@ -181,7 +181,7 @@ impl Upstream {
         if forward.is_empty() {
             return;
         }
-        for (name, kinds) in super::FORWARDED {
+        for (name, kinds) in &super::FORWARDED {
             if kinds.contains(&self.kind) {
                 for v in forward.get_all(name) {
                     headers.append(name, v.clone());
