@@ -12,6 +12,7 @@ use super::{Gateway, ProxyRequest, wire};
 use crate::config::Config;
 use crate::outcome::CacheStatus;
 use crate::outcome::{Attempt, OutcomeClass, RequestRecord};
+use crate::providers::openai::X_REQUEST_ID;
 use crate::store::writer::Write;
 
 /// Whatever way the request ends (answered, failed, or dropped because the client went away),
@@ -225,7 +226,7 @@ fn headers(
     if attempts > 0 {
         h.insert(wire::X_LLMGW_ATTEMPTS, HeaderValue::from(attempts));
     }
-    h.insert(wire::X_REQUEST_ID, request_id.clone());
+    h.insert(X_REQUEST_ID, request_id.clone());
 }
 
 /// Attempts formatted for logs and error messages.

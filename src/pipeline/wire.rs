@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderName, header};
 use bytes::Bytes;
 
 use crate::providers::client;
+use crate::providers::openai::X_REQUEST_ID;
 
 /// The provider's answer headers that reach the client, by name: what describes the answer.
 /// Everything else stays with the gateway: hop-by-hop headers, cookies, the provider's server
@@ -25,9 +26,6 @@ const PASSED: [HeaderName; 5] = [
 
 /// Where the provider's `x-request-id` goes: the client's `x-request-id` is the gateway's.
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-llmgw-upstream-request-id");
-
-/// The request id, the client's or the gateway's (the provider's is [`UPSTREAM_REQUEST_ID`]).
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Anthropic's name for a request id.
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");

@@ -20,5 +20,5 @@ pub const FORWARDED: [(HeaderName, &[ProviderKind]); 4] = [
     (HeaderName::from_static("openai-beta"), &[ProviderKind::Openai]),
     (HeaderName::from_static("idempotency-key"), &[ProviderKind::Openai, ProviderKind::Anthropic]),
     (HeaderName::from_static("anthropic-beta"), &[ProviderKind::Anthropic]),
-    (HeaderName::from_static("anthropic-version"), &[ProviderKind::Anthropic]),
+    (anthropic::VERSION_HEADER, &[ProviderKind::Anthropic]),
 ];

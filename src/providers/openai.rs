@@ -17,7 +17,8 @@ pub type BodyStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<B
 /// What a call on an upstream resolves to: its answer's head, or why there is none.
 pub type Call = Result<client::Response, client::Error>;
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The request id, the client's or the gateway's, as sent to providers and answered to clients.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Most of a health probe's answer read.
 const PROBE_BODY_MAX: usize = 4 << 20;
@@ -157,7 +158,7 @@ impl Upstream {
         let headers = req.headers_mut();
         headers.insert(X_REQUEST_ID, request_id.clone());
         self.forward(headers, forward);
-        self.authorize(headers, path == ApiPath::Messages && forward.contains_key("anthropic-version"));
+        self.authorize(headers, path == ApiPath::Messages && forward.contains_key(super::anthropic::VERSION_HEADER));
         self.client.send(req)
     }
 
@@ -199,7 +200,8 @@ impl Upstream {
             }
             (ProviderKind::Anthropic, auth) => {
                 if !client_version {
-                    headers.insert("anthropic-version", HeaderValue::from_static(super::anthropic::VERSION));
+                    headers
+                        .insert(super::anthropic::VERSION_HEADER, HeaderValue::from_static(super::anthropic::VERSION));
                 }
                 if let Some(key) = auth {
                     headers.insert("x-api-key", key.clone());
@@ -214,7 +216,7 @@ impl Upstream {
     pub fn count_tokens(&self, body: Bytes, forward: &HeaderMap) -> impl Future<Output = Call> + use<> {
         let mut req = self.request(Method::POST, &self.count_tokens_url, body);
         self.forward(req.headers_mut(), forward);
-        self.authorize(req.headers_mut(), forward.contains_key("anthropic-version"));
+        self.authorize(req.headers_mut(), forward.contains_key(super::anthropic::VERSION_HEADER));
         self.client.send(req)
     }
 

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use crate::config::key_digest;
 use crate::outcome::ClientId;
 use crate::pipeline::Gateway;
-use crate::pipeline::wire::X_REQUEST_ID;
+use crate::providers::openai::X_REQUEST_ID;
 use crate::store::cache::fingerprint;
 
 /// The proxy's API behind [`check`], every answer with an `x-request-id`. It wraps the whole

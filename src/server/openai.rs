@@ -12,21 +12,19 @@ use http_body_util::{BodyExt, Limited};
 
 use super::error::ApiError;
 use super::request::{Inspected, inspect};
-use crate::pipeline::wire::{X_LLMGW_CACHE, X_REQUEST_ID};
+use crate::pipeline::wire::X_LLMGW_CACHE;
 use crate::pipeline::{CacheControl, Gateway, ProxyRequest};
-use crate::providers::openai::ApiPath;
+use crate::providers::openai::{ApiPath, X_REQUEST_ID};
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let (head, body) = req.into_parts();
-    handle(gw, ApiPath::ChatCompletions, &head.headers, body).await
+    handle(gw, ApiPath::ChatCompletions, req).await
 }
 
 /// `POST /v1/responses`: OpenAI's Responses API, passed through (the model rewritten) to the
 /// route's targets whose provider serves it.
 pub async fn responses(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let (head, body) = req.into_parts();
-    handle(gw, ApiPath::Responses, &head.headers, body).await
+    handle(gw, ApiPath::Responses, req).await
 }
 
 /// `GET /v1/responses` (a WebSocket upgrade): 426, so a client that tries WebSockets first falls
@@ -45,8 +43,7 @@ pub async fn responses_upgrade() -> Response {
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let (head, body) = req.into_parts();
-    handle(gw, ApiPath::Embeddings, &head.headers, body).await
+    handle(gw, ApiPath::Embeddings, req).await
 }
 
 /// The gate on log lines of rejected requests.
@@ -55,8 +52,7 @@ static REJECTED_LOG: std::sync::LazyLock<crate::logging::LogGate> = std::sync::L
 /// `POST /v1/messages`: Anthropic's Messages API, routed like chat completions; errors in its
 /// shape.
 pub async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let (head, body) = req.into_parts();
-    handle(gw, ApiPath::Messages, &head.headers, body).await
+    handle(gw, ApiPath::Messages, req).await
 }
 
 /// An error answer in the API the client speaks.
@@ -80,7 +76,10 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         .unwrap_or_else(super::guard::new_request_id)
 }
 
-async fn handle(gw: Arc<Gateway>, path: ApiPath, headers: &HeaderMap, body: Body) -> Response {
+async fn handle(gw: Arc<Gateway>, path: ApiPath, req: Request) -> Response {
+    // The head is borrowed, not copied (axum's `HeaderMap` extractor clones every header).
+    let (head, body) = req.into_parts();
+    let headers = &head.headers;
     let request_id = request_id(headers);
     match prepare(&gw, path, headers, body, request_id.clone()).await {
         Ok(req) => match gw.proxy(req).await {

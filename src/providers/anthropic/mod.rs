@@ -13,6 +13,9 @@ use serde_json::{Map, Value, json};
 /// The API version sent as `anthropic-version`.
 pub const VERSION: &str = "2023-06-01";
 
+/// The header that carries it.
+pub const VERSION_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_static("anthropic-version");
+
 /// An OpenAI chat completion request (model already the target's) as a Messages API request.
 /// `max_tokens` is required there: the request's own, else `default_max_tokens`.
 pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Value, String> {
