@@ -385,10 +385,11 @@ async fn kill_9_loses_at_most_the_last_flush_interval() {
             .map(|(id, _)| id)
             .collect();
         assert!(!must.is_empty(), "round {round}: requests completed");
-        let store = llmgw::store::Store::open(&data, 1 << 20, flush).expect("the store opens after kill -9");
-        let history = llmgw::store::history::History::open(Arc::new(store));
+        let store = Arc::new(llmgw::store::Store::open(&data, 1 << 20, flush).expect("the store opens after kill -9"));
+        let history = llmgw::store::history::History::open(store.clone());
         let all = history.query(&llmgw::store::history::Filter::default());
-        assert_eq!(history.len() as usize, all.len(), "round {round}: every record decodes");
+        assert_eq!(store.errors(), 0, "round {round}: every record decodes");
+        assert_eq!(history.len() as usize, all.len(), "round {round}: the count matches the records");
         let ids: std::collections::HashSet<&str> = all.iter().map(|r| r.request_id.as_str()).collect();
         let missing: Vec<_> = done.iter().filter(|(id, _)| must.contains(&id) && !ids.contains(id.as_str())).collect();
         let oldest = missing.iter().map(|(_, at)| killed_at.duration_since(*at)).max();

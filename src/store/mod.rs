@@ -188,7 +188,7 @@ pub struct Stores {
     pub drills: drills::Drills,
     /// The writer task's queue.
     pub writer: Arc<writer::Writer>,
-    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     stop: tokio_util::sync::CancellationToken,
 }
 
@@ -203,17 +203,17 @@ impl Stores {
         let rollups = rollups::Rollups::open(store.clone());
         let drills = drills::Drills::open(store.clone());
         let stop = tokio_util::sync::CancellationToken::new();
-        let (writer, tasks) =
+        let (writer, task) =
             writer::spawn_writer(history.clone(), Some(cache.clone()), Arc::new(config.clone()), stop.clone());
-        let tasks = std::sync::Mutex::new(tasks);
-        Ok(Stores { store, cache, history, overrides, rollups, drills, writer, tasks, stop })
+        let task = std::sync::Mutex::new(Some(task));
+        Ok(Stores { store, cache, history, overrides, rollups, drills, writer, task, stop })
     }
 
     /// Stops the writer after it wrote what is queued, and flushes to disk.
     pub async fn close(&self) {
         self.stop.cancel();
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in tasks {
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
             let _ = t.await;
         }
         self.store.flush();

@@ -108,14 +108,15 @@ pub fn record_of(
         response_body: response_body.map(text),
     }
 }
-/// Starts the writer task (history batches and cache puts) and the retention task. The
-/// returned handle stops them; they flush before they end.
+/// Starts the writer task (history batches and cache puts) and the retention task, and marks the
+/// history as being written. Cancelling `cancel` stops them; the returned task ends when both
+/// have stopped and the store is flushed with the mark cleared.
 pub fn spawn_writer(
     history: Arc<History>,
     cache: Option<Arc<Cache>>,
     config: Arc<Config>,
     cancel: CancellationToken,
-) -> (Arc<Writer>, Vec<tokio::task::JoinHandle<()>>) {
+) -> (Arc<Writer>, tokio::task::JoinHandle<()>) {
     let cfg = config.history.clone();
     let (tx, mut rx) = mpsc::channel::<Write>(cfg.queue);
     let written = Arc::new(AtomicU64::new(0));
@@ -136,6 +137,7 @@ pub fn spawn_writer(
         }
     });
     let flush_every = cfg.flush;
+    history.begin_writing();
     let task = tokio::spawn(async move {
         let mut buf: Vec<Write> = Vec::with_capacity(1024);
         let mut closing = false;
@@ -203,7 +205,9 @@ pub fn spawn_writer(
                 dirty = false;
             }
         }
-        history.store.flush();
+        // Retention changes the count too: it ends first, so the saved count is the last one.
+        let _ = retention.await;
+        history.finish_writing();
     });
-    (writer, vec![task, retention])
+    (writer, task)
 }

@@ -7,71 +7,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
+pub use record::{AttemptRecord, HistoryRecord};
+
 use super::Store;
 use crate::config::HistoryConfig;
 
-/// One attempt of a recorded request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttemptRecord {
-    /// Provider name.
-    pub provider: String,
-    /// Upstream model.
-    pub model: String,
-    /// Outcome label (`ok`, `connect`, `http_5xx`, ...).
-    pub outcome: String,
-    /// Upstream status, if it answered.
-    pub status: Option<u16>,
-    /// Milliseconds.
-    pub latency_ms: f64,
-    /// Caused by an injected fault.
-    #[serde(default)]
-    pub injected: bool,
-    /// It continued the answer of a stream that broke (stream resume).
-    #[serde(default)]
-    pub resumed: bool,
-}
-
-/// One client request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryRecord {
-    /// When it arrived (Unix ms).
-    pub at_ms: u64,
-    /// Its `x-request-id`.
-    pub request_id: String,
-    /// The route.
-    pub route: String,
-    /// Whether it streamed.
-    pub stream: bool,
-    /// Status sent to the client (499: the client went away).
-    pub status: u16,
-    /// Total time, ms.
-    pub total_ms: f64,
-    /// Time to first byte, ms.
-    pub ttft_ms: Option<f64>,
-    /// Attempts in order.
-    pub attempts: Vec<AttemptRecord>,
-    /// Prompt tokens, from `usage`.
-    pub tokens_in: Option<u32>,
-    /// Completion tokens.
-    pub tokens_out: Option<u32>,
-    /// `hit`, `miss`, `bypass`, `stale` or `off`.
-    pub cache: String,
-    /// The client: its configured name, or a salted fingerprint of its key (never the key).
-    pub client: Option<String>,
-    /// The request body, with `[history] store_bodies = true`.
-    #[serde(default)]
-    pub request_body: Option<String>,
-    /// The answer, with `[history] store_bodies = true`.
-    #[serde(default)]
-    pub response_body: Option<String>,
-}
-
-impl HistoryRecord {
-    /// The provider that answered (the last attempt's).
-    pub fn provider(&self) -> Option<&str> {
-        self.attempts.last().map(|a| a.provider.as_str())
-    }
-}
+mod record;
 
 /// The history tree.
 pub struct History {
@@ -129,17 +70,63 @@ pub const CHUNK: usize = 128;
 
 const COUNT_KEY: &[u8] = b"count";
 
+/// Set while a writer has the history open ([`History::begin_writing`]). Still set at open, it
+/// says the last writer did not stop cleanly (killed, crashed, power lost): then the saved count
+/// is not trusted, because sled may bring back the count without the last chunks it counted.
+const WRITING_KEY: &[u8] = b"writing";
+
 impl History {
-    /// The history tree of `store`.
+    /// The history tree of `store`. After an unclean stop the records are counted again (every
+    /// chunk's header is read; tens of milliseconds for a million records).
     pub fn open(store: Arc<Store>) -> History {
         let tree = store.tree("history");
         let meta = store.tree("history_meta");
-        let count =
+        let saved =
             meta.get(COUNT_KEY).ok().flatten().and_then(|v| v.as_ref().try_into().ok()).map_or(0, u64::from_be_bytes);
+        let mut count = saved;
+        if meta.contains_key(WRITING_KEY).unwrap_or(false) {
+            let start = std::time::Instant::now();
+            count = tree.iter().values().map_while(Result::ok).map(|v| super::chunk::count(&v)).sum();
+            tracing::info!(
+                "history: the last run did not stop cleanly; counted {count} records in {:.0?} (saved count {saved})",
+                start.elapsed()
+            );
+        }
         History { store, tree, meta, seq: AtomicU32::new(0), count: AtomicU64::new(count) }
     }
 
-    /// Records stored (as of the last write; after a crash it may be off by one batch).
+    /// Marks the history as being written, on disk before it returns: if this process stops
+    /// without [`History::finish_writing`], the next open counts the records again.
+    pub fn begin_writing(&self) {
+        self.save_count_and_mark(true);
+        if let Err(e) = self.meta.flush() {
+            self.store.error("history mark", &e);
+        }
+    }
+
+    /// Saves the count and clears the mark, then flushes the store: the next open trusts the
+    /// count.
+    pub fn finish_writing(&self) {
+        self.store.flush();
+        self.save_count_and_mark(false);
+        self.store.flush();
+    }
+
+    /// The count and the mark in one batch: sled applies a batch whole or not at all.
+    fn save_count_and_mark(&self, writing: bool) {
+        let mut batch = sled::Batch::default();
+        batch.insert(COUNT_KEY, &self.count.load(Relaxed).to_be_bytes());
+        if writing {
+            batch.insert(WRITING_KEY, &[1u8][..]);
+        } else {
+            batch.remove(WRITING_KEY);
+        }
+        if let Err(e) = self.meta.apply_batch(batch) {
+            self.store.error("history mark", &e);
+        }
+    }
+
+    /// Records stored (as of the last write).
     pub fn len(&self) -> u64 {
         self.count.load(Relaxed)
     }
@@ -348,6 +335,29 @@ mod tests {
         assert_eq!(all.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [900, 502, 501, 500], "newest first, both kinds");
         assert_eq!(h.find("r501").unwrap().at_ms, 501);
         assert_eq!(h.enforce_retention(&cfg(7, 1), 1_000), 3, "the old chunk's records counted for retention");
+    }
+
+    #[test]
+    fn the_count_is_right_after_a_clean_stop_and_counted_again_after_an_unclean_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || History::open(Arc::new(Store::open(dir.path(), 1 << 20, Duration::from_secs(1)).unwrap()));
+        let h = open();
+        h.begin_writing();
+        h.write_batch(&(0..300).map(|i| record(i, "chat", "a", 200)).collect::<Vec<_>>());
+        h.finish_writing();
+        drop(h);
+        let h = open();
+        assert_eq!(h.len(), 300, "a clean stop keeps the count");
+        h.begin_writing();
+        h.write_batch(&(300..310).map(|i| record(i, "chat", "a", 200)).collect::<Vec<_>>());
+        // What a kill can leave: a saved count that is not what the chunks hold (sled brought
+        // back the count without the chunks it counted), and the writing mark.
+        h.meta.insert(COUNT_KEY, &999u64.to_be_bytes()).unwrap();
+        h.store.flush();
+        drop(h);
+        let h = open();
+        assert_eq!(h.len(), 310, "counted again from the chunks");
+        assert_eq!(h.query(&Filter::default()).len(), 310);
     }
 
     #[test]
