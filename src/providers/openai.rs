@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use bytes::Bytes;
 
@@ -41,6 +41,9 @@ pub struct Upstream {
     /// Whether it serves the Responses API.
     pub responses: bool,
     auth: Option<HeaderValue>,
+    /// The `host` header, made once: hyper's client formats it from the URL on every request
+    /// that comes without one.
+    host: Option<HeaderValue>,
     client: Client,
 }
 
@@ -117,6 +120,7 @@ impl Upstream {
             max_idle: 1024,
         };
         let chat_url = url(chat)?;
+        let host = host_header(&chat_url);
         let client = Client::new(&chat_url, pool)?;
         if client.proxied() {
             tracing::info!(provider = %cfg.name, "reached through the environment's proxy");
@@ -133,6 +137,7 @@ impl Upstream {
             count_tokens_url: url("/messages/count_tokens")?,
             responses: cfg.responses,
             auth,
+            host,
             client,
         })
     }
@@ -170,6 +175,9 @@ impl Upstream {
         *req.method_mut() = method;
         *req.uri_mut() = url.clone();
         let headers = req.headers_mut();
+        if let Some(host) = &self.host {
+            headers.insert(HOST, host.clone());
+        }
         headers.insert(USER_AGENT, HeaderValue::from_static(concat!("llmgw/", env!("CARGO_PKG_VERSION"))));
         if json {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -308,6 +316,20 @@ impl Upstream {
     }
 }
 
+/// The `host` header for calls to `url`, as HTTP/1.1 wants it: the host, and the port unless it
+/// is the scheme's default.
+fn host_header(url: &Uri) -> Option<HeaderValue> {
+    let host = url.host()?;
+    let default = match url.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match url.port_u16() {
+        Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct UsageOnly {
     usage: Option<Usage>,
@@ -362,6 +384,16 @@ pub fn usage_in_events(events: &[u8]) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_header_names_the_port_only_when_it_is_not_the_default() {
+        let host = |url: &str| host_header(&url.parse().unwrap()).unwrap();
+        assert_eq!(host("https://api.openai.com/v1/chat/completions"), "api.openai.com");
+        assert_eq!(host("https://api.example.com:443/v1"), "api.example.com");
+        assert_eq!(host("http://127.0.0.1:8000/v1"), "127.0.0.1:8000");
+        assert_eq!(host("http://vllm.internal/v1"), "vllm.internal");
+        assert_eq!(host("https://[::1]:8443/v1"), "[::1]:8443");
+    }
 
     #[test]
     fn context_length_refusals_are_recognised_and_policy_ones_are_not() {
