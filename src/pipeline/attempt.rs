@@ -13,10 +13,11 @@ use super::resume::Resume;
 use super::wire::{copy_headers, read_bounded, retry_after, rewrite_model, sanitize_error};
 use super::{Gateway, ProxyRequest, cached};
 use crate::outcome::{OutcomeClass, Retry};
+use crate::providers::answer::{context_length_exceeded, usage_of};
 use crate::providers::client;
 use crate::providers::fault::{Call, StreamFault, Verdict, before_call};
+use crate::providers::openai::ApiPath;
 use crate::providers::openai::BodyStream;
-use crate::providers::openai::{ApiPath, context_length_exceeded, usage_of};
 use crate::providers::sse::{EventFramer, Typed};
 
 /// How far an attempt got before anything reached the client.

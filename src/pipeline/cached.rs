@@ -164,7 +164,7 @@ impl Gateway {
     /// in the form the request wants (then nothing is counted).
     fn serve_cached(&self, req: &ProxyRequest, fin: &mut Finish, body: Bytes, status: CacheStatus) -> Option<Response> {
         // Usage is read from the stored JSON answer, whichever form the client gets it in.
-        let tokens = crate::providers::openai::usage_of(&body);
+        let tokens = crate::providers::answer::usage_of(&body);
         let (body, content_type) = if req.stream {
             (replay_as_sse(&body, req.include_usage)?, "text/event-stream")
         } else {

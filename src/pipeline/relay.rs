@@ -10,9 +10,10 @@ use tokio::time::timeout_at;
 use super::finish::Finish;
 use super::resume::{Resume, Splice};
 use crate::outcome::OutcomeClass;
+use crate::providers::answer::usage_in_events;
 use crate::providers::client;
 use crate::providers::fault::StreamFault;
-use crate::providers::openai::{BodyStream, usage_in_events};
+use crate::providers::openai::BodyStream;
 use crate::providers::sse::{EventFramer, error_event_at, error_event_for};
 
 /// Relays whole events as they arrive and ends a broken, truncated or stalled stream with an

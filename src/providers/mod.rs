@@ -2,6 +2,7 @@
 //! call on its provider ([`client`]), whose transport failures [`client::Error::class`] reads as
 //! the failure policy's classes.
 
+pub mod answer;
 pub mod anthropic;
 pub mod assembled;
 pub mod client;
