@@ -22,7 +22,8 @@ use crate::store::cache::fingerprint;
 
 /// The proxy's API behind [`check`], every answer with an `x-request-id`. It wraps the whole
 /// router, so a request passes through one plain call, not two of axum's middleware layers
-/// (each clones the routes' boxed service and boxes a future per request).
+/// (each clones the routes' boxed service and boxes a future per request); the proxied paths
+/// ([`super::openai::PROXIED`]) go straight to their handler, the rest through the router.
 #[derive(Clone)]
 pub struct Guarded<S> {
     inner: S,
@@ -39,6 +40,8 @@ impl<S> Guarded<S> {
 impl<S, B> Service<Request<B>> for Guarded<S>
 where
     S: Service<Request<B>, Response = Response, Error = Infallible>,
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -51,7 +54,12 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let s = &self.gw.config.server;
         match check(req.headers(), &s.allowed_origins, s.listen.ip().is_loopback()) {
-            Ok(()) => Guarding::Passed { inner: self.inner.call(req) },
+            Ok(()) => match super::openai::proxied(req.method(), req.uri().path()) {
+                Some(api) => Guarding::Proxied {
+                    answer: Box::pin(super::openai::handle(self.gw.clone(), api, req.map(axum::body::Body::new))),
+                },
+                None => Guarding::Passed { inner: self.inner.call(req) },
+            },
             Err(e) => {
                 self.gw.live.note_rejected();
                 Guarding::Refused { answer: Some(e.into_response()) }
@@ -66,6 +74,8 @@ pin_project_lite::pin_project! {
     pub enum Guarding<F> {
         /// The request passed; the router answers.
         Passed { #[pin] inner: F },
+        /// The request passed, for a proxied path: its handler answers.
+        Proxied { answer: Pin<Box<dyn Future<Output = Response> + Send>> },
         /// Refused: the answer is ready.
         Refused { answer: Option<Response> },
     }
@@ -77,6 +87,7 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Guarding<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let answer = match self.project() {
             GuardingProj::Passed { inner } => ready!(inner.poll(cx))?,
+            GuardingProj::Proxied { answer } => ready!(answer.as_mut().poll(cx)),
             GuardingProj::Refused { answer } => answer.take().expect("a refusal is answered once"),
         };
         Poll::Ready(Ok(with_request_id(answer)))

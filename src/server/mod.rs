@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Gateway;
+use crate::providers::openai::ApiPath;
 use guard::Guarded;
 
 /// The gateway's HTTP app, for `serve` and for tests that drive it over loopback.
@@ -29,11 +30,15 @@ pub fn app(gw: Arc<Gateway>) -> Guarded<Router> {
 /// The same, with the status page rendered from `snapshots` (when the config keeps it on).
 pub fn app_with(gw: Arc<Gateway>, snapshots: Option<Snapshots>) -> Guarded<Router> {
     let models = openai::models_body(&gw);
-    let mut router = Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/responses", post(openai::responses).get(openai::responses_upgrade))
-        .route("/v1/messages", post(openai::messages))
+    let mut router = Router::new();
+    for (path, api) in openai::PROXIED {
+        let mut handler = openai::proxy_handler(api);
+        if api == ApiPath::Responses {
+            handler = handler.get(openai::responses_upgrade);
+        }
+        router = router.route(path, handler);
+    }
+    let mut router = router
         .route("/v1/messages/count_tokens", post(openai::count_tokens))
         .route("/v1/models", get(move || std::future::ready(([(CONTENT_TYPE, "application/json")], models.clone()))))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))

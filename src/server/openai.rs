@@ -16,15 +16,28 @@ use crate::pipeline::wire::X_LLMGW_CACHE;
 use crate::pipeline::{CacheControl, Gateway, ProxyRequest};
 use crate::providers::openai::{ApiPath, X_REQUEST_ID};
 
-/// `POST /v1/chat/completions`.
-pub async fn chat_completions(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    handle(gw, ApiPath::ChatCompletions, req).await
+/// The API's paths taken by `POST` and proxied: `/v1/chat/completions`; `/v1/embeddings`;
+/// `/v1/responses` (OpenAI's Responses API, passed through, the model rewritten, to the route's
+/// targets whose provider serves it); `/v1/messages` (Anthropic's Messages API, routed like chat
+/// completions, errors in its shape).
+pub const PROXIED: [(&str, ApiPath); 4] = [
+    ("/v1/chat/completions", ApiPath::ChatCompletions),
+    ("/v1/embeddings", ApiPath::Embeddings),
+    ("/v1/responses", ApiPath::Responses),
+    ("/v1/messages", ApiPath::Messages),
+];
+
+/// Which of [`PROXIED`] a request is for.
+pub fn proxied(method: &axum::http::Method, path: &str) -> Option<ApiPath> {
+    if method != axum::http::Method::POST {
+        return None;
+    }
+    PROXIED.iter().find(|(p, _)| *p == path).map(|&(_, api)| api)
 }
 
-/// `POST /v1/responses`: OpenAI's Responses API, passed through (the model rewritten) to the
-/// route's targets whose provider serves it.
-pub async fn responses(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    handle(gw, ApiPath::Responses, req).await
+/// The handler of one of [`PROXIED`], for the router.
+pub fn proxy_handler(api: ApiPath) -> axum::routing::MethodRouter<Arc<Gateway>> {
+    axum::routing::post(move |State(gw): State<Arc<Gateway>>, req: Request| handle(gw, api, req))
 }
 
 /// `GET /v1/responses` (a WebSocket upgrade): 426, so a client that tries WebSockets first falls
@@ -41,19 +54,8 @@ pub async fn responses_upgrade() -> Response {
     r
 }
 
-/// `POST /v1/embeddings`.
-pub async fn embeddings(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    handle(gw, ApiPath::Embeddings, req).await
-}
-
 /// The gate on log lines of rejected requests.
 static REJECTED_LOG: std::sync::LazyLock<crate::logging::LogGate> = std::sync::LazyLock::new(Default::default);
-
-/// `POST /v1/messages`: Anthropic's Messages API, routed like chat completions; errors in its
-/// shape.
-pub async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    handle(gw, ApiPath::Messages, req).await
-}
 
 /// An error answer in the API the client speaks.
 fn shaped(path: ApiPath, e: ApiError) -> Response {
@@ -76,7 +78,8 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         .unwrap_or_else(super::guard::new_request_id)
 }
 
-async fn handle(gw: Arc<Gateway>, path: ApiPath, req: Request) -> Response {
+/// Reads, checks and proxies a request to one of [`PROXIED`].
+pub async fn handle(gw: Arc<Gateway>, path: ApiPath, req: Request) -> Response {
     // The head is borrowed, not copied (axum's `HeaderMap` extractor clones every header).
     let (head, body) = req.into_parts();
     let headers = &head.headers;
