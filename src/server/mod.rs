@@ -30,6 +30,8 @@ pub fn app(gw: Arc<Gateway>) -> Guarded<Router> {
 /// The same, with the status page rendered from `snapshots` (when the config keeps it on).
 pub fn app_with(gw: Arc<Gateway>, snapshots: Option<Snapshots>) -> Guarded<Router> {
     let models = openai::models_body(&gw);
+    // The checks hand POSTs to these paths straight to their handler ([`Guarded`]); the router
+    // has them too, so it answers other methods on them with 405, not 404.
     let mut router = Router::new();
     for (path, api) in openai::PROXIED {
         let mut handler = openai::proxy_handler(api);

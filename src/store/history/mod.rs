@@ -142,7 +142,8 @@ impl History {
         }
     }
 
-    /// Writes records (in arrival order) as chunks of JSON lines; returns how many.
+    /// Writes records (in arrival order) as compressed chunks ([`super::chunk`]); returns how
+    /// many.
     pub fn write_batch(&self, records: &[Box<HistoryRecord>]) -> usize {
         let mut batch = sled::Batch::default();
         let mut written = 0;
