@@ -136,14 +136,9 @@ impl History {
         self.len() == 0
     }
 
-    fn save_count(&self) {
-        if let Err(e) = self.meta.insert(COUNT_KEY, &self.count.load(Relaxed).to_be_bytes()) {
-            self.store.error("history count", &e);
-        }
-    }
-
     /// Writes records (in arrival order) as compressed chunks ([`super::chunk`]); returns how
-    /// many.
+    /// many. The count is saved by [`History::finish_writing`] (while the history is marked as
+    /// being written, a saved count is not trusted, so saving one per write would be wasted).
     pub fn write_batch(&self, records: &[Box<HistoryRecord>]) -> usize {
         let mut batch = sled::Batch::default();
         let mut written = 0;
@@ -164,7 +159,6 @@ impl History {
         match self.tree.apply_batch(batch) {
             Ok(()) => {
                 self.count.fetch_add(written as u64, Relaxed);
-                self.save_count();
                 written
             }
             Err(e) => {
@@ -182,7 +176,7 @@ impl History {
     }
 
     /// Deletes records older than `retention` and the oldest beyond `max_records` (whole
-    /// chunks at a time).
+    /// chunks at a time); the count is saved as by [`History::write_batch`].
     pub fn enforce_retention(&self, cfg: &HistoryConfig, now_ms: u64) -> u64 {
         let cutoff = now_ms.saturating_sub(cfg.retention.as_millis() as u64);
         let mut removed = 0;
@@ -197,9 +191,6 @@ impl History {
                 let _ = self.count.fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(n)));
                 removed += n;
             }
-        }
-        if removed > 0 {
-            self.save_count();
         }
         removed
     }
