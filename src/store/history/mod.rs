@@ -140,8 +140,11 @@ impl History {
     /// many. The count is saved by [`History::finish_writing`] (while the history is marked as
     /// being written, a saved count is not trusted, so saving one per write would be wasted).
     pub fn write_batch(&self, records: &[Box<HistoryRecord>]) -> usize {
-        let mut batch = sled::Batch::default();
         let mut written = 0;
+        // One insert a chunk, not one sled batch: sled writes a batch out at once (its data and
+        // a manifest, each a file write handed to its I/O threads, all seven woken each time),
+        // where inserts wait in its buffer for the next flush. A chunk stands alone, and after a
+        // crash what sled brings back is a prefix of what was written.
         for chunk in records.chunks(CHUNK) {
             let value = match super::chunk::encode(chunk) {
                 Ok(v) => v,
@@ -153,19 +156,15 @@ impl History {
             // Keyed by the chunk's newest arrival: a chunk keyed before `since` holds nothing
             // newer than `since`, and retention can drop whole chunks by key.
             let newest = chunk.iter().map(|r| r.at_ms).max().unwrap_or(0);
-            batch.insert(&key(newest, self.seq.fetch_add(1, Relaxed))[..], value);
-            written += chunk.len();
-        }
-        match self.tree.apply_batch(batch) {
-            Ok(()) => {
-                self.count.fetch_add(written as u64, Relaxed);
-                written
-            }
-            Err(e) => {
-                self.store.error("history write", &e);
-                0
+            match self.tree.insert(&key(newest, self.seq.fetch_add(1, Relaxed))[..], value) {
+                Ok(_) => {
+                    self.count.fetch_add(chunk.len() as u64, Relaxed);
+                    written += chunk.len();
+                }
+                Err(e) => self.store.error("history write", &e),
             }
         }
+        written
     }
 
     fn decode(&self, chunk: &[u8]) -> Vec<HistoryRecord> {
@@ -176,7 +175,7 @@ impl History {
     }
 
     /// Deletes records older than `retention` and the oldest beyond `max_records` (whole
-    /// chunks at a time); the count is saved as by [`History::write_batch`].
+    /// chunks at a time); the count is saved by [`History::finish_writing`].
     pub fn enforce_retention(&self, cfg: &HistoryConfig, now_ms: u64) -> u64 {
         let cutoff = now_ms.saturating_sub(cfg.retention.as_millis() as u64);
         let mut removed = 0;
