@@ -20,6 +20,8 @@ use crate::store::writer::Write;
 pub(super) struct Finish {
     pub gw: Arc<Gateway>,
     pub record: RequestRecord,
+    /// The request's id as the header value it came as (the record keeps it as text).
+    request_id: HeaderValue,
     pub start: Instant,
     /// (target, provider, start) of the attempt under way.
     pub current: Option<(usize, usize, Instant)>,
@@ -56,6 +58,7 @@ impl Finish {
         Finish {
             gw,
             record,
+            request_id: req.request_id.clone(),
             start: Instant::now(),
             current: None,
             trial: false,
@@ -74,6 +77,7 @@ impl Finish {
         let placeholder = Finish {
             gw: self.gw.clone(),
             record: RequestRecord::default(),
+            request_id: self.request_id.clone(),
             start: self.start,
             current: None,
             trial: false,
@@ -150,8 +154,7 @@ impl Finish {
     pub fn decorate(&self, h: &mut HeaderMap) {
         let provider = self.current.map(|c| c.1).or(self.record.attempts.last().map(|a| a.provider));
         let attempts = self.record.attempts.len() + usize::from(self.current.is_some());
-        let id = HeaderValue::from_str(&self.record.request_id).unwrap_or(HeaderValue::from_static(""));
-        headers(&self.gw.config, h, &id, self.record.route.unwrap_or(0), provider, attempts);
+        headers(&self.gw, h, &self.request_id, self.record.route.unwrap_or(0), provider, attempts);
         if self.record.cache != CacheStatus::Off {
             h.insert(wire::X_LLMGW_CACHE, HeaderValue::from_static(self.record.cache.label()));
         }
@@ -208,20 +211,18 @@ impl Drop for Finish {
 
 /// `x-llmgw-route`, `x-llmgw-provider`, `x-llmgw-attempts` and `x-request-id`.
 fn headers(
-    config: &Config,
+    gw: &Gateway,
     h: &mut HeaderMap,
     request_id: &HeaderValue,
     route: usize,
     provider: Option<usize>,
     attempts: usize,
 ) {
-    if let Ok(v) = HeaderValue::from_str(&config.routes[route].model) {
-        h.insert(wire::X_LLMGW_ROUTE, v);
+    if let Some(Some(v)) = gw.names.routes.get(route) {
+        h.insert(wire::X_LLMGW_ROUTE, v.clone());
     }
-    if let Some(p) = provider
-        && let Ok(v) = HeaderValue::from_str(&config.providers[p].name)
-    {
-        h.insert(wire::X_LLMGW_PROVIDER, v);
+    if let Some(Some(v)) = provider.and_then(|p| gw.names.providers.get(p)) {
+        h.insert(wire::X_LLMGW_PROVIDER, v.clone());
     }
     if attempts > 0 {
         h.insert(wire::X_LLMGW_ATTEMPTS, HeaderValue::from(attempts));

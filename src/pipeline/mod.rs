@@ -49,9 +49,19 @@ pub struct Gateway {
     /// The provider adapters, shared with the health monitor.
     pub upstreams: Arc<[Upstream]>,
     routes: HashMap<String, usize>,
+    /// The routes' and providers' names as header values (`x-llmgw-route`, `x-llmgw-provider`),
+    /// made once: every answer carries them.
+    names: Names,
     stores: Option<Arc<Stores>>,
     /// This install's salt for client fingerprints.
     pub salt: [u8; 16],
+}
+
+/// Names as header values, by index in the config (`None`: not a valid header value).
+#[derive(Debug)]
+struct Names {
+    routes: Box<[Option<HeaderValue>]>,
+    providers: Box<[Option<HeaderValue>]>,
 }
 
 /// A client request, parsed just enough to route it.
@@ -91,6 +101,10 @@ impl Gateway {
     pub fn with_stores(config: Config, stores: Option<Arc<Stores>>) -> anyhow::Result<Gateway> {
         let upstreams = config.providers.iter().map(Upstream::new).collect::<anyhow::Result<Vec<_>>>()?;
         let routes = config.routes.iter().enumerate().map(|(i, r)| (r.model.clone(), i)).collect();
+        let names = Names {
+            routes: config.routes.iter().map(|r| HeaderValue::from_str(&r.model).ok()).collect(),
+            providers: config.providers.iter().map(|p| HeaderValue::from_str(&p.name).ok()).collect(),
+        };
         let config = Arc::new(config);
         let live = Arc::new(Live::new(config.clone()));
         // With a store, the salt is kept with it (fingerprints in the history stay comparable).
@@ -99,7 +113,7 @@ impl Gateway {
                 .map_err(|e| anyhow::anyhow!("cannot keep {}/install.salt: {e}", config.server.data_dir.display()))?,
             None => fastrand::u128(..).to_le_bytes(),
         };
-        Ok(Gateway { config, live, upstreams: upstreams.into(), routes, stores, salt })
+        Ok(Gateway { config, live, upstreams: upstreams.into(), routes, names, stores, salt })
     }
 
     /// The store, when the gateway has one.
