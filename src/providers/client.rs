@@ -1,6 +1,6 @@
-//! The HTTP client of calls to providers: hyper's pooled client, over TCP or over rustls (the
-//! platform's certificate verifier; h2 or http/1.1 as ALPN agrees), with nothing between it and
-//! the adapter. reqwest did this job and cost ~10 µs of CPU a request more (it parses the URL
+//! The HTTP client of calls to providers: hyper's connections ([`super::conns`]), over TCP or over
+//! rustls (the platform's certificate verifier; h2 or http/1.1 as ALPN agrees), with nothing
+//! between them and the adapter. reqwest did this job and cost ~10 µs of CPU a request more (it parses the URL
 //! again on every request and passes each through retry and redirect layers the gateway never
 //! uses): a tenth of the gateway's CPU on a small ops box. A provider that the environment's
 //! proxy settings (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) send through a proxy is
@@ -15,13 +15,12 @@ use axum::http::{Request, Uri};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::Either;
-use http_body_util::Full;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 
+use super::conns::{Conns, Lease};
 use crate::outcome::OutcomeClass;
 
-type Direct = hyper_util::client::legacy::Client<Bounded, Full<Bytes>>;
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,7 +34,7 @@ pub struct Client(Inner);
 // on every call.
 #[allow(clippy::large_enum_variant)]
 enum Inner {
-    Direct(Direct),
+    Direct(Conns),
     Proxied(reqwest::Client),
 }
 
@@ -66,13 +65,7 @@ impl Client {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        let https = Bounded { inner: Https::from((http, tls()?)), timeout: pool.connect_timeout };
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(pool.idle_timeout)
-            .pool_max_idle_per_host(pool.max_idle)
-            .build(https);
-        Ok(Client(Inner::Direct(client)))
+        Ok(Client(Inner::Direct(Conns::new(Https::from((http, tls()?)), base.clone(), pool))))
     }
 
     /// Whether calls go through a proxy from the environment.
@@ -83,10 +76,9 @@ impl Client {
     /// Sends `req`; resolves when the answer's head arrives.
     pub fn send(&self, req: Request<Bytes>) -> impl Future<Output = Result<Response, Error>> + Send + use<> {
         match &self.0 {
-            Inner::Direct(c) => Either::Left(c.request(req.map(Full::new)).map(|r| match r {
-                Ok(resp) => Ok(resp.map(|b| Body(Frames::Direct(b)))),
-                Err(e) => Err(Error::call(e)),
-            })),
+            Inner::Direct(c) => Either::Left(
+                c.send(req).map(|r| r.map(|(resp, lease)| resp.map(|body| Body(Frames::Direct { body, lease })))),
+            ),
             Inner::Proxied(c) => {
                 let c = c.clone();
                 Either::Right(async move {
@@ -115,39 +107,16 @@ fn tls() -> anyhow::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-/// The connector with one bound on the whole of opening a connection (hyper-util's own bounds
-/// the TCP connect alone, and split among a name's addresses).
-#[derive(Clone)]
-struct Bounded {
-    inner: Https,
-    timeout: Duration,
-}
-
-impl tower_service::Service<Uri> for Bounded {
-    type Response = <Https as tower_service::Service<Uri>>::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, dst: Uri) -> Self::Future {
-        let (connect, timeout) = (self.inner.call(dst), self.timeout);
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connect).await {
-                Ok(r) => r,
-                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out").into()),
-            }
-        })
-    }
-}
-
 /// An answer's body as it arrives.
 pub struct Body(Frames);
 
 enum Frames {
-    Direct(Incoming),
+    /// From a connection of ours, lent until the body ends (none when it ended at once, or
+    /// when the connection is HTTP/2's, shared).
+    Direct {
+        body: Incoming,
+        lease: Option<Lease>,
+    },
     Proxied(reqwest::Body),
 }
 
@@ -157,21 +126,34 @@ impl hyper::body::Body for Body {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match &mut self.get_mut().0 {
-            Frames::Direct(b) => Pin::new(b).poll_frame(cx).map_err(Error::body),
+            Frames::Direct { body, lease } => {
+                let frame = std::task::ready!(Pin::new(&mut *body).poll_frame(cx));
+                match &frame {
+                    None | Some(Ok(_)) if frame.is_none() || body.is_end_stream() => {
+                        if let Some(l) = lease.take() {
+                            l.give_back();
+                        }
+                    }
+                    // A connection whose answer broke is not reused.
+                    Some(Err(_)) => drop(lease.take()),
+                    _ => {}
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Error::body)))
+            }
             Frames::Proxied(b) => Pin::new(b).poll_frame(cx).map_err(Error::body),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
-            Frames::Direct(b) => b.is_end_stream(),
+            Frames::Direct { body, .. } => body.is_end_stream(),
             Frames::Proxied(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Frames::Direct(b) => b.size_hint(),
+            Frames::Direct { body, .. } => body.size_hint(),
             Frames::Proxied(b) => b.size_hint(),
         }
     }
@@ -190,10 +172,16 @@ impl Error {
         self.class
     }
 
-    fn call(e: hyper_util::client::legacy::Error) -> Error {
+    /// Opening a connection failed (or timed out).
+    pub(super) fn connect(e: BoxError) -> Error {
+        let class = if timed_out(&*e) { OutcomeClass::Timeout } else { OutcomeClass::Connect };
+        Error { class, source: e }
+    }
+
+    /// A call on an open connection got no answer.
+    pub(super) fn send(e: hyper::Error) -> Error {
         // A connection reset before any answer byte behaves like a failed connect.
-        let class = if e.is_connect() && timed_out(&e) { OutcomeClass::Timeout } else { OutcomeClass::Connect };
-        Error { class, source: Box::new(e) }
+        Error { class: OutcomeClass::Connect, source: Box::new(e) }
     }
 
     fn body(e: impl Into<BoxError>) -> Error {

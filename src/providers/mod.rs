@@ -6,6 +6,7 @@ pub mod answer;
 pub mod anthropic;
 pub mod assembled;
 pub mod client;
+mod conns;
 pub mod fault;
 pub mod openai;
 pub mod sse;

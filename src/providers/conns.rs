@@ -1,0 +1,188 @@
+//! One provider's connections, kept for reuse: HTTP/1.1 connections idle between calls (the most
+//! recently used first), or one HTTP/2 connection that every call shares when TLS agreed on h2.
+//!
+//! Why not hyper-util's pooled client: it serves any number of hosts, so every call hashes a
+//! host key twice (taking and giving back), builds a connect future it rarely uses, rewrites
+//! the URI, and spawns a task per call to hand the connection back once the answer's body is
+//! read (~12% of the instructions a proxied request costs). A provider is one host; here a call
+//! takes a connection from a short list, and the answer's body gives it back when it ends.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{Request, Response, Uri};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::client::legacy::connect::{Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
+
+use super::client::Error;
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+type Sender1 = http1::SendRequest<Full<Bytes>>;
+type Sender2 = http2::SendRequest<Full<Bytes>>;
+
+/// A provider's connections.
+pub(super) struct Conns(Arc<Shared>);
+
+struct Shared {
+    connector: Https,
+    /// Where connections go: the provider's base URL (scheme, host and port are what count).
+    target: Uri,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    /// HTTP/1.1 connections between calls, oldest first, each with when it became idle.
+    idle: Mutex<VecDeque<(Sender1, Instant)>>,
+    /// The HTTP/2 connection, once TLS has agreed on h2 with this provider.
+    h2: Mutex<Option<Sender2>>,
+}
+
+/// A connection taken for one call.
+enum Conn {
+    H1(Sender1),
+    H2(Sender2),
+}
+
+/// An HTTP/1.1 connection lent to one answer: its body gives it back when it ends.
+pub(super) struct Lease {
+    shared: Arc<Shared>,
+    tx: Sender1,
+}
+
+impl Lease {
+    /// The answer was read to its end: the connection may take the next call.
+    pub(super) fn give_back(self) {
+        let Lease { shared, tx } = self;
+        let now = Instant::now();
+        let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Oldest first: those idle too long are at the front.
+        while idle.front().is_some_and(|(_, since)| now.duration_since(*since) >= shared.idle_timeout) {
+            idle.pop_front();
+        }
+        if idle.len() < shared.max_idle {
+            idle.push_back((tx, now));
+        }
+    }
+}
+
+impl Conns {
+    /// Connections to the provider at `target`, opened by `connector` within `connect_timeout`.
+    pub(super) fn new(connector: Https, target: Uri, pool: super::client::Pool) -> Conns {
+        Conns(Arc::new(Shared {
+            connector,
+            target,
+            connect_timeout: pool.connect_timeout,
+            idle_timeout: pool.idle_timeout,
+            max_idle: pool.max_idle,
+            idle: Mutex::new(VecDeque::new()),
+            h2: Mutex::new(None),
+        }))
+    }
+
+    /// Sends `req` (its URI absolute); resolves when the answer's head arrives, with the lease
+    /// of the connection when the answer's body still has to be read from it.
+    pub(super) fn send(
+        &self,
+        req: Request<Bytes>,
+    ) -> impl Future<Output = Result<(Response<Incoming>, Option<Lease>), Error>> + Send + use<> {
+        let shared = self.0.clone();
+        async move { shared.send(req.map(Full::new)).await }
+    }
+}
+
+impl Shared {
+    async fn send(
+        self: Arc<Self>,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), Error> {
+        loop {
+            let (conn, reused) = match self.checkout() {
+                Some(c) => (c, true),
+                // Boxed: opening a connection (TLS, HTTP/2's handshake) is a large future, and
+                // inline it would make every call's future as large, moved and copied whole.
+                None => (Box::pin(self.connect()).await?, false),
+            };
+            let mut tx = match conn {
+                Conn::H2(mut tx) => {
+                    let resp = tx.send_request(req).await.map_err(Error::send)?;
+                    return Ok((resp, None));
+                }
+                Conn::H1(tx) => tx,
+            };
+            // A connection given back a moment ago may still be finishing the last answer; one
+            // the provider closed while idle says so here, and the next is tried.
+            if tx.ready().await.is_err() {
+                continue;
+            }
+            // HTTP/1.1 asks for the path alone (the absolute form is for proxies).
+            let origin = req.uri().path_and_query().map_or_else(|| req.uri().clone(), |pq| Uri::from(pq.clone()));
+            let absolute = std::mem::replace(req.uri_mut(), origin);
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    let lease = Lease { shared: self.clone(), tx };
+                    if hyper::body::Body::is_end_stream(resp.body()) {
+                        lease.give_back();
+                        return Ok((resp, None));
+                    }
+                    return Ok((resp, Some(lease)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the provider closed the idle connection as it was taken. Another
+                    // is tried; a fresh connection's failure is the call's.
+                    Some(mut r) if reused => {
+                        *r.uri_mut() = absolute;
+                        req = r;
+                    }
+                    _ => return Err(Error::send(e.into_error())),
+                },
+            }
+        }
+    }
+
+    fn checkout(&self) -> Option<Conn> {
+        if let Some(tx) = self.h2.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|tx| !tx.is_closed()) {
+            return Some(Conn::H2(tx.clone()));
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // The most recently used first: it is the likeliest to be open, and the others age out.
+        while let Some((tx, since)) = idle.pop_back() {
+            if now.duration_since(since) < self.idle_timeout && !tx.is_closed() {
+                return Some(Conn::H1(tx));
+            }
+        }
+        None
+    }
+
+    /// Opens a connection (TCP, TLS, and HTTP/2's preface when TLS agreed on h2), within the
+    /// connect timeout.
+    async fn connect(&self) -> Result<Conn, Error> {
+        let open = async {
+            let io = self.connector.clone().call(self.target.clone()).await.map_err(Error::connect)?;
+            if io.connected().is_negotiated_h2() {
+                let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(|e| Error::connect(e.into()))?;
+                tokio::spawn(conn);
+                *self.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
+                return Ok(Conn::H2(tx));
+            }
+            let (tx, conn) = http1::handshake(io).await.map_err(|e| Error::connect(e.into()))?;
+            tokio::spawn(conn);
+            Ok(Conn::H1(tx))
+        };
+        match tokio::time::timeout(self.connect_timeout, open).await {
+            Ok(r) => r,
+            Err(_) => {
+                Err(Error::connect(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out").into()))
+            }
+        }
+    }
+}
