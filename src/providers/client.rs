@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use super::conns::{Conns, Lease};
 use crate::outcome::OutcomeClass;
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+pub(super) type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An upstream's answer: its head, and its body as it arrives.
@@ -62,10 +62,7 @@ impl Client {
                 .build()?;
             return Ok(Client(Inner::Proxied(client)));
         }
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        Ok(Client(Inner::Direct(Conns::new(Https::from((http, tls()?)), base.clone(), pool))))
+        Ok(Client(Inner::Direct(Conns::new(connector()?, base.clone(), pool))))
     }
 
     /// Whether calls go through a proxy from the environment.
@@ -89,6 +86,14 @@ impl Client {
             }
         }
     }
+}
+
+/// How connections to providers are opened: TCP without Nagle's delay, TLS when the URL says so.
+pub(super) fn connector() -> anyhow::Result<Https> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    Ok(Https::from((http, tls()?)))
 }
 
 /// TLS as reqwest set it up: the process's crypto provider (ring, installed at start), the

@@ -8,6 +8,7 @@
 //! takes a connection from a short list, and the answer's body gives it back when it ends.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,9 @@ struct Shared {
     idle: Mutex<VecDeque<(Sender1, Instant)>>,
     /// The HTTP/2 connection, once TLS has agreed on h2 with this provider.
     h2: Mutex<Option<Sender2>>,
+    /// Whether the task that closes connections idle too long runs (started with the first
+    /// connection: the pool may be made outside the runtime).
+    reaping: std::sync::atomic::AtomicBool,
 }
 
 /// A connection taken for one call.
@@ -60,10 +64,7 @@ impl Lease {
         let Lease { shared, tx } = self;
         let now = Instant::now();
         let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
-        // Oldest first: those idle too long are at the front.
-        while idle.front().is_some_and(|(_, since)| now.duration_since(*since) >= shared.idle_timeout) {
-            idle.pop_front();
-        }
+        shared.expire(&mut idle, now);
         if idle.len() < shared.max_idle {
             idle.push_back((tx, now));
         }
@@ -81,6 +82,7 @@ impl Conns {
             max_idle: pool.max_idle,
             idle: Mutex::new(VecDeque::new()),
             h2: Mutex::new(None),
+            reaping: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -105,7 +107,10 @@ impl Shared {
                 Some(c) => (c, true),
                 // Boxed: opening a connection (TLS, HTTP/2's handshake) is a large future, and
                 // inline it would make every call's future as large, moved and copied whole.
-                None => (Box::pin(self.connect()).await?, false),
+                None => {
+                    self.start_reaping();
+                    (Box::pin(self.connect()).await?, false)
+                }
             };
             let mut tx = match conn {
                 Conn::H2(mut tx) => {
@@ -142,6 +147,31 @@ impl Shared {
                 },
             }
         }
+    }
+
+    /// Closes the connections idle too long: they are at the front, oldest first.
+    fn expire(&self, idle: &mut VecDeque<(Sender1, Instant)>, now: Instant) {
+        while idle.front().is_some_and(|(_, since)| now.duration_since(*since) >= self.idle_timeout) {
+            idle.pop_front();
+        }
+    }
+
+    /// Closes idle connections that have aged out while no call came (a burst's connections
+    /// would otherwise stay open, with their buffers, until the provider closes them).
+    fn start_reaping(self: &Arc<Self>) {
+        if self.reaping.swap(true, Relaxed) {
+            return;
+        }
+        let shared = Arc::downgrade(self);
+        let period = (self.idle_timeout / 2).max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(shared) = shared.upgrade() else { return };
+                let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+                shared.expire(&mut idle, Instant::now());
+            }
+        });
     }
 
     fn checkout(&self) -> Option<Conn> {
@@ -184,5 +214,48 @@ impl Shared {
                 Err(Error::connect(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out").into()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection is closed once it has been idle for the idle timeout, with no call coming
+    /// to notice it.
+    #[tokio::test]
+    async fn idle_connections_age_out_without_calls() {
+        crate::install_crypto();
+        // A server that answers every request with a small body on a kept-alive connection.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Uri = format!("http://{}/v1/models", listener.local_addr().unwrap()).parse().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let answer = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"{\"data\":[]}"))))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), answer),
+                );
+            }
+        });
+        let idle_timeout = Duration::from_millis(300);
+        let pool = super::super::client::Pool { connect_timeout: Duration::from_secs(5), idle_timeout, max_idle: 8 };
+        let conns = Conns::new(super::super::client::connector().unwrap(), url.clone(), pool);
+        let idle = || conns.0.idle.lock().unwrap().len();
+        let mut req = Request::new(Bytes::new());
+        *req.uri_mut() = url;
+        let (resp, lease) = conns.send(req).await.unwrap();
+        assert!(resp.status().is_success());
+        let _ = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        lease.expect("a model list is a body to read").give_back();
+        assert_eq!(idle(), 1, "the connection waits for the next call");
+        let since = Instant::now();
+        while idle() > 0 {
+            assert!(since.elapsed() < Duration::from_secs(5), "the idle connection was closed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(since.elapsed() >= idle_timeout / 2, "not before it had been idle a while");
     }
 }
