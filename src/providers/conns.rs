@@ -113,10 +113,19 @@ impl Shared {
                 }
             };
             let mut tx = match conn {
-                Conn::H2(mut tx) => {
-                    let resp = tx.send_request(req).await.map_err(Error::send)?;
-                    return Ok((resp, None));
-                }
+                Conn::H2(mut tx) => match tx.try_send_request(req).await {
+                    Ok(resp) => return Ok((resp, None)),
+                    Err(mut e) => match e.take_message() {
+                        // Not sent: the provider is closing the connection (a GOAWAY).
+                        // Another is opened for this call and the ones after it.
+                        Some(r) if reused => {
+                            self.h2.lock().unwrap_or_else(|e| e.into_inner()).take();
+                            req = r;
+                            continue;
+                        }
+                        _ => return Err(Error::send(e.into_error())),
+                    },
+                },
                 Conn::H1(tx) => tx,
             };
             // A connection given back a moment ago may still be finishing the last answer; one
