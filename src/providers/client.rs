@@ -1,10 +1,10 @@
-//! The HTTP client of calls to providers: hyper's connections ([`super::conns`]), over TCP or over
-//! rustls (the platform's certificate verifier; h2 or http/1.1 as ALPN agrees), with nothing
-//! between them and the adapter. reqwest did this job and cost ~10 µs of CPU a request more (it parses the URL
-//! again on every request and passes each through retry and redirect layers the gateway never
-//! uses): a tenth of the gateway's CPU on a small ops box. A provider that the environment's
-//! proxy settings (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) send through a proxy is
-//! still called through reqwest, which speaks to proxies.
+//! The HTTP client of calls to providers: hyper's connections ([`super::conns`]), over TCP or
+//! over rustls (the platform's certificate verifier; h2 or http/1.1 as ALPN agrees), with nothing
+//! between them and the adapter. reqwest did this job and cost ~10 µs of CPU a request more (it
+//! parses the URL again on every request and passes each through retry and redirect layers the
+//! gateway never uses): a tenth of the gateway's CPU on a small ops box. A provider that the
+//! environment's proxy settings (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) send
+//! through a proxy is still called through reqwest, which speaks to proxies.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -133,15 +133,17 @@ impl hyper::body::Body for Body {
         match &mut self.get_mut().0 {
             Frames::Direct { body, lease } => {
                 let frame = std::task::ready!(Pin::new(&mut *body).poll_frame(cx));
-                match &frame {
-                    None | Some(Ok(_)) if frame.is_none() || body.is_end_stream() => {
-                        if let Some(l) = lease.take() {
-                            l.give_back();
-                        }
+                let ended = match &frame {
+                    None => true,
+                    Some(Ok(_)) => body.is_end_stream(),
+                    // A connection whose answer broke is not reused: the lease goes with it.
+                    Some(Err(_)) => {
+                        lease.take();
+                        false
                     }
-                    // A connection whose answer broke is not reused.
-                    Some(Err(_)) => drop(lease.take()),
-                    _ => {}
+                };
+                if ended && let Some(l) = lease.take() {
+                    l.give_back();
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Error::body)))
             }

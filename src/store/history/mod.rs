@@ -143,8 +143,8 @@ impl History {
         let mut written = 0;
         // One insert a chunk, not one sled batch: sled writes a batch out at once (its data and
         // a manifest, each a file write handed to its I/O threads, all seven woken each time),
-        // where inserts wait in its buffer for the next flush. A chunk stands alone, and after a
-        // crash what sled brings back is a prefix of what was written.
+        // where inserts wait in its buffer for the next flush. A chunk stands alone: after a
+        // crash each chunk sled brings back is whole, and the count is made from them again.
         for chunk in records.chunks(CHUNK) {
             let value = match super::chunk::encode(chunk) {
                 Ok(v) => v,
