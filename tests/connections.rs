@@ -133,3 +133,43 @@ async fn a_connection_the_provider_closed_while_idle_is_not_used() {
     }
     assert!(conns.load(Relaxed) >= 30, "each call had a fresh connection");
 }
+
+/// A provider that never completes the TCP handshake (its accept queue is full: the kernel drops
+/// the gateway's SYNs) fails as a timeout once `connect_timeout_ms` passes, not as a refused
+/// connection, and the next target answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_that_hangs_is_a_timeout_and_the_next_target_answers() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hung = socket.listen(1).unwrap();
+    let addr = hung.local_addr().unwrap();
+    // Fill its accept queue (it never accepts): later connections hang.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await
+        {
+            held.push(c);
+        }
+    }
+    let good = sim("good", instant()).await;
+    let gw = gateway(&format!(
+        "[proxy]\nconnect_timeout_ms = 300\n\n\
+         [[providers]]\nname = \"hung\"\nbase_url = \"http://{addr}/v1\"\n\n\
+         [[providers]]\nname = \"good\"\nbase_url = \"{}\"\n\n\
+         [[routes]]\nmodel = \"chat\"\nstrategy = \"priority\"\n\
+         targets = [{{ provider = \"hung\", model = \"m\" }}, {{ provider = \"good\", model = \"m\" }}]\n",
+        good.base_url()
+    ))
+    .await;
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("chat", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-llmgw-provider"], "good");
+    assert_eq!(r.headers()["x-llmgw-attempts"], "2", "the hung provider was tried first");
+    // How the first attempt failed, as the history and the logs read it.
+    assert!(wait_for(std::time::Duration::from_secs(5), || !gw.gw.live.recent(1).is_empty()).await);
+    let recent = gw.gw.live.recent(1);
+    let attempts = &recent[0].attempts;
+    assert_eq!(attempts[0].class, llmgw::outcome::OutcomeClass::Timeout, "{attempts:?}");
+    drop(held);
+}
