@@ -128,9 +128,14 @@ impl Shared {
                 Conn::H1(tx) => tx,
             };
             // A connection given back a moment ago may still be finishing the last answer; one
-            // the provider closed while idle says so here, and the next is tried.
-            if tx.ready().await.is_err() {
-                continue;
+            // the provider closed while idle says so here, and the next is tried. A fresh one
+            // that fails is the call's failure: another would open connections without end
+            // against a provider that closes each at once.
+            if let Err(e) = tx.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(Error::send(e));
             }
             // HTTP/1.1 asks for the path alone (the absolute form is for proxies).
             let origin = req.uri().path_and_query().map_or_else(|| req.uri().clone(), |pq| Uri::from(pq.clone()));
