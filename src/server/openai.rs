@@ -107,6 +107,9 @@ pub async fn handle(gw: Arc<Gateway>, path: ApiPath, req: Request) -> Response {
     }
 }
 
+/// Bodies up to this size are copied out of the connection's read buffer (see [`prepare`]).
+const OWN_COPY_BELOW: usize = 16 * 1024;
+
 async fn prepare(
     gw: &Gateway,
     path: ApiPath,
@@ -131,7 +134,15 @@ async fn prepare(
     }
     let limits = gw.config.server.limits;
     let body: Bytes = match tokio::time::timeout(limits.body_read_timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(c)) => c.to_bytes(),
+        // A body that came in one read is a slice of the connection's read buffer, and the
+        // request keeps its body until the answer ends (a retry or a resume sends it again):
+        // holding the slice would hold the whole buffer, and make the connection take a second
+        // one for the next read. A small body is copied out instead (a long-held stream costs
+        // 8 KiB less); a large one spans reads, and is copied out by `to_bytes` anyway.
+        Ok(Ok(c)) => match c.to_bytes() {
+            b if b.len() <= OWN_COPY_BELOW => Bytes::copy_from_slice(&b),
+            b => b,
+        },
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Ok(Err(e)) => {
             return Err(ApiError::bad_request("body_read_error", format!("could not read the request body: {e}")));
