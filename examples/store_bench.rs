@@ -94,9 +94,10 @@ async fn main() {
     println!("| history writer throughput | {:.0} records/s ({n} records in {secs:.1} s) |", n as f64 / secs);
     println!("| records dropped | {} |", writer.dropped());
     println!(
-        "| store size per million records | {:.0} MiB (on disk after {n} records: {:.1} MiB; postcard + zstd chunks of 128) |",
+        "| store size per million records | {:.0} MiB (on disk after {n} records: {:.1} MiB; postcard + zstd chunks of {}) |",
         size / n as f64 * 1e6 / 1048576.0,
-        size / 1048576.0
+        size / 1048576.0,
+        llmgw::store::history::CHUNK
     );
     println!(
         "| resident memory, default sled cache ({} MiB) | {:.0} MiB |",

@@ -65,8 +65,12 @@ fn key(at_ms: u64, seq: u32) -> [u8; 12] {
 }
 
 /// Records per stored chunk: one sled entry holds this many, compressed together
-/// ([`super::chunk`]), which cuts sled's per-entry CPU and space overhead by as much.
-pub const CHUNK: usize = 128;
+/// ([`super::chunk`]), which cuts sled's per-entry CPU and space overhead by as much. Not more:
+/// sled keeps written leaves in memory (16 entries at most each) until its cache's accounting
+/// gets round to them, so what the history keeps resident grows with a chunk's bytes. 128 a
+/// chunk: 61 MiB of anonymous memory after two million requests; 16: 41 MiB, for 64 MiB a
+/// million on disk instead of 43 and a writer a fifth slower (500k records/s).
+pub const CHUNK: usize = 16;
 
 const COUNT_KEY: &[u8] = b"count";
 
