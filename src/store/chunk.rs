@@ -10,8 +10,8 @@ use super::history::HistoryRecord;
 const MAGIC: &[u8; 3] = b"LH2";
 
 /// zstd's level: its fastest strategy. Records are mostly random request ids, so level 3 made
-/// the same size (42 MiB a million records, `store_bench`) with an eighth more of the writer's
-/// CPU.
+/// the same size (42 MiB a million records in chunks of 128, `store_bench`) with an eighth more
+/// of the writer's CPU.
 const LEVEL: i32 = 1;
 
 /// A decompressed chunk may not be larger than this: a damaged store cannot make a reader
