@@ -37,47 +37,74 @@ pub struct ProviderSummary {
 
 /// Summarizes records per provider (pure: the admin API, the CLI and tests share it).
 pub fn summarize<'a>(records: impl IntoIterator<Item = &'a HistoryRecord>) -> Vec<ProviderSummary> {
-    use std::collections::BTreeMap;
-    #[derive(Default)]
-    struct Acc {
-        requests: u64,
-        outcomes: Tally,
-        latency: Vec<f64>,
-        tokens: (u64, u64),
+    let mut s = Summarizer::default();
+    records.into_iter().for_each(|r| s.add(r));
+    s.finish()
+}
+
+/// A per-provider summary made one record at a time, so a summary of millions of records never
+/// holds them (only each answering provider's latencies, 8 bytes a request).
+#[derive(Debug, Default)]
+pub struct Summarizer {
+    by: std::collections::BTreeMap<String, Acc>,
+}
+
+#[derive(Debug, Default)]
+struct Acc {
+    requests: u64,
+    outcomes: Tally,
+    latency: Vec<f64>,
+    tokens: (u64, u64),
+}
+
+impl Summarizer {
+    fn acc(&mut self, provider: &str) -> &mut Acc {
+        // A name is copied once per provider, not once per record.
+        if !self.by.contains_key(provider) {
+            self.by.insert(provider.to_string(), Acc::default());
+        }
+        self.by.get_mut(provider).expect("inserted above")
     }
-    let mut by: BTreeMap<&str, Acc> = BTreeMap::new();
-    for r in records {
+
+    /// Counts one request.
+    pub fn add(&mut self, r: &HistoryRecord) {
         for a in &r.attempts {
             // An unknown label (a newer version's class) counts as an attempt without a verdict.
             let class = OutcomeClass::from_label(&a.outcome).unwrap_or(OutcomeClass::ClientClosed);
-            by.entry(a.provider.as_str()).or_default().outcomes.add(class);
+            self.acc(&a.provider).outcomes.add(class);
         }
-        let acc = by.entry(r.provider().unwrap_or("-")).or_default();
+        let acc = self.acc(r.provider().unwrap_or("-"));
         acc.requests += 1;
         acc.tokens.0 += r.tokens_in.unwrap_or(0) as u64;
         acc.tokens.1 += r.tokens_out.unwrap_or(0) as u64;
         acc.latency.push(r.total_ms);
     }
-    by.into_iter()
-        .map(|(name, mut acc)| {
-            acc.latency.sort_by(f64::total_cmp);
-            let lat = &acc.latency;
-            let q =
-                |q: f64| lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
-            let o = &acc.outcomes;
-            ProviderSummary {
-                provider: name.to_string(),
-                requests: acc.requests,
-                attempts: o.total(),
-                failures: o.provider_failures(),
-                client_errors: o.blamed(Blame::Client),
-                rate_limited: o.blamed(Blame::RateLimit),
-                failure_pct: o.failure_rate().map(|r| r * 100.0),
-                p50_ms: q(0.5),
-                p99_ms: q(0.99),
-                tokens_in: acc.tokens.0,
-                tokens_out: acc.tokens.1,
-            }
-        })
-        .collect()
+
+    /// The summary, one row per provider by name.
+    pub fn finish(self) -> Vec<ProviderSummary> {
+        self.by
+            .into_iter()
+            .map(|(provider, mut acc)| {
+                acc.latency.sort_by(f64::total_cmp);
+                let lat = &acc.latency;
+                let q = |q: f64| {
+                    lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0)
+                };
+                let o = &acc.outcomes;
+                ProviderSummary {
+                    provider,
+                    requests: acc.requests,
+                    attempts: o.total(),
+                    failures: o.provider_failures(),
+                    client_errors: o.blamed(Blame::Client),
+                    rate_limited: o.blamed(Blame::RateLimit),
+                    failure_pct: o.failure_rate().map(|r| r * 100.0),
+                    p50_ms: q(0.5),
+                    p99_ms: q(0.99),
+                    tokens_in: acc.tokens.0,
+                    tokens_out: acc.tokens.1,
+                }
+            })
+            .collect()
+    }
 }

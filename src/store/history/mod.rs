@@ -200,27 +200,33 @@ impl History {
 
     /// Records matching `f`, newest first.
     pub fn query(&self, f: &Filter) -> Vec<HistoryRecord> {
+        let limit = f.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        self.scan(f, |r| {
+            out.push(r);
+            out.len() < limit
+        });
+        out
+    }
+
+    /// Hands the records matching `f` (its limit aside) to `each`, newest first, one chunk
+    /// decoded at a time, until `each` says stop.
+    fn scan(&self, f: &Filter, mut each: impl FnMut(HistoryRecord) -> bool) {
         // Chunks are keyed by their newest record.
         let since = f.since_ms.unwrap_or(0);
         let until = f.until_ms.unwrap_or(u64::MAX);
         let from = key(since, 0);
         let to = key(u64::MAX, u32::MAX);
-        let limit = f.limit.unwrap_or(usize::MAX);
-        let mut out = Vec::new();
         for item in self.tree.range(from..=to).rev() {
             let Ok((_, v)) = item else { continue };
             let mut records = self.decode(&v);
             records.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
             for r in records {
-                if r.at_ms >= since && r.at_ms <= until && f.matches(&r) {
-                    out.push(r);
-                    if out.len() >= limit {
-                        return out;
-                    }
+                if r.at_ms >= since && r.at_ms <= until && f.matches(&r) && !each(r) {
+                    return;
                 }
             }
         }
-        out
     }
 
     /// The record of one request.
@@ -233,9 +239,15 @@ impl History {
             .find_map(|(_, v)| self.decode(&v).into_iter().find(|r| r.request_id == request_id))
     }
 
-    /// Per-provider summary of the records matching `f`.
+    /// Per-provider summary of the records matching `f` (all of them, whatever its limit), made
+    /// as the chunks are read: the records are never all in memory.
     pub fn summary(&self, f: &Filter) -> Vec<super::summary::ProviderSummary> {
-        super::summary::summarize(&self.query(&Filter { limit: None, ..f.clone() }))
+        let mut s = super::summary::Summarizer::default();
+        self.scan(f, |r| {
+            s.add(&r);
+            true
+        });
+        s.finish()
     }
 }
 
