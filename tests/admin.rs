@@ -188,3 +188,34 @@ async fn the_snapshot_stream_renders_as_the_in_process_console_does() {
     assert!(partial >= 2, "after the first, snapshots carry only what is new in the charts");
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_export_streams_every_record_and_honours_a_limit() {
+    let a = sim("a", instant()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(&config_text(dir.path(), &[&a], ""), dir.path()).await;
+    let token = std::fs::read_to_string(llmgw::server::admin::token_path(dir.path())).unwrap();
+    // Enough records for several of the export's 64 KiB pieces (a record is ~400 bytes).
+    let n = 600;
+    let results = fire(&url(&gw), chat_body("chat", false), n, 16).await;
+    assert!(results.iter().all(|r| r.0 == 200), "every request answered");
+    let stores = gw.gw.stores().unwrap().clone();
+    assert!(wait_for(std::time::Duration::from_secs(10), || stores.history.len() >= n as u64).await, "history written");
+    let c = client();
+    let get = |q: &str| c.get(format!("http://{}/admin/history{q}", gw.admin_addr)).bearer_auth(token.trim()).send();
+    let r = get("").await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let body = r.text().await.unwrap();
+    assert!(body.len() > 2 * 64 * 1024, "more than two pieces: {} bytes", body.len());
+    let records: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).expect("each line a record")).collect();
+    assert_eq!(records.len(), n, "every record, none twice");
+    let ids: std::collections::HashSet<&str> = records.iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), n);
+    let queried = stores.history.query(&llmgw::store::history::Filter::default());
+    let in_order: Vec<&str> = records.iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    assert_eq!(in_order, queried.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), "the query's order");
+    let seven = get("?limit=7").await.unwrap().text().await.unwrap();
+    let seven: Vec<Value> = seven.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(seven, records[..7], "the newest seven");
+    gw.stop().await.unwrap();
+}

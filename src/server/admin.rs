@@ -246,15 +246,34 @@ fn no_store() -> Response {
     .into_response()
 }
 
+/// Bytes of NDJSON sent at a time by [`history`].
+const HISTORY_PIECE: usize = 64 * 1024;
+
+/// The history as NDJSON, newest first, streamed as it is read: an export of millions of records
+/// never sits in the gateway's memory, and a client that goes away stops the reading.
 async fn history(State(s): State<AdminState>, Query(f): Query<Filter>) -> Response {
     let Some(stores) = s.gw.stores().cloned() else { return no_store() };
-    let records = tokio::task::spawn_blocking(move || stores.history.query(&f)).await.unwrap_or_default();
-    let mut body = String::new();
-    for r in records {
-        body.push_str(&serde_json::to_string(&r).unwrap_or_default());
-        body.push('\n');
-    }
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    tokio::task::spawn_blocking(move || {
+        let limit = f.limit.unwrap_or(usize::MAX);
+        let (mut sent, mut piece) = (0, Vec::with_capacity(HISTORY_PIECE));
+        stores.history.scan(&f, |r| {
+            if serde_json::to_writer(&mut piece, &r).is_ok() {
+                piece.push(b'\n');
+            }
+            sent += 1;
+            if piece.len() >= HISTORY_PIECE && tx.blocking_send(std::mem::take(&mut piece).into()).is_err() {
+                return false;
+            }
+            sent < limit
+        });
+        if !piece.is_empty() {
+            let _ = tx.blocking_send(piece.into());
+        }
+    });
+    let pieces =
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|p| p.map(Ok::<_, std::convert::Infallible>)));
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(pieces)).into_response()
 }
 
 async fn summary(State(s): State<AdminState>, Query(f): Query<Filter>) -> Response {

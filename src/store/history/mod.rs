@@ -211,7 +211,7 @@ impl History {
 
     /// Hands the records matching `f` (its limit aside) to `each`, newest first, one chunk
     /// decoded at a time, until `each` says stop.
-    fn scan(&self, f: &Filter, mut each: impl FnMut(HistoryRecord) -> bool) {
+    pub fn scan(&self, f: &Filter, mut each: impl FnMut(HistoryRecord) -> bool) {
         // Chunks are keyed by their newest record.
         let since = f.since_ms.unwrap_or(0);
         let until = f.until_ms.unwrap_or(u64::MAX);
