@@ -262,7 +262,9 @@ async fn history(State(s): State<AdminState>, Query(f): Query<Filter>) -> Respon
                 piece.push(b'\n');
             }
             sent += 1;
-            if piece.len() >= HISTORY_PIECE && tx.blocking_send(std::mem::take(&mut piece).into()).is_err() {
+            if piece.len() >= HISTORY_PIECE
+                && tx.blocking_send(std::mem::replace(&mut piece, Vec::with_capacity(HISTORY_PIECE)).into()).is_err()
+            {
                 return false;
             }
             sent < limit
