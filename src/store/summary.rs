@@ -35,7 +35,8 @@ pub struct ProviderSummary {
     pub tokens_out: u64,
 }
 
-/// Summarizes records per provider (pure: the admin API, the CLI and tests share it).
+/// Summarizes records already in memory per provider (a stored history is summarized as it is
+/// read, by [`super::history::History::summary`], with the same [`Summarizer`]).
 pub fn summarize<'a>(records: impl IntoIterator<Item = &'a HistoryRecord>) -> Vec<ProviderSummary> {
     let mut s = Summarizer::default();
     records.into_iter().for_each(|r| s.add(r));
