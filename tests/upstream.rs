@@ -256,3 +256,44 @@ async fn providers_are_called_over_tls_and_their_certificates_checked() {
         }
     }
 }
+
+/// A burst of calls to an HTTP/2 provider with no connection open shares one connection: the
+/// first call opens it and the others wait for it, instead of a TLS handshake each (what a
+/// gateway under load meets after a restart, or when a provider closes its connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_calls_to_an_http2_provider_opens_one_connection() {
+    let secure = sim("secure", instant()).await;
+    let (front, h2) = tls_front(secure.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = dead_addr().await.port();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+         [health]\nprobe = \"off\"\n\n\
+         [[providers]]\nname = \"secure\"\nbase_url = \"https://localhost:{}/v1\"\n\n\
+         [[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"secure\", model = \"m\" }}]\n",
+        dir.path().join("data").display(),
+        front.port()
+    );
+    std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "-c"])
+        .arg(dir.path().join("gw.toml"))
+        .env("SSL_CERT_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem"))
+        .env_remove("SSL_CERT_DIR")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = client();
+    assert!(wait_for_ok(&c, &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let calls = (0..32).map(|i| c.post(&url).json(&chat_body("chat", i % 2 == 1)).send());
+    let answers = futures_util::future::join_all(calls).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    for a in answers {
+        let a = a.unwrap();
+        assert_eq!(a.status(), 200, "{:?}", a.text().await);
+    }
+    assert_eq!(secure.stats.chat.load(Relaxed), 32, "every call reached the provider");
+    assert_eq!(h2.load(Relaxed), 1, "the 32 calls shared one HTTP/2 connection");
+}

@@ -191,6 +191,12 @@ impl Error {
         Error { class: OutcomeClass::Connect, source: Box::new(e) }
     }
 
+    /// The same failure for another call that waited on it (one connection attempt shared by
+    /// calls): its class, and its causes as text.
+    pub(super) fn again(&self) -> Error {
+        Error { class: self.class, source: self.to_string().into() }
+    }
+
     fn body(e: impl Into<BoxError>) -> Error {
         Error { class: OutcomeClass::StreamBroken, source: e.into() }
     }

@@ -1,5 +1,6 @@
 //! One provider's connections, kept for reuse: HTTP/1.1 connections idle between calls (the most
 //! recently used first), or one HTTP/2 connection that every call shares when TLS agreed on h2.
+//! While that connection is being opened, calls wait for it rather than each opening its own.
 //!
 //! Why not hyper-util's pooled client: it serves any number of hosts, so every call hashes a
 //! host key twice (taking and giving back), builds a connect future it rarely uses, rewrites
@@ -8,6 +9,7 @@
 //! takes a connection from a short list, and the answer's body gives it back when it ends.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::watch;
 use tower_service::Service;
 
 use super::client::{Error, Https};
@@ -40,9 +43,50 @@ struct Shared {
     idle: Mutex<VecDeque<(Sender1, Instant)>>,
     /// The HTTP/2 connection, once TLS has agreed on h2 with this provider.
     h2: Mutex<Option<Sender2>>,
+    /// Whether calls with no connection to take wait for one being opened: while it may turn out
+    /// to be HTTP/2 (TLS, and the provider has not yet agreed on http/1.1 instead).
+    may_share: AtomicBool,
+    /// The connection being opened that calls wait for, if any: it tells them how it went.
+    opening: Mutex<Option<watch::Receiver<Opened>>>,
     /// Whether the task that closes connections idle too long runs (started with the first
     /// connection: the pool may be made outside the runtime).
-    reaping: std::sync::atomic::AtomicBool,
+    reaping: AtomicBool,
+}
+
+/// How the connection that calls waited for went: `None` while it is being opened.
+type Opened = Option<Result<(), Error>>;
+
+/// A call's part while no connection is there to take: open one, or wait for the one opening.
+enum Turn {
+    Open(Opening),
+    Wait(watch::Receiver<Opened>),
+}
+
+/// The opening of a connection that other calls wait for. Dropped unfinished (its call gave
+/// up), it lets the waiters take their turn again.
+struct Opening {
+    shared: Arc<Shared>,
+    tx: watch::Sender<Opened>,
+}
+
+impl Opening {
+    /// Tells the waiting calls how it went: opened (an HTTP/2 connection is theirs to take; after
+    /// http/1.1 they open their own), or the failure, which is theirs too.
+    fn finish(self, r: &Result<Conn, Error>) {
+        if matches!(r, Ok(Conn::H1(_))) {
+            self.shared.may_share.store(false, Relaxed);
+        }
+        self.tx.send_replace(Some(r.as_ref().map(|_| ()).map_err(Error::again)));
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        let mut slot = self.shared.opening.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|rx| rx.same_channel(&self.tx.subscribe())) {
+            *slot = None;
+        }
+    }
 }
 
 /// A connection taken for one call.
@@ -75,13 +119,15 @@ impl Conns {
     pub(super) fn new(connector: Https, target: Uri, pool: super::client::Pool) -> Conns {
         Conns(Arc::new(Shared {
             connector,
-            target,
             connect_timeout: pool.connect_timeout,
             idle_timeout: pool.idle_timeout,
             max_idle: pool.max_idle,
             idle: Mutex::new(VecDeque::new()),
             h2: Mutex::new(None),
-            reaping: std::sync::atomic::AtomicBool::new(false),
+            may_share: AtomicBool::new(target.scheme() == Some(&axum::http::uri::Scheme::HTTPS)),
+            opening: Mutex::new(None),
+            reaping: AtomicBool::new(false),
+            target,
         }))
     }
 
@@ -106,10 +152,27 @@ impl Shared {
                 Some(c) => (c, true),
                 // Boxed: opening a connection (TLS, HTTP/2's handshake) is a large future, and
                 // inline it would make every call's future as large, moved and copied whole.
-                None => {
-                    self.start_reaping();
-                    (Box::pin(self.connect()).await?, false)
-                }
+                None => match self.turn() {
+                    None => {
+                        self.start_reaping();
+                        (Box::pin(self.connect()).await?, false)
+                    }
+                    Some(Turn::Open(opening)) => {
+                        self.start_reaping();
+                        let r = Box::pin(self.connect()).await;
+                        opening.finish(&r);
+                        (r?, false)
+                    }
+                    Some(Turn::Wait(mut rx)) => {
+                        // Its outcome is this call's too; if its call gave up, take the turn again.
+                        if let Ok(opened) = rx.wait_for(Option::is_some).await
+                            && let Some(Err(e)) = &*opened
+                        {
+                            return Err(e.again());
+                        }
+                        continue;
+                    }
+                },
             };
             let mut tx = match conn {
                 Conn::H2(mut tx) => match tx.try_send_request(req).await {
@@ -187,6 +250,21 @@ impl Shared {
         });
     }
 
+    /// With no connection to take: `None` when this call opens its own, or whether it opens the
+    /// one others wait for or waits for the one being opened.
+    fn turn(self: &Arc<Self>) -> Option<Turn> {
+        if !self.may_share.load(Relaxed) {
+            return None;
+        }
+        let mut slot = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = slot.as_ref() {
+            return Some(Turn::Wait(rx.clone()));
+        }
+        let (tx, rx) = watch::channel(None);
+        *slot = Some(rx);
+        Some(Turn::Open(Opening { shared: self.clone(), tx }))
+    }
+
     fn checkout(&self) -> Option<Conn> {
         if let Some(tx) = self.h2.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|tx| !tx.is_closed()) {
             return Some(Conn::H2(tx.clone()));
@@ -231,44 +309,4 @@ impl Shared {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A connection is closed once it has been idle for the idle timeout, with no call coming
-    /// to notice it.
-    #[tokio::test]
-    async fn idle_connections_age_out_without_calls() {
-        crate::install_crypto();
-        // A server that answers every request with a small body on a kept-alive connection.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url: Uri = format!("http://{}/v1/models", listener.local_addr().unwrap()).parse().unwrap();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let answer = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"{\"data\":[]}"))))
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), answer),
-                );
-            }
-        });
-        let idle_timeout = Duration::from_millis(300);
-        let pool = super::super::client::Pool { connect_timeout: Duration::from_secs(5), idle_timeout, max_idle: 8 };
-        let conns = Conns::new(super::super::client::connector().unwrap(), url.clone(), pool);
-        let idle = || conns.0.idle.lock().unwrap().len();
-        let mut req = Request::new(Bytes::new());
-        *req.uri_mut() = url;
-        let (resp, lease) = conns.send(req).await.unwrap();
-        assert!(resp.status().is_success());
-        let _ = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
-        lease.expect("a model list is a body to read").give_back();
-        assert_eq!(idle(), 1, "the connection waits for the next call");
-        let since = Instant::now();
-        while idle() > 0 {
-            assert!(since.elapsed() < Duration::from_secs(5), "the idle connection was closed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(since.elapsed() >= idle_timeout / 2, "not before it had been idle a while");
-    }
-}
+mod tests;
