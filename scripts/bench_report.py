@@ -2,6 +2,9 @@
 """Turns scripts/bench.sh's raw results (one JSON object a line) into the tables it prints, with
 ratios against a direct call in the same run, and a machine-readable summary. A measure repeated
 over several rounds is reported as the median of each of its figures ("rounds" says how many).
+The p99 a path adds is taken in each round against that round's direct call (the paths of a round
+run one after another, so they share the machine's state of the moment), then the median of the
+rounds, with their range: on a shared machine, how far one round is from the next.
 Usage: bench_report.py RESULTS.jsonl SUMMARY.json"""
 import json
 import statistics
@@ -49,9 +52,17 @@ for r in rows:
     elif k == "cache":
         summary["cache"][r["path"]] = oha(r)
 
-for paths in summary["json"].values():
+added = {}
+for load, paths in summary["json"].items():
+    direct = paths.get("direct", [])
+    for name, runs in paths.items():
+        if name != "direct" and len(runs) == len(direct):
+            each = [x["p99_ms"] - d["p99_ms"] for x, d in zip(runs, direct)]
+            added.setdefault(load, {})[name] = {
+                "median": statistics.median(each), "min": min(each), "max": max(each), "rounds": each}
     for name, runs in paths.items():
         paths[name] = median(runs)
+summary["added_p99_ms"] = added
 for kind in ("stream", "stream_reused"):
     for name, runs in summary[kind].items():
         summary[kind][name] = median(runs)
@@ -68,8 +79,11 @@ for load, paths in summary["json"].items():
         if name not in paths:
             continue
         x = paths[name]
+        a = added.get(load, {}).get(name)
+        spread = f" (rounds {a['min']:+.3f} to {a['max']:+.3f})" if a and len(a["rounds"]) > 1 else ""
         vs = "" if name == "direct" else (
-            f"p99 +{x['p99_ms'] - d['p99_ms']:.3f} ms, throughput {100 * x['req_s'] / d['req_s']:.0f}%")
+            f"p99 {a['median'] if a else x['p99_ms'] - d['p99_ms']:+.3f} ms{spread}, "
+            f"throughput {100 * x['req_s'] / d['req_s']:.0f}%")
         print(f"{load:<10} {name:<7} {x['p50_ms']:9.3f} {x['p99_ms']:9.3f} {x['req_s']:9.0f} {x['ok_pct']:7.2f}  {vs}")
 print()
 print(f"{'streams':<22} {'p50 ms':>9} {'p99 ms':>9} {'streams/s':>10}  vs direct")
