@@ -163,10 +163,11 @@ async fn a_provider_behind_the_environments_proxy_is_reached_through_it() {
 }
 
 /// A simulated provider's API served over TLS with the fixture certificate, h2 or http/1.1 as
-/// ALPN agrees; counts the connections that agreed on h2. tests/fixtures/tls holds a test CA's
+/// ALPN agrees, at most `max_streams` streams at once on an h2 connection (the provider's
+/// SETTINGS_MAX_CONCURRENT_STREAMS); counts the connections that agreed on h2. tests/fixtures/tls holds a test CA's
 /// certificate and one for `localhost` and 127.0.0.1 it signed (ECDSA P-256, valid until 2126;
 /// made with `openssl`, the CA's key thrown away).
-async fn tls_front(sim: Arc<llmgw::sim::SimHandle>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+async fn tls_front(sim: Arc<llmgw::sim::SimHandle>, max_streams: u32) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
@@ -195,9 +196,9 @@ async fn tls_front(sim: Arc<llmgw::sim::SimHandle>) -> (std::net::SocketAddr, Ar
                     h2.fetch_add(1, Relaxed);
                 }
                 let service = hyper_util::service::TowerToHyperService::new(app);
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
+                let mut server = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                server.http2().max_concurrent_streams(max_streams);
+                let _ = server.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
             });
         }
     });
@@ -211,7 +212,7 @@ async fn tls_front(sim: Arc<llmgw::sim::SimHandle>) -> (std::net::SocketAddr, Ar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_are_called_over_tls_and_their_certificates_checked() {
     let secure = sim("secure", instant()).await;
-    let (front, h2) = tls_front(secure.clone()).await;
+    let (front, h2) = tls_front(secure.clone(), 200).await;
     let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
     let c = client();
     let mut reached = 0;
@@ -259,41 +260,80 @@ async fn providers_are_called_over_tls_and_their_certificates_checked() {
 
 /// A burst of calls to an HTTP/2 provider with no connection open shares one connection: the
 /// first call opens it and the others wait for it, instead of a TLS handshake each (what a
-/// gateway under load meets after a restart, or when a provider closes its connection).
+/// gateway under load meets after a restart, or when a provider closes its connection). Bursts
+/// after it, 160 calls in all, stay on it: each call's stream is let go when its answer ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_calls_to_an_http2_provider_opens_one_connection() {
     let secure = sim("secure", instant()).await;
-    let (front, h2) = tls_front(secure.clone()).await;
+    let (front, h2) = tls_front(secure.clone(), 200).await;
     let dir = tempfile::tempdir().unwrap();
+    let (port, mut child) = gateway_over_tls(front, dir.path()).await;
+    let c = client();
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let calls = (0..32).map(|i| c.post(&url).json(&chat_body("chat", i % 2 == 1)).send());
+        for a in futures_util::future::join_all(calls).await {
+            let a = a.unwrap();
+            statuses.push((a.status().as_u16(), a.text().await.unwrap()));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(statuses.iter().all(|(s, _)| *s == 200), "{:?}", statuses.iter().find(|(s, _)| *s != 200));
+    assert_eq!(secure.stats.chat.load(Relaxed), 160, "every call reached the provider");
+    assert_eq!(h2.load(Relaxed), 1, "the 160 calls shared one HTTP/2 connection");
+}
+
+/// An HTTP/2 provider carries at most so many streams on one connection (100 is the least a
+/// provider should allow, and what the gateway assumes): calls beyond that go on another
+/// connection instead of waiting, inside the one connection, for streams that may last minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_an_http2_connections_streams_open_another_connection() {
+    // Answers nothing: each call holds its stream until the test ends.
+    let secure = sim("secure", Behavior { hang: true, ..instant() }).await;
+    let (front, h2) = tls_front(secure.clone(), 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mut child) = gateway_over_tls(front, dir.path()).await;
+    let c = client();
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let calls: Vec<_> = (0..130).map(|_| tokio::spawn(c.post(&url).json(&chat_body("chat", true)).send())).collect();
+    // Every call reaches the provider while the first hundred still hold their streams (they
+    // would for the first-byte timeout, a minute).
+    let since = std::time::Instant::now();
+    while secure.stats.chat.load(Relaxed) < 130 && since.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reached = secure.stats.chat.load(Relaxed);
+    let connections = h2.load(Relaxed);
+    let _ = child.kill();
+    let _ = child.wait();
+    calls.iter().for_each(|c| c.abort());
+    assert_eq!(reached, 130, "every call reached the provider at once");
+    assert_eq!(connections, 2, "on two connections: a hundred streams and thirty");
+}
+
+/// A gateway in front of the TLS provider at `front`, trusting the test CA, with probes off (so
+/// calls are the first to connect): its port and process, its files in `dir`.
+async fn gateway_over_tls(front: std::net::SocketAddr, dir: &std::path::Path) -> (u16, std::process::Child) {
     let port = dead_addr().await.port();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
          [health]\nprobe = \"off\"\n\n\
          [[providers]]\nname = \"secure\"\nbase_url = \"https://localhost:{}/v1\"\n\n\
          [[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"secure\", model = \"m\" }}]\n",
-        dir.path().join("data").display(),
+        dir.join("data").display(),
         front.port()
     );
-    std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
-    let mut child = Command::new(BIN)
+    std::fs::write(dir.join("gw.toml"), &text).unwrap();
+    let child = Command::new(BIN)
         .args(["serve", "-c"])
-        .arg(dir.path().join("gw.toml"))
+        .arg(dir.join("gw.toml"))
         .env("SSL_CERT_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem"))
         .env_remove("SSL_CERT_DIR")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let c = client();
-    assert!(wait_for_ok(&c, &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
-    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-    let calls = (0..32).map(|i| c.post(&url).json(&chat_body("chat", i % 2 == 1)).send());
-    let answers = futures_util::future::join_all(calls).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    for a in answers {
-        let a = a.unwrap();
-        assert_eq!(a.status(), 200, "{:?}", a.text().await);
-    }
-    assert_eq!(secure.stats.chat.load(Relaxed), 32, "every call reached the provider");
-    assert_eq!(h2.load(Relaxed), 1, "the 32 calls shared one HTTP/2 connection");
+    assert!(wait_for_ok(&client(), &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
+    (port, child)
 }

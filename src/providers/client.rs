@@ -116,8 +116,8 @@ fn tls() -> anyhow::Result<Arc<rustls::ClientConfig>> {
 pub struct Body(Frames);
 
 enum Frames {
-    /// From a connection of ours, lent until the body ends (none when it ended at once, or
-    /// when the connection is HTTP/2's, shared).
+    /// From a connection of ours, held until the body ends (an HTTP/1.1 connection, or a
+    /// stream of a shared HTTP/2 one; none when the body ended at once).
     Direct {
         body: Incoming,
         lease: Option<Lease>,
@@ -136,7 +136,7 @@ impl hyper::body::Body for Body {
                 let ended = match &frame {
                     None => true,
                     Some(Ok(_)) => body.is_end_stream(),
-                    // A connection whose answer broke is not reused: the lease goes with it.
+                    // A connection whose answer broke is not reused (an HTTP/2 stream is let go).
                     Some(Err(_)) => {
                         lease.take();
                         false

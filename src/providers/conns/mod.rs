@@ -1,6 +1,7 @@
 //! One provider's connections, kept for reuse: HTTP/1.1 connections idle between calls (the most
-//! recently used first), or one HTTP/2 connection that every call shares when TLS agreed on h2.
-//! While that connection is being opened, calls wait for it rather than each opening its own.
+//! recently used first), or, when TLS agreed on h2, HTTP/2 connections that calls share, up to
+//! [`MAX_STREAMS`] each. While one is being opened, calls wait for it rather than each opening
+//! its own.
 //!
 //! Why not hyper-util's pooled client: it serves any number of hosts, so every call hashes a
 //! host key twice (taking and giving back), builds a connect future it rarely uses, rewrites
@@ -9,8 +10,8 @@
 //! takes a connection from a short list, and the answer's body gives it back when it ends.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,12 @@ use super::client::{Error, Https};
 type Sender1 = http1::SendRequest<Full<Bytes>>;
 type Sender2 = http2::SendRequest<Full<Bytes>>;
 
+/// Streams an HTTP/2 connection carries at once before calls go on another: the least a server
+/// should allow (RFC 9113's SETTINGS_MAX_CONCURRENT_STREAMS advice), which providers allow or
+/// exceed. hyper does not tell the provider's own figure; past it, calls would wait inside the
+/// connection for streams that may last minutes.
+const MAX_STREAMS: usize = 100;
+
 /// A provider's connections.
 pub(super) struct Conns(Arc<Shared>);
 
@@ -41,8 +48,9 @@ struct Shared {
     max_idle: usize,
     /// HTTP/1.1 connections between calls, oldest first, each with when it became idle.
     idle: Mutex<VecDeque<(Sender1, Instant)>>,
-    /// The HTTP/2 connection, once TLS has agreed on h2 with this provider.
-    h2: Mutex<Option<Sender2>>,
+    /// The HTTP/2 connections, once TLS has agreed on h2 with this provider: the first is kept,
+    /// the others while they carry streams.
+    h2: Mutex<Vec<H2>>,
     /// Whether calls with no connection to take wait for one being opened: while it may turn out
     /// to be HTTP/2 (TLS, and the provider has not yet agreed on http/1.1 instead).
     may_share: AtomicBool,
@@ -89,22 +97,41 @@ impl Drop for Opening {
     }
 }
 
+/// An HTTP/2 connection, and how many calls' streams it carries.
+struct H2 {
+    tx: Sender2,
+    streams: Arc<AtomicUsize>,
+}
+
+/// One call's stream on an HTTP/2 connection, counted until the answer ends or is dropped.
+pub(super) struct Stream(Arc<AtomicUsize>);
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 /// A connection taken for one call.
 enum Conn {
     H1(Sender1),
-    H2(Sender2),
+    H2(Sender2, Stream),
 }
 
-/// An HTTP/1.1 connection lent to one answer: its body gives it back when it ends.
-pub(super) struct Lease {
-    shared: Arc<Shared>,
-    tx: Sender1,
+/// What an answer's body holds of its connection until it ends.
+pub(super) struct Lease(Held);
+
+enum Held {
+    /// An HTTP/1.1 connection lent to this answer alone.
+    H1 { shared: Arc<Shared>, tx: Sender1 },
+    /// A stream of a shared HTTP/2 connection, counted while held.
+    H2 { _stream: Stream },
 }
 
 impl Lease {
     /// The answer was read to its end: the connection may take the next call.
     pub(super) fn give_back(self) {
-        let Lease { shared, tx } = self;
+        let Held::H1 { shared, tx } = self.0 else { return };
         let now = Instant::now();
         let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
         shared.expire(&mut idle, now);
@@ -123,7 +150,7 @@ impl Conns {
             idle_timeout: pool.idle_timeout,
             max_idle: pool.max_idle,
             idle: Mutex::new(VecDeque::new()),
-            h2: Mutex::new(None),
+            h2: Mutex::new(Vec::new()),
             may_share: AtomicBool::new(target.scheme() == Some(&axum::http::uri::Scheme::HTTPS)),
             opening: Mutex::new(None),
             reaping: AtomicBool::new(false),
@@ -175,13 +202,15 @@ impl Shared {
                 },
             };
             let mut tx = match conn {
-                Conn::H2(mut tx) => match tx.try_send_request(req).await {
-                    Ok(resp) => return Ok((resp, None)),
+                Conn::H2(mut tx, stream) => match tx.try_send_request(req).await {
+                    Ok(resp) if hyper::body::Body::is_end_stream(resp.body()) => return Ok((resp, None)),
+                    Ok(resp) => return Ok((resp, Some(Lease(Held::H2 { _stream: stream })))),
                     Err(mut e) => match e.take_message() {
-                        // Not sent: the provider is closing the connection (a GOAWAY).
-                        // Another is opened for this call and the ones after it.
+                        // Not sent: the provider is closing the connection (a GOAWAY). The
+                        // call goes on another, opened if need be.
                         Some(r) if reused => {
-                            self.h2.lock().unwrap_or_else(|e| e.into_inner()).take();
+                            let mut h2 = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+                            h2.retain(|c| !Arc::ptr_eq(&c.streams, &stream.0));
                             req = r;
                             continue;
                         }
@@ -205,7 +234,7 @@ impl Shared {
             let absolute = std::mem::replace(req.uri_mut(), origin);
             match tx.try_send_request(req).await {
                 Ok(resp) => {
-                    let lease = Lease { shared: self.clone(), tx };
+                    let lease = Lease(Held::H1 { shared: self.clone(), tx });
                     if hyper::body::Body::is_end_stream(resp.body()) {
                         lease.give_back();
                         return Ok((resp, None));
@@ -233,7 +262,8 @@ impl Shared {
     }
 
     /// Closes idle connections that have aged out while no call came (a burst's connections
-    /// would otherwise stay open, with their buffers, until the provider closes them).
+    /// would otherwise stay open, with their buffers, until the provider closes them), and
+    /// HTTP/2 connections past the first that carry no stream.
     fn start_reaping(self: &Arc<Self>) {
         if self.reaping.swap(true, Relaxed) {
             return;
@@ -246,6 +276,12 @@ impl Shared {
                 let Some(shared) = shared.upgrade() else { return };
                 let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
                 shared.expire(&mut idle, Instant::now());
+                drop(idle);
+                let mut first = true;
+                shared.h2.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| {
+                    let keep = std::mem::take(&mut first) || c.streams.load(Relaxed) > 0;
+                    keep && !c.tx.is_closed()
+                });
             }
         });
     }
@@ -266,8 +302,13 @@ impl Shared {
     }
 
     fn checkout(&self) -> Option<Conn> {
-        if let Some(tx) = self.h2.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|tx| !tx.is_closed()) {
-            return Some(Conn::H2(tx.clone()));
+        {
+            let mut h2 = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+            h2.retain(|c| !c.tx.is_closed());
+            if let Some(c) = h2.iter().find(|c| c.streams.load(Relaxed) < MAX_STREAMS) {
+                c.streams.fetch_add(1, Relaxed);
+                return Some(Conn::H2(c.tx.clone(), Stream(c.streams.clone())));
+            }
         }
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -292,8 +333,9 @@ impl Shared {
                     .await
                     .map_err(|e| Error::connect(e.into()))?;
                 tokio::spawn(conn);
-                *self.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
-                return Ok(Conn::H2(tx));
+                let streams = Arc::new(AtomicUsize::new(1));
+                self.h2.lock().unwrap_or_else(|e| e.into_inner()).push(H2 { tx: tx.clone(), streams: streams.clone() });
+                return Ok(Conn::H2(tx, Stream(streams)));
             }
             let (tx, conn) = http1::handshake(io).await.map_err(|e| Error::connect(e.into()))?;
             tokio::spawn(conn);
