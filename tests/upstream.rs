@@ -285,23 +285,26 @@ async fn a_burst_of_calls_to_an_http2_provider_opens_one_connection() {
     assert_eq!(h2.load(Relaxed), 1, "the 160 calls shared one HTTP/2 connection");
 }
 
-/// An HTTP/2 provider carries at most so many streams on one connection (100 is the least a
-/// provider should allow, and what the gateway assumes): calls beyond that go on another
-/// connection instead of waiting, inside the one connection, for streams that may last minutes.
+/// An HTTP/2 provider allows so many streams at once on a connection (here 10, told in its
+/// SETTINGS): calls beyond that go on another connection instead of waiting, inside the one,
+/// for streams that may last minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_beyond_an_http2_connections_streams_open_another_connection() {
-    // Answers nothing: each call holds its stream until the test ends.
-    let secure = sim("secure", Behavior { hang: true, ..instant() }).await;
-    let (front, h2) = tls_front(secure.clone(), 100).await;
+    let secure = sim("secure", instant()).await;
+    let (front, h2) = tls_front(secure.clone(), 10).await;
     let dir = tempfile::tempdir().unwrap();
     let (port, mut child) = gateway_over_tls(front, dir.path()).await;
     let c = client();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-    let calls: Vec<_> = (0..130).map(|_| tokio::spawn(c.post(&url).json(&chat_body("chat", true)).send())).collect();
-    // Every call reaches the provider while the first hundred still hold their streams (they
-    // would for the first-byte timeout, a minute).
+    // The first call opens the connection, and the provider says what it allows on it.
+    let first = c.post(&url).json(&chat_body("chat", false)).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    // From now on it answers nothing: each call holds its stream (for the first-byte timeout, a
+    // minute) while the others come.
+    secure.set_behavior(Behavior { hang: true, ..instant() });
+    let calls: Vec<_> = (0..25).map(|_| tokio::spawn(c.post(&url).json(&chat_body("chat", true)).send())).collect();
     let since = std::time::Instant::now();
-    while secure.stats.chat.load(Relaxed) < 130 && since.elapsed() < Duration::from_secs(20) {
+    while secure.stats.chat.load(Relaxed) < 26 && since.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let reached = secure.stats.chat.load(Relaxed);
@@ -309,8 +312,8 @@ async fn calls_beyond_an_http2_connections_streams_open_another_connection() {
     let _ = child.kill();
     let _ = child.wait();
     calls.iter().for_each(|c| c.abort());
-    assert_eq!(reached, 130, "every call reached the provider at once");
-    assert_eq!(connections, 2, "on two connections: a hundred streams and thirty");
+    assert_eq!(reached, 26, "every call reached the provider at once");
+    assert_eq!(connections, 3, "on three connections: ten streams, ten and five");
 }
 
 /// A gateway in front of the TLS provider at `front`, trusting the test CA, with probes off (so

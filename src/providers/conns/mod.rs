@@ -1,7 +1,7 @@
 //! One provider's connections, kept for reuse: HTTP/1.1 connections idle between calls (the most
-//! recently used first), or, when TLS agreed on h2, HTTP/2 connections that calls share, up to
-//! [`MAX_STREAMS`] each. While one is being opened, calls wait for it rather than each opening
-//! its own.
+//! recently used first), or, when TLS agreed on h2, HTTP/2 connections that calls share, each up
+//! to the streams the provider allows on it. While one is being opened, calls wait for it rather
+//! than each opening its own.
 //!
 //! Why not hyper-util's pooled client: it serves any number of hosts, so every call hashes a
 //! host key twice (taking and giving back), builds a connect future it rarely uses, rewrites
@@ -30,11 +30,15 @@ use super::client::{Error, Https};
 type Sender1 = http1::SendRequest<Full<Bytes>>;
 type Sender2 = http2::SendRequest<Full<Bytes>>;
 
-/// Streams an HTTP/2 connection carries at once before calls go on another: the least a server
-/// should allow (RFC 9113's SETTINGS_MAX_CONCURRENT_STREAMS advice), which providers allow or
-/// exceed. hyper does not tell the provider's own figure; past it, calls would wait inside the
-/// connection for streams that may last minutes.
-const MAX_STREAMS: usize = 100;
+/// Streams an HTTP/2 connection carries at once until the provider has said how many it allows
+/// (its SETTINGS_MAX_CONCURRENT_STREAMS): the least a server should allow (RFC 9113), hyper's
+/// own assumption too. Past the provider's figure, calls would wait inside the connection for
+/// streams that may last minutes; they go on another connection instead. Later connections
+/// start from the figure the provider gave.
+const FIRST_MAX_STREAMS: usize = 100;
+/// Streams on one connection at most, whatever the provider allows (one that sets no limit
+/// would otherwise have every call on one TCP connection).
+const MAX_STREAMS: usize = 1000;
 
 /// A provider's connections.
 pub(super) struct Conns(Arc<Shared>);
@@ -51,6 +55,9 @@ struct Shared {
     /// The HTTP/2 connections, once TLS has agreed on h2 with this provider: the first is kept,
     /// the others while they carry streams.
     h2: Mutex<Vec<H2>>,
+    /// The streams an HTTP/2 connection may carry at once: what the provider allows, as its
+    /// connections' tasks last read it, within [`MAX_STREAMS`].
+    max_streams: Arc<AtomicUsize>,
     /// Whether calls with no connection to take wait for one being opened: while it may turn out
     /// to be HTTP/2 (TLS, and the provider has not yet agreed on http/1.1 instead).
     may_share: AtomicBool,
@@ -151,6 +158,7 @@ impl Conns {
             max_idle: pool.max_idle,
             idle: Mutex::new(VecDeque::new()),
             h2: Mutex::new(Vec::new()),
+            max_streams: Arc::new(AtomicUsize::new(FIRST_MAX_STREAMS)),
             may_share: AtomicBool::new(target.scheme() == Some(&axum::http::uri::Scheme::HTTPS)),
             opening: Mutex::new(None),
             reaping: AtomicBool::new(false),
@@ -305,7 +313,8 @@ impl Shared {
         {
             let mut h2 = self.h2.lock().unwrap_or_else(|e| e.into_inner());
             h2.retain(|c| !c.tx.is_closed());
-            if let Some(c) = h2.iter().find(|c| c.streams.load(Relaxed) < MAX_STREAMS) {
+            let max = self.max_streams.load(Relaxed);
+            if let Some(c) = h2.iter().find(|c| c.streams.load(Relaxed) < max) {
                 c.streams.fetch_add(1, Relaxed);
                 return Some(Conn::H2(c.tx.clone(), Stream(c.streams.clone())));
             }
@@ -329,12 +338,21 @@ impl Shared {
             if io.connected().is_negotiated_h2() {
                 let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
+                    .initial_max_send_streams(self.max_streams.load(Relaxed))
                     .handshake(io)
                     .await
                     .map_err(|e| Error::connect(e.into()))?;
-                tokio::spawn(conn);
+                let seen = self.max_streams.clone();
+                let mut conn = Box::pin(conn);
+                // The provider's SETTINGS arrive, and may change, as the connection runs.
+                tokio::spawn(std::future::poll_fn(move |cx| {
+                    let polled = conn.as_mut().poll(cx);
+                    seen.store(conn.current_max_send_streams().clamp(1, MAX_STREAMS), Relaxed);
+                    polled
+                }));
                 let streams = Arc::new(AtomicUsize::new(1));
-                self.h2.lock().unwrap_or_else(|e| e.into_inner()).push(H2 { tx: tx.clone(), streams: streams.clone() });
+                let h2 = H2 { tx: tx.clone(), streams: streams.clone() };
+                self.h2.lock().unwrap_or_else(|e| e.into_inner()).push(h2);
                 return Ok(Conn::H2(tx, Stream(streams)));
             }
             let (tx, conn) = http1::handshake(io).await.map_err(|e| Error::connect(e.into()))?;
