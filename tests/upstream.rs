@@ -264,12 +264,8 @@ async fn providers_are_called_over_tls_and_their_certificates_checked() {
 /// after it, 160 calls in all, stay on it: each call's stream is let go when its answer ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_calls_to_an_http2_provider_opens_one_connection() {
-    let secure = sim("secure", instant()).await;
-    let (front, h2) = tls_front(secure.clone(), 200).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (port, mut child) = gateway_over_tls(front, dir.path()).await;
-    let c = client();
-    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let mut t = OverTls::start(200).await;
+    let (c, url) = (client(), t.url.clone());
     let mut statuses = Vec::new();
     for _ in 0..5 {
         let calls = (0..32).map(|i| c.post(&url).json(&chat_body("chat", i % 2 == 1)).send());
@@ -278,11 +274,10 @@ async fn a_burst_of_calls_to_an_http2_provider_opens_one_connection() {
             statuses.push((a.status().as_u16(), a.text().await.unwrap()));
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    t.stop();
     assert!(statuses.iter().all(|(s, _)| *s == 200), "{:?}", statuses.iter().find(|(s, _)| *s != 200));
-    assert_eq!(secure.stats.chat.load(Relaxed), 160, "every call reached the provider");
-    assert_eq!(h2.load(Relaxed), 1, "the 160 calls shared one HTTP/2 connection");
+    assert_eq!(t.secure.stats.chat.load(Relaxed), 160, "every call reached the provider");
+    assert_eq!(t.h2.load(Relaxed), 1, "the 160 calls shared one HTTP/2 connection");
 }
 
 /// An HTTP/2 provider allows so many streams at once on a connection (here 10, told in its
@@ -290,12 +285,8 @@ async fn a_burst_of_calls_to_an_http2_provider_opens_one_connection() {
 /// for streams that may last minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_beyond_an_http2_connections_streams_open_another_connection() {
-    let secure = sim("secure", instant()).await;
-    let (front, h2) = tls_front(secure.clone(), 10).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (port, mut child) = gateway_over_tls(front, dir.path()).await;
-    let c = client();
-    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let mut t = OverTls::start(10).await;
+    let (c, url, secure) = (client(), t.url.clone(), t.secure.clone());
     // The first call opens the connection, and the provider says what it allows on it.
     let first = c.post(&url).json(&chat_body("chat", false)).send().await.unwrap();
     assert_eq!(first.status(), 200);
@@ -308,35 +299,63 @@ async fn calls_beyond_an_http2_connections_streams_open_another_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let reached = secure.stats.chat.load(Relaxed);
-    let connections = h2.load(Relaxed);
-    let _ = child.kill();
-    let _ = child.wait();
+    let connections = t.h2.load(Relaxed);
+    t.stop();
     calls.iter().for_each(|c| c.abort());
     assert_eq!(reached, 26, "every call reached the provider at once");
     assert_eq!(connections, 3, "on three connections: ten streams, ten and five");
 }
 
-/// A gateway in front of the TLS provider at `front`, trusting the test CA, with probes off (so
-/// calls are the first to connect): its port and process, its files in `dir`.
-async fn gateway_over_tls(front: std::net::SocketAddr, dir: &std::path::Path) -> (u16, std::process::Child) {
-    let port = dead_addr().await.port();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
-         [health]\nprobe = \"off\"\n\n\
-         [[providers]]\nname = \"secure\"\nbase_url = \"https://localhost:{}/v1\"\n\n\
-         [[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"secure\", model = \"m\" }}]\n",
-        dir.join("data").display(),
-        front.port()
-    );
-    std::fs::write(dir.join("gw.toml"), &text).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "-c"])
-        .arg(dir.join("gw.toml"))
-        .env("SSL_CERT_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem"))
-        .env_remove("SSL_CERT_DIR")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for_ok(&client(), &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
-    (port, child)
+/// A simulated provider behind a TLS front allowing `max_streams` streams an h2 connection, and
+/// a gateway in front of it trusting the test CA, with probes off (so calls are the first to
+/// connect).
+struct OverTls {
+    secure: Arc<llmgw::sim::SimHandle>,
+    /// Connections that agreed on h2 at the front.
+    h2: Arc<AtomicUsize>,
+    /// The gateway's chat completions URL (route `chat`).
+    url: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl OverTls {
+    async fn start(max_streams: u32) -> OverTls {
+        let secure = sim("secure", instant()).await;
+        let (front, h2) = tls_front(secure.clone(), max_streams).await;
+        let dir = tempfile::tempdir().unwrap();
+        let port = dead_addr().await.port();
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+             [health]\nprobe = \"off\"\n\n\
+             [[providers]]\nname = \"secure\"\nbase_url = \"https://localhost:{}/v1\"\n\n\
+             [[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"secure\", model = \"m\" }}]\n",
+            dir.path().join("data").display(),
+            front.port()
+        );
+        std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(dir.path().join("gw.toml"))
+            .env("SSL_CERT_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem"))
+            .env_remove("SSL_CERT_DIR")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_for_ok(&client(), &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
+        let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+        OverTls { secure, h2, url, child, _dir: dir }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OverTls {
+    // A failed assertion does not leave the gateway running.
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
