@@ -217,5 +217,6 @@ async fn the_history_export_streams_every_record_and_honours_a_limit() {
     let seven = get("?limit=7").await.unwrap().text().await.unwrap();
     let seven: Vec<Value> = seven.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(seven, records[..7], "the newest seven");
+    assert_eq!(get("?limit=0").await.unwrap().text().await.unwrap(), "", "a limit of none gives none");
     gw.stop().await.unwrap();
 }

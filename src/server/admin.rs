@@ -255,19 +255,14 @@ async fn history(State(s): State<AdminState>, Query(f): Query<Filter>) -> Respon
     let Some(stores) = s.gw.stores().cloned() else { return no_store() };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     tokio::task::spawn_blocking(move || {
-        let limit = f.limit.unwrap_or(usize::MAX);
-        let (mut sent, mut piece) = (0, Vec::with_capacity(HISTORY_PIECE));
+        let mut piece = Vec::with_capacity(HISTORY_PIECE);
         stores.history.scan(&f, |r| {
             if serde_json::to_writer(&mut piece, &r).is_ok() {
                 piece.push(b'\n');
             }
-            sent += 1;
-            if piece.len() >= HISTORY_PIECE
-                && tx.blocking_send(std::mem::replace(&mut piece, Vec::with_capacity(HISTORY_PIECE)).into()).is_err()
-            {
-                return false;
-            }
-            sent < limit
+            // A client that went away stops the reading.
+            piece.len() < HISTORY_PIECE
+                || tx.blocking_send(std::mem::replace(&mut piece, Vec::with_capacity(HISTORY_PIECE)).into()).is_ok()
         });
         if !piece.is_empty() {
             let _ = tx.blocking_send(piece.into());

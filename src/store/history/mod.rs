@@ -200,16 +200,15 @@ impl History {
 
     /// Records matching `f`, newest first.
     pub fn query(&self, f: &Filter) -> Vec<HistoryRecord> {
-        let limit = f.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         self.scan(f, |r| {
             out.push(r);
-            out.len() < limit
+            true
         });
         out
     }
 
-    /// Hands the records matching `f` (its limit aside) to `each`, newest first, one chunk
+    /// Hands the records matching `f`, at most its limit, to `each`, newest first, one chunk
     /// decoded at a time, until `each` says stop.
     pub fn scan(&self, f: &Filter, mut each: impl FnMut(HistoryRecord) -> bool) {
         // Chunks are keyed by their newest record.
@@ -217,13 +216,20 @@ impl History {
         let until = f.until_ms.unwrap_or(u64::MAX);
         let from = key(since, 0);
         let to = key(u64::MAX, u32::MAX);
+        let mut left = f.limit.unwrap_or(usize::MAX);
+        if left == 0 {
+            return;
+        }
         for item in self.tree.range(from..=to).rev() {
             let Ok((_, v)) = item else { continue };
             let mut records = self.decode(&v);
             records.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
             for r in records {
-                if r.at_ms >= since && r.at_ms <= until && f.matches(&r) && !each(r) {
-                    return;
+                if r.at_ms >= since && r.at_ms <= until && f.matches(&r) {
+                    left -= 1;
+                    if !each(r) || left == 0 {
+                        return;
+                    }
                 }
             }
         }
@@ -243,7 +249,7 @@ impl History {
     /// as the chunks are read: the records are never all in memory.
     pub fn summary(&self, f: &Filter) -> Vec<super::summary::ProviderSummary> {
         let mut s = super::summary::Summarizer::default();
-        self.scan(f, |r| {
+        self.scan(&Filter { limit: None, ..f.clone() }, |r| {
             s.add(&r);
             true
         });
