@@ -125,8 +125,9 @@ fn help_and_version() {
     }
 }
 
-/// Waits for a spawned `llmgw serve` to answer on `/healthz`.
-async fn wait_healthy(url: &str) {
+/// Waits for a spawned `llmgw serve` to answer on `/healthz`; if it never does, stops it before
+/// failing (a spawned process outlives the test that spawned it).
+async fn wait_healthy(url: &str, child: &mut std::process::Child) {
     let c = client();
     for _ in 0..500 {
         if c.get(url).send().await.is_ok_and(|r| r.status() == 200) {
@@ -134,6 +135,8 @@ async fn wait_healthy(url: &str) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("gateway did not come up at {url}");
 }
 
@@ -150,7 +153,7 @@ async fn serve_valid(dir: &Path, stderr: Stdio) -> (std::process::Child, u16) {
         ),
     );
     let path = write(dir, "gw.toml", &cfg);
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["serve", "-c"])
         .arg(&path)
         .env("LLMGW_CLI_TEST_KEY", "k")
@@ -158,7 +161,7 @@ async fn serve_valid(dir: &Path, stderr: Stdio) -> (std::process::Child, u16) {
         .stderr(stderr)
         .spawn()
         .unwrap();
-    wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
+    wait_healthy(&format!("http://127.0.0.1:{port}/healthz"), &mut child).await;
     (child, port)
 }
 
@@ -191,7 +194,7 @@ async fn keys_never_reach_logs_or_error_bodies() {
         data = dir.path().join("data").display(),
     );
     let path = write(dir.path(), "gw.toml", &cfg);
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["serve", "-c"])
         .arg(&path)
         .env("PLANTED_KEY", KEY)
@@ -200,7 +203,7 @@ async fn keys_never_reach_logs_or_error_bodies() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
+    wait_healthy(&format!("http://127.0.0.1:{port}/healthz"), &mut child).await;
     let c = client();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let mut bodies = String::new();
@@ -243,7 +246,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
     );
     let path = write(dir.path(), "gw.toml", &cfg);
     let mut child = Command::new(BIN).args(["serve", "-c"]).arg(&path).stderr(Stdio::null()).spawn().unwrap();
-    wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
+    wait_healthy(&format!("http://127.0.0.1:{port}/healthz"), &mut child).await;
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let in_flight = tokio::spawn(async move { client().post(&url).json(&chat_body("chat", false)).send().await });
     assert!(wait_for(Duration::from_secs(5), || slow.stats.chat.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
