@@ -164,45 +164,69 @@ async fn a_provider_behind_the_environments_proxy_is_reached_through_it() {
 
 /// A simulated provider's API served over TLS with the fixture certificate, h2 or http/1.1 as
 /// ALPN agrees, at most `max_streams` streams at once on an h2 connection (the provider's
-/// SETTINGS_MAX_CONCURRENT_STREAMS); counts the connections that agreed on h2. tests/fixtures/tls holds a test CA's
-/// certificate and one for `localhost` and 127.0.0.1 it signed (ECDSA P-256, valid until 2126;
-/// made with `openssl`, the CA's key thrown away).
-async fn tls_front(sim: Arc<llmgw::sim::SimHandle>, max_streams: u32) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// SETTINGS_MAX_CONCURRENT_STREAMS). tests/fixtures/tls holds a test CA's certificate and one for
+/// `localhost` and 127.0.0.1 it signed (ECDSA P-256, valid until 2126; made with `openssl`, the
+/// CA's key thrown away).
+async fn tls_front(sim: Arc<llmgw::sim::SimHandle>, max_streams: u32) -> (std::net::SocketAddr, Arc<Front>) {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
     let certs: Vec<CertificateDer> =
         CertificateDer::pem_file_iter(format!("{dir}/server.pem")).unwrap().map(Result::unwrap).collect();
     let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = |alpn: &[&[u8]]| {
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs.clone(), key.clone_key())
+                .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    };
+    let (both, http1) = (acceptor(&[b"h2", b"http/1.1"]), acceptor(&[b"http/1.1"]));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let h2 = Arc::new(AtomicUsize::new(0));
+    let front = Arc::new(Front::default());
     let app = llmgw::sim::app(sim);
-    let h2_seen = h2.clone();
+    let served = front.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, app, h2) = (acceptor.clone(), app.clone(), h2_seen.clone());
-            tokio::spawn(async move {
+            let acceptor = if served.http1_only.load(Relaxed) { http1.clone() } else { both.clone() };
+            let (app, front) = (app.clone(), served.clone());
+            let task = tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    h2.fetch_add(1, Relaxed);
+                    front.h2.fetch_add(1, Relaxed);
                 }
                 let service = hyper_util::service::TowerToHyperService::new(app);
                 let mut server = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
                 server.http2().max_concurrent_streams(max_streams);
                 let _ = server.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
             });
+            served.served.lock().unwrap().push(task.abort_handle());
         }
     });
-    (addr, h2)
+    (addr, front)
+}
+
+/// What a TLS front agrees to, and what it counts, while it runs.
+#[derive(Default)]
+struct Front {
+    /// Connections that agreed on h2.
+    h2: AtomicUsize,
+    /// Offer http/1.1 alone, as a provider's balancer without h2 does.
+    http1_only: std::sync::atomic::AtomicBool,
+    /// The connections accepted, to close them all at once.
+    served: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Front {
+    /// Closes every connection accepted so far, as a provider's balancer going away does.
+    fn close_all(&self) {
+        self.served.lock().unwrap().drain(..).for_each(|t| t.abort());
+    }
 }
 
 /// Providers are called over TLS (h2, as ALPN agrees) with their certificates checked against the
@@ -212,7 +236,7 @@ async fn tls_front(sim: Arc<llmgw::sim::SimHandle>, max_streams: u32) -> (std::n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_are_called_over_tls_and_their_certificates_checked() {
     let secure = sim("secure", instant()).await;
-    let (front, h2) = tls_front(secure.clone(), 200).await;
+    let (addr, front) = tls_front(secure.clone(), 200).await;
     let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
     let c = client();
     let mut reached = 0;
@@ -224,7 +248,7 @@ async fn providers_are_called_over_tls_and_their_certificates_checked() {
              [[providers]]\nname = \"secure\"\nbase_url = \"https://localhost:{}/v1\"\n\n\
              [[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"secure\", model = \"m\" }}]\n",
             dir.path().join("data").display(),
-            front.port()
+            addr.port()
         );
         std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
         let mut gateway = Command::new(BIN);
@@ -249,7 +273,7 @@ async fn providers_are_called_over_tls_and_their_certificates_checked() {
             assert!(streamed.1.contains("data: [DONE]"), "{}", streamed.1);
             reached = secure.stats.chat.load(Relaxed);
             assert!(reached >= 2, "both requests reached the provider");
-            assert!(h2.load(Relaxed) >= 1, "the gateway and the provider agreed on h2, as real providers do");
+            assert!(front.h2.load(Relaxed) >= 1, "the gateway and the provider agreed on h2, as real providers do");
         } else {
             assert!([502, 503].contains(&plain.0), "an untrusted certificate is refused: {plain:?}");
             assert!([502, 503].contains(&streamed.0), "an untrusted certificate is refused: {streamed:?}");
@@ -277,7 +301,7 @@ async fn a_burst_of_calls_to_an_http2_provider_opens_one_connection() {
     t.stop();
     assert!(statuses.iter().all(|(s, _)| *s == 200), "{:?}", statuses.iter().find(|(s, _)| *s != 200));
     assert_eq!(t.secure.stats.chat.load(Relaxed), 160, "every call reached the provider");
-    assert_eq!(t.h2.load(Relaxed), 1, "the 160 calls shared one HTTP/2 connection");
+    assert_eq!(t.front.h2.load(Relaxed), 1, "the 160 calls shared one HTTP/2 connection");
 }
 
 /// An HTTP/2 provider allows so many streams at once on a connection (here 10, told in its
@@ -299,11 +323,40 @@ async fn calls_beyond_an_http2_connections_streams_open_another_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let reached = secure.stats.chat.load(Relaxed);
-    let connections = t.h2.load(Relaxed);
+    let connections = t.front.h2.load(Relaxed);
     t.stop();
     calls.iter().for_each(|c| c.abort());
     assert_eq!(reached, 26, "every call reached the provider at once");
     assert_eq!(connections, 3, "on three connections: ten streams, ten and five");
+}
+
+/// A provider whose balancer spoke http/1.1 and now agrees on h2 is shared again: once an h2
+/// connection is open, a burst of calls after the provider closed it waits for one new
+/// connection instead of a TLS handshake each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_turns_to_http2_is_shared_again() {
+    let mut t = OverTls::start(200).await;
+    let (c, url) = (client(), t.url.clone());
+    t.front.http1_only.store(true, Relaxed);
+    let ok = |a: reqwest::Response| async move { (a.status().as_u16(), a.text().await.unwrap()) };
+    let first = ok(c.post(&url).json(&chat_body("chat", false)).send().await.unwrap()).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(t.front.h2.load(Relaxed), 0, "http/1.1 at first");
+    t.front.http1_only.store(false, Relaxed);
+    t.front.close_all();
+    let second = ok(c.post(&url).json(&chat_body("chat", false)).send().await.unwrap()).await;
+    assert_eq!(second.0, 200, "{}", second.1);
+    assert_eq!(t.front.h2.load(Relaxed), 1, "then h2");
+    t.front.close_all();
+    let calls = (0..32).map(|i| c.post(&url).json(&chat_body("chat", i % 2 == 1)).send());
+    let mut statuses = Vec::new();
+    for a in futures_util::future::join_all(calls).await {
+        statuses.push(ok(a.unwrap()).await);
+    }
+    let connections = t.front.h2.load(Relaxed);
+    t.stop();
+    assert!(statuses.iter().all(|(s, _)| *s == 200), "{:?}", statuses.iter().find(|(s, _)| *s != 200));
+    assert_eq!(connections, 2, "the burst of 32 calls shared one new HTTP/2 connection");
 }
 
 /// A simulated provider behind a TLS front allowing `max_streams` streams an h2 connection, and
@@ -311,8 +364,8 @@ async fn calls_beyond_an_http2_connections_streams_open_another_connection() {
 /// connect).
 struct OverTls {
     secure: Arc<llmgw::sim::SimHandle>,
-    /// Connections that agreed on h2 at the front.
-    h2: Arc<AtomicUsize>,
+    /// The TLS front the gateway calls.
+    front: Arc<Front>,
     /// The gateway's chat completions URL (route `chat`).
     url: String,
     child: std::process::Child,
@@ -322,7 +375,7 @@ struct OverTls {
 impl OverTls {
     async fn start(max_streams: u32) -> OverTls {
         let secure = sim("secure", instant()).await;
-        let (front, h2) = tls_front(secure.clone(), max_streams).await;
+        let (addr, front) = tls_front(secure.clone(), max_streams).await;
         let dir = tempfile::tempdir().unwrap();
         let port = dead_addr().await.port();
         let text = format!(
@@ -331,7 +384,7 @@ impl OverTls {
              [[providers]]\nname = \"secure\"\nbase_url = \"https://localhost:{}/v1\"\n\n\
              [[routes]]\nmodel = \"chat\"\ntargets = [{{ provider = \"secure\", model = \"m\" }}]\n",
             dir.path().join("data").display(),
-            front.port()
+            addr.port()
         );
         std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
         let child = Command::new(BIN)
@@ -344,7 +397,7 @@ impl OverTls {
             .unwrap();
         assert!(wait_for_ok(&client(), &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
         let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-        OverTls { secure, h2, url, child, _dir: dir }
+        OverTls { secure, front, url, child, _dir: dir }
     }
 
     fn stop(&mut self) {

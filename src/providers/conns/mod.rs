@@ -59,7 +59,8 @@ struct Shared {
     /// connections' tasks last read it, within [`MAX_STREAMS`].
     max_streams: Arc<AtomicUsize>,
     /// Whether calls with no connection to take wait for one being opened: while it may turn out
-    /// to be HTTP/2 (TLS, and the provider has not yet agreed on http/1.1 instead).
+    /// to be HTTP/2 (TLS, and the last connection opened agreed on h2, or none was opened yet).
+    /// Set again by each connection opened: a provider's balancer may turn from http/1.1 to h2.
     may_share: AtomicBool,
     /// The connection being opened that calls wait for, if any: it tells them how it went.
     opening: Mutex<Option<watch::Receiver<Opened>>>,
@@ -88,9 +89,6 @@ impl Opening {
     /// Tells the waiting calls how it went: opened (an HTTP/2 connection is theirs to take; after
     /// http/1.1 they open their own), or the failure, which is theirs too.
     fn finish(self, r: &Result<Conn, Error>) {
-        if matches!(r, Ok(Conn::H1(_))) {
-            self.shared.may_share.store(false, Relaxed);
-        }
         self.tx.send_replace(Some(r.as_ref().map(|_| ()).map_err(Error::again)));
     }
 }
@@ -335,7 +333,9 @@ impl Shared {
     async fn connect(&self) -> Result<Conn, Error> {
         let open = async {
             let io = self.connector.clone().call(self.target.clone()).await.map_err(Error::connect)?;
-            if io.connected().is_negotiated_h2() {
+            let h2 = io.connected().is_negotiated_h2();
+            self.may_share.store(h2, Relaxed);
+            if h2 {
                 let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .initial_max_send_streams(self.max_streams.load(Relaxed))
