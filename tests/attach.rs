@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Spawned;
 use common::tmux::Tmux;
 
 const BIN: &str = env!("CARGO_BIN_EXE_llmgw");
@@ -17,25 +18,8 @@ fn port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A child process killed when the test ends, whatever happens.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], dir: &std::path::Path) -> Proc {
-    let child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("llmgw runs");
-    Proc(child)
+fn spawn(args: &[&str], dir: &std::path::Path) -> Spawned {
+    Spawned::new(Command::new(BIN).args(args).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null()))
 }
 
 /// (state, share %) of provider `name` in the table.
@@ -117,8 +101,8 @@ fn an_attached_console_drives_a_headless_gateway_and_survives_its_restart() {
     // The gateway restarts under the console: it says so, then reconnects by itself and shows
     // the new process (whose traffic reaches alpha again: a drill's fault without an end does
     // not outlive the process).
-    let _ = Command::new("kill").args(["-TERM", &serve.0.id().to_string()]).status();
-    let _ = serve.0.wait();
+    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let _ = serve.wait();
     tmux.wait("the console to say it reconnects", Duration::from_secs(10), |s| {
         s.contains("RECONNECTING").then_some(())
     });

@@ -125,9 +125,8 @@ fn help_and_version() {
     }
 }
 
-/// Waits for a spawned `llmgw serve` to answer on `/healthz`; if it never does, stops it before
-/// failing (a spawned process outlives the test that spawned it).
-async fn wait_healthy(url: &str, child: &mut std::process::Child) {
+/// Waits for a spawned `llmgw serve` to answer on `/healthz`.
+async fn wait_healthy(url: &str) {
     let c = client();
     for _ in 0..500 {
         if c.get(url).send().await.is_ok_and(|r| r.status() == 200) {
@@ -135,14 +134,12 @@ async fn wait_healthy(url: &str, child: &mut std::process::Child) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
     panic!("gateway did not come up at {url}");
 }
 
 /// `llmgw serve` with the `VALID` config (its providers never called), data in `dir`, once it
 /// answers; returns it and its port.
-async fn serve_valid(dir: &Path, stderr: Stdio) -> (std::process::Child, u16) {
+async fn serve_valid(dir: &Path, stderr: Stdio) -> (Spawned, u16) {
     let port = dead_addr().await.port();
     let cfg = VALID.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")).replace(
         "[server]\n",
@@ -153,15 +150,15 @@ async fn serve_valid(dir: &Path, stderr: Stdio) -> (std::process::Child, u16) {
         ),
     );
     let path = write(dir, "gw.toml", &cfg);
-    let mut child = Command::new(BIN)
-        .args(["serve", "-c"])
-        .arg(&path)
-        .env("LLMGW_CLI_TEST_KEY", "k")
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    wait_healthy(&format!("http://127.0.0.1:{port}/healthz"), &mut child).await;
+    let child = Spawned::new(
+        Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(&path)
+            .env("LLMGW_CLI_TEST_KEY", "k")
+            .stdout(Stdio::null())
+            .stderr(stderr),
+    );
+    wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
     (child, port)
 }
 
@@ -194,16 +191,16 @@ async fn keys_never_reach_logs_or_error_bodies() {
         data = dir.path().join("data").display(),
     );
     let path = write(dir.path(), "gw.toml", &cfg);
-    let mut child = Command::new(BIN)
-        .args(["serve", "-c"])
-        .arg(&path)
-        .env("PLANTED_KEY", KEY)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_healthy(&format!("http://127.0.0.1:{port}/healthz"), &mut child).await;
+    let child = Spawned::new(
+        Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(&path)
+            .env("PLANTED_KEY", KEY)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
     let c = client();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let mut bodies = String::new();
@@ -216,7 +213,7 @@ async fn keys_never_reach_logs_or_error_bodies() {
     assert!(good.stats.chat.load(std::sync::atomic::Ordering::Relaxed) >= 10, "the key was sent upstream and accepted");
     assert_eq!(good.stats.unauthorized.load(std::sync::atomic::Ordering::Relaxed), 0);
     terminate(&child);
-    let out = child.wait_with_output().unwrap();
+    let out = child.into_inner().wait_with_output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("request"), "requests were logged: {stderr}");
@@ -245,8 +242,8 @@ async fn sigterm_lets_requests_in_flight_finish() {
         providers_toml(&[&slow])
     );
     let path = write(dir.path(), "gw.toml", &cfg);
-    let mut child = Command::new(BIN).args(["serve", "-c"]).arg(&path).stderr(Stdio::null()).spawn().unwrap();
-    wait_healthy(&format!("http://127.0.0.1:{port}/healthz"), &mut child).await;
+    let mut child = Spawned::new(Command::new(BIN).args(["serve", "-c"]).arg(&path).stderr(Stdio::null()));
+    wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let in_flight = tokio::spawn(async move { client().post(&url).json(&chat_body("chat", false)).send().await });
     assert!(wait_for(Duration::from_secs(5), || slow.stats.chat.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
@@ -316,7 +313,7 @@ async fn a_flood_of_rejected_requests_cannot_fill_the_log() {
     }
     let secs = started.elapsed().as_secs() + 2;
     terminate(&child);
-    let out = child.wait_with_output().unwrap();
+    let out = child.into_inner().wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines = stderr.lines().filter(|l| l.contains("rejected:")).count() as u64;
     assert!(lines <= 5 * secs, "{lines} lines for {sent} rejected requests in {secs} s");

@@ -270,13 +270,13 @@ fn bad_data_dirs_give_clear_errors() {
         );
         let cfg = dir.path().join(format!("c{}.toml", fastrand::u32(..)));
         std::fs::write(&cfg, text).unwrap();
-        Proc::new(BIN).args(["serve", "-c"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        Spawned::new(Proc::new(BIN).args(["serve", "-c"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()))
     };
-    let out = run(&file).wait_with_output().unwrap();
+    let out = run(&file).into_inner().wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{} is a file, not a directory", file.display())));
 
-    let out = run(Path::new("/proc/llmgw-cannot-write-here")).wait_with_output().unwrap();
+    let out = run(Path::new("/proc/llmgw-cannot-write-here")).into_inner().wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/llmgw-cannot-write-here"), "names the path");
 
@@ -288,7 +288,7 @@ fn bad_data_dirs_give_clear_errors() {
         assert!(std::time::Instant::now() < deadline, "first gateway started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = run(&data).wait_with_output().unwrap();
+    let out = run(&data).into_inner().wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("the store in {} is in use by another llmgw process", lock.display())), "{err}");
@@ -311,13 +311,9 @@ async fn kill_9_loses_at_most_the_last_flush_interval() {
     let flush = Duration::from_millis(200);
     let mut total_checked = 0;
     for round in 0..10 {
-        let mut child = Proc::new(BIN)
-            .args(["serve", "-c"])
-            .arg(&cfg_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = Spawned::new(
+            Proc::new(BIN).args(["serve", "-c"]).arg(&cfg_path).stdout(Stdio::null()).stderr(Stdio::null()),
+        );
         let up = async {
             loop {
                 if c.get(format!("{base}/healthz")).send().await.is_ok() {

@@ -45,7 +45,7 @@ async fn huge_answers_fail_over_without_the_gateway_holding_them() {
     );
     std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
     let mut child =
-        Command::new(BIN).args(["serve", "-c"]).arg(dir.path().join("gw.toml")).stderr(Stdio::null()).spawn().unwrap();
+        Spawned::new(Command::new(BIN).args(["serve", "-c"]).arg(dir.path().join("gw.toml")).stderr(Stdio::null()));
     let c = client();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     assert!(wait_for_ok(&c, &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
@@ -144,14 +144,14 @@ async fn a_provider_behind_the_environments_proxy_is_reached_through_it() {
     for name in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy"] {
         gateway.env_remove(name);
     }
-    let mut child = gateway
-        .args(["serve", "-c"])
-        .arg(dir.path().join("gw.toml"))
-        .env("HTTP_PROXY", &proxy_url)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::new(
+        gateway
+            .args(["serve", "-c"])
+            .arg(dir.path().join("gw.toml"))
+            .env("HTTP_PROXY", &proxy_url)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .stderr(Stdio::null()),
+    );
     let c = client();
     assert!(wait_for_ok(&c, &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
     let r = c.post(format!("http://127.0.0.1:{port}/v1/chat/completions")).json(&chat_body("chat", false)).send().await;
@@ -257,7 +257,7 @@ async fn providers_are_called_over_tls_and_their_certificates_checked() {
         if trusted {
             gateway.env("SSL_CERT_FILE", ca);
         }
-        let mut child = gateway.spawn().unwrap();
+        let mut child = Spawned::new(&mut gateway);
         assert!(wait_for_ok(&c, &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
         let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
         let plain = c.post(&url).json(&chat_body("chat", false)).send().await.unwrap();
@@ -368,7 +368,7 @@ struct OverTls {
     front: Arc<Front>,
     /// The gateway's chat completions URL (route `chat`).
     url: String,
-    child: std::process::Child,
+    child: Spawned,
     _dir: tempfile::TempDir,
 }
 
@@ -387,14 +387,14 @@ impl OverTls {
             addr.port()
         );
         std::fs::write(dir.path().join("gw.toml"), &text).unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "-c"])
-            .arg(dir.path().join("gw.toml"))
-            .env("SSL_CERT_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem"))
-            .env_remove("SSL_CERT_DIR")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = Spawned::new(
+            Command::new(BIN)
+                .args(["serve", "-c"])
+                .arg(dir.path().join("gw.toml"))
+                .env("SSL_CERT_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem"))
+                .env_remove("SSL_CERT_DIR")
+                .stderr(Stdio::null()),
+        );
         assert!(wait_for_ok(&client(), &format!("http://127.0.0.1:{port}/healthz")).await, "the gateway started");
         let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
         OverTls { secure, front, url, child, _dir: dir }
@@ -403,12 +403,5 @@ impl OverTls {
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-impl Drop for OverTls {
-    // A failed assertion does not leave the gateway running.
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -168,3 +168,41 @@ pub async fn send(req: reqwest::RequestBuilder) -> (u16, String, String) {
     let cache = r.headers().get("x-llmgw-cache").map_or("", |v| v.to_str().unwrap()).to_string();
     (r.status().as_u16(), cache, r.text().await.unwrap())
 }
+
+/// A spawned process, killed and reaped when this is dropped: a failed assertion never leaves it
+/// running after its test (a gateway left so holds its ports and burns CPU on a shared machine).
+pub struct Spawned(Option<std::process::Child>);
+
+impl Spawned {
+    /// Spawns `cmd`.
+    pub fn new(cmd: &mut std::process::Command) -> Spawned {
+        Spawned(Some(cmd.spawn().expect("the process starts")))
+    }
+
+    /// The process, no longer killed when dropped: to wait for its own exit and output.
+    pub fn into_inner(mut self) -> std::process::Child {
+        self.0.take().expect("the process is held until dropped")
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("the process is held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("the process is held until dropped")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
