@@ -5,6 +5,7 @@
 # change of a few percent can be judged. Not a benchmark of speed: use scripts/bench.sh for that.
 #
 #   scripts/icount.sh [requests]        (needs valgrind and oha; builds the release binary)
+#   STREAM=1 scripts/icount.sh          streamed answers (SSE) instead of plain ones
 #   KEEP=1 scripts/icount.sh            keeps the profiles for callgrind_annotate
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,9 @@ base_url = "http://127.0.0.1:$mock_port/v1"
 model = "chat"
 targets = [{ provider = "bench", model = "sim-chat" }]
 EOF
-echo '{"model":"chat","messages":[{"role":"user","content":"hi"}]}' >"$dir/req.json"
+stream=false
+[ -z "${STREAM:-}" ] || stream=true
+echo '{"model":"chat","stream":'$stream',"messages":[{"role":"user","content":"hi"}]}' >"$dir/req.json"
 
 RUST_LOG=warn valgrind --tool=callgrind --separate-threads=yes --instr-atstart=no \
   --callgrind-out-file="$dir/cg.out" "$bin" serve -c "$dir/gw.toml" >"$dir/vg.log" 2>&1 &
@@ -58,7 +61,7 @@ callgrind_control -i on "$vg_pid" >/dev/null 2>&1
 load "$n"
 callgrind_control -d "$vg_pid" >/dev/null 2>&1
 sleep 1
-echo "instructions a request (user space), $n requests over 8 connections:"
+echo "instructions a request (user space), $n $([ "$stream" = true ] && echo streamed || echo plain) requests over 8 connections:"
 for f in "$dir"/cg.out.*-*; do
   total=$(grep -E '^(summary|totals):' "$f" | head -1 | awk '{print $2}')
   per=$(( ${total:-0} / n ))
