@@ -39,8 +39,11 @@ pub fn usage_of(json: &[u8]) -> Option<(u32, u32)> {
 /// and the closing `}` of the document come; serde reads the value and checks those members.
 fn top_level_usage(json: &[u8]) -> Option<Option<Usage>> {
     const KEY: &[u8] = b"\"usage\"";
+    // Built once (see `finder!`), searching from the end.
+    static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
     let ws = |b: &u8| b.is_ascii_whitespace();
-    let at = memchr::memmem::rfind(json, KEY)?;
+    let at = FINDER.rfind(json)?;
     if !matches!(json[..at].iter().rev().find(|b| !ws(b)), Some(b'{' | b',')) {
         return None;
     }
@@ -81,7 +84,7 @@ pub fn context_length_exceeded(body: &[u8]) -> bool {
 pub fn usage_in_events(events: &[u8]) -> Option<(u32, u32)> {
     const NEEDLE: &[u8] = b"\"usage\":{";
     // Most chunks have no usage: a fast scan before any parsing.
-    memchr::memmem::find(events, NEEDLE)?;
+    finder!(NEEDLE).find(events)?;
     events
         .split(|&b| b == b'\n')
         .filter_map(|line| line.strip_prefix(b"data: ").or_else(|| line.strip_prefix(b"data:")))

@@ -2,6 +2,16 @@
 //! call on its provider ([`client`]), whose transport failures [`client::Error::class`] reads as
 //! the failure policy's classes.
 
+/// A searcher for a constant byte string, built once where it is used: building one costs more
+/// than searching a stream's chunk with it, and the searches run on every chunk of every stream.
+macro_rules! finder {
+    ($needle:expr) => {{
+        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new($needle));
+        &*FINDER
+    }};
+}
+
 pub mod answer;
 pub mod anthropic;
 pub mod assembled;

@@ -191,7 +191,7 @@ fn event_types(events: &[u8]) -> Vec<String> {
 fn has_finish_reason(events: &[u8]) -> bool {
     const KEY: &[u8] = b"\"finish_reason\":";
     let mut rest = events;
-    while let Some(i) = memchr::memmem::find(rest, KEY) {
+    while let Some(i) = finder!(KEY).find(rest) {
         rest = &rest[i + KEY.len()..];
         let value = rest.iter().position(|b| !is_blank(*b)).map(|j| rest[j]);
         if value == Some(b'"') {
@@ -210,11 +210,11 @@ fn is_blank(b: u8) -> bool {
 /// Whether whole events hold non-empty `"content"` text or a tool call.
 fn has_content(events: &[u8]) -> bool {
     const KEY: &[u8] = b"\"content\":";
-    if memchr::memmem::find(events, b"\"tool_calls\"").is_some() {
+    if finder!(b"\"tool_calls\"").find(events).is_some() {
         return true;
     }
     let mut rest = events;
-    while let Some(i) = memchr::memmem::find(rest, KEY) {
+    while let Some(i) = finder!(KEY).find(rest) {
         rest = &rest[i + KEY.len()..];
         let mut value = rest.iter().skip_while(|b| is_blank(**b));
         if value.next() == Some(&b'"') && value.next().is_some_and(|b| *b != b'"') {
@@ -227,7 +227,7 @@ fn has_content(events: &[u8]) -> bool {
 /// Where the first event whose data is an error object (`data: {"error": ...}`) begins: what a
 /// provider sends when it fails in the middle of a stream.
 pub fn error_event_at(events: &[u8]) -> Option<usize> {
-    memchr::memmem::find(events, b"\"error\"")?;
+    finder!(b"\"error\"").find(events)?;
     let (mut start, mut pos) = (0, 0);
     for line in events.split_inclusive(|&b| b == b'\n') {
         let l = line.trim_ascii_end();
