@@ -47,12 +47,19 @@ pub(super) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     // Room at once for what an answer gets (these, the gateway's own, content-length), not by
     // doubling and rehashing the map as they come.
     to.reserve(PASSED.len() + 8);
-    for name in &PASSED {
-        for v in from.get_all(name) {
-            to.append(name, v.clone());
+    // One pass over the provider's headers, comparing names, instead of a hashed lookup for each
+    // name that may pass (seven, most of them absent).
+    let (mut x_request_id, mut request_id) = (None, None);
+    for (name, v) in from {
+        if PASSED.contains(name) {
+            to.append(name.clone(), v.clone());
+        } else if *name == X_REQUEST_ID {
+            x_request_id.get_or_insert(v);
+        } else if *name == REQUEST_ID {
+            request_id.get_or_insert(v);
         }
     }
-    if let Some(id) = from.get(X_REQUEST_ID).or_else(|| from.get(REQUEST_ID)) {
+    if let Some(id) = x_request_id.or(request_id) {
         to.insert(UPSTREAM_REQUEST_ID, id.clone());
     }
 }
@@ -201,6 +208,7 @@ mod tests {
             ("openai-organization", "org-operator"),
             ("x-ratelimit-remaining-requests", "99"),
             ("openai-processing-ms", "12"),
+            ("request-id", "req_anthropic"),
             ("x-request-id", "req_123"),
         ] {
             from.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
