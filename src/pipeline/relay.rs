@@ -47,6 +47,10 @@ pub(super) struct Relay {
 
 /// The most bytes of already-received events joined into one write to the client.
 const GATHER_MAX: usize = 64 * 1024;
+/// The most frames joined into one write: a provider sending tiny frames cannot make the list
+/// of frames waiting to be joined grow with the bytes (~300 events of a usual size fill
+/// [`GATHER_MAX`]).
+const GATHER_FRAMES: usize = 512;
 /// Scheduler rounds to wait for frames the HTTP client has read but not handed over.
 const GATHER_YIELDS: u32 = 3;
 
@@ -208,7 +212,7 @@ impl Relay {
                     parts.push(more);
                     self.bursting = true;
                     yields = 0;
-                    if len >= GATHER_MAX {
+                    if len >= GATHER_MAX || parts.len() >= GATHER_FRAMES {
                         break;
                     }
                 }
