@@ -102,7 +102,7 @@ fn an_attached_console_drives_a_headless_gateway_and_survives_its_restart() {
     // the new process (whose traffic reaches alpha again: a drill's fault without an end does
     // not outlive the process).
     let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
-    let _ = serve.wait();
+    serve.exit_within(Duration::from_secs(20));
     tmux.wait("the console to say it reconnects", Duration::from_secs(10), |s| {
         s.contains("RECONNECTING").then_some(())
     });

@@ -213,7 +213,7 @@ async fn keys_never_reach_logs_or_error_bodies() {
     assert!(good.stats.chat.load(std::sync::atomic::Ordering::Relaxed) >= 10, "the key was sent upstream and accepted");
     assert_eq!(good.stats.unauthorized.load(std::sync::atomic::Ordering::Relaxed), 0);
     terminate(&child);
-    let out = child.into_inner().wait_with_output().unwrap();
+    let out = child.exit_within(Duration::from_secs(20));
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("request"), "requests were logged: {stderr}");
@@ -242,7 +242,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
         providers_toml(&[&slow])
     );
     let path = write(dir.path(), "gw.toml", &cfg);
-    let mut child = Spawned::new(Command::new(BIN).args(["serve", "-c"]).arg(&path).stderr(Stdio::null()));
+    let child = Spawned::new(Command::new(BIN).args(["serve", "-c"]).arg(&path).stderr(Stdio::null()));
     wait_healthy(&format!("http://127.0.0.1:{port}/healthz")).await;
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let in_flight = tokio::spawn(async move { client().post(&url).json(&chat_body("chat", false)).send().await });
@@ -250,7 +250,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
     terminate(&child);
     let r = in_flight.await.unwrap().expect("the request in flight got its answer");
     assert_eq!(r.status(), 200);
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || child.exit_within(Duration::from_secs(20)).status).await.unwrap();
     assert!(status.success(), "clean exit after draining: {status}");
 }
 
@@ -313,7 +313,7 @@ async fn a_flood_of_rejected_requests_cannot_fill_the_log() {
     }
     let secs = started.elapsed().as_secs() + 2;
     terminate(&child);
-    let out = child.into_inner().wait_with_output().unwrap();
+    let out = child.exit_within(Duration::from_secs(20));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines = stderr.lines().filter(|l| l.contains("rejected:")).count() as u64;
     assert!(lines <= 5 * secs, "{lines} lines for {sent} rejected requests in {secs} s");
@@ -327,15 +327,14 @@ async fn a_flood_of_rejected_requests_cannot_fill_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_gateway_holds_little_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, _) = serve_valid(dir.path(), Stdio::null()).await;
+    let (child, _) = serve_valid(dir.path(), Stdio::null()).await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let anon_kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("RssAnon in /proc/<pid>/status");
-    terminate(&child);
-    child.wait().unwrap();
+    drop(child);
     eprintln!("idle gateway: {anon_kib} KiB anonymous memory resident");
     assert!(anon_kib < 16 * 1024, "an idle gateway holds {anon_kib} KiB of anonymous memory");
 }

@@ -272,11 +272,11 @@ fn bad_data_dirs_give_clear_errors() {
         std::fs::write(&cfg, text).unwrap();
         Spawned::new(Proc::new(BIN).args(["serve", "-c"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped()))
     };
-    let out = run(&file).into_inner().wait_with_output().unwrap();
+    let out = run(&file).exit_within(Duration::from_secs(20));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{} is a file, not a directory", file.display())));
 
-    let out = run(Path::new("/proc/llmgw-cannot-write-here")).into_inner().wait_with_output().unwrap();
+    let out = run(Path::new("/proc/llmgw-cannot-write-here")).exit_within(Duration::from_secs(20));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/llmgw-cannot-write-here"), "names the path");
 
@@ -288,7 +288,7 @@ fn bad_data_dirs_give_clear_errors() {
         assert!(std::time::Instant::now() < deadline, "first gateway started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = run(&data).into_inner().wait_with_output().unwrap();
+    let out = run(&data).exit_within(Duration::from_secs(20));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("the store in {} is in use by another llmgw process", lock.display())), "{err}");

@@ -179,9 +179,24 @@ impl Spawned {
         Spawned(Some(cmd.spawn().expect("the process starts")))
     }
 
-    /// The process, no longer killed when dropped: to wait for its own exit and output.
-    pub fn into_inner(mut self) -> std::process::Child {
-        self.0.take().expect("the process is held until dropped")
+    /// Waits for the process to exit by itself (after a signal, or on a refused config), with its
+    /// output; one that has not exited within `limit` is killed and the test fails, rather than
+    /// hanging on a shutdown that never ends.
+    pub fn exit_within(mut self, limit: Duration) -> std::process::Output {
+        let child = self.0.take().expect("the process is held until dropped");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(out) => out.expect("waited for the process"),
+            Err(_) => {
+                // SAFETY: a plain signal to the child's pid, which its waiting thread has not reaped.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                panic!("process {pid} did not exit within {limit:?}");
+            }
+        }
     }
 }
 
