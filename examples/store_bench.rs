@@ -1,7 +1,10 @@
 //! Store benchmark: history writer throughput (records/s through the real writer task, with
-//! 0 drops), store size per million records, and resident memory with the default sled cache.
+//! 0 drops), store size per million records, resident memory with the default sled cache, and
+//! the gateway's startup to a first served request with an empty store and with those records.
 //!
-//!   cargo run --release --example store_bench [-- RECORDS]
+//!   cargo run --release --example store_bench [-- RECORDS] [--json]
+//!
+//! Prints a table, or with `--json` one JSON object (what `scripts/bench.sh` records).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +55,9 @@ fn rss_mib() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(500_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let n: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(500_000);
     let dir = tempfile::tempdir().unwrap();
     let cfg = llmgw::config::Config::parse(
         std::path::Path::new("<bench>"),
@@ -64,20 +69,18 @@ async fn main() {
     let history = Arc::new(llmgw::store::history::History::open(store.clone()));
     let cancel = tokio_util::sync::CancellationToken::new();
     let (writer, task) = spawn_writer(history.clone(), None, Arc::new(cfg.clone()), cancel.clone());
-    println!(
+    eprintln!(
         "writing {n} history records through the writer task (queue {}, flush every {:?}) ...",
         cfg.history.queue, cfg.history.flush
     );
     let start = Instant::now();
     let mut i = 0;
-    let mut backpressure = 0u64;
     while i < n {
         // Offer records as fast as the writer takes them: never more than the queue holds.
         if i - writer.written() < cfg.history.queue as u64 / 2 {
             writer.send(Write::History(Box::new(record(i))));
             i += 1;
         } else {
-            backpressure += 1;
             tokio::task::yield_now().await;
         }
     }
@@ -85,26 +88,11 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let secs = start.elapsed().as_secs_f64();
+    let dropped = writer.dropped();
     cancel.cancel();
     task.await.unwrap();
     let size = store.size_on_disk() as f64;
-    println!();
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!("| history writer throughput | {:.0} records/s ({n} records in {secs:.1} s) |", n as f64 / secs);
-    println!("| records dropped | {} |", writer.dropped());
-    println!(
-        "| store size per million records | {:.0} MiB (on disk after {n} records: {:.1} MiB; postcard + zstd chunks of {}) |",
-        size / n as f64 * 1e6 / 1048576.0,
-        size / 1048576.0,
-        llmgw::store::history::CHUNK
-    );
-    println!(
-        "| resident memory, default sled cache ({} MiB) | {:.0} MiB |",
-        cfg.server.store_cache_bytes >> 20,
-        rss_mib()
-    );
-    let _ = backpressure;
+    let rss = rss_mib();
     assert_eq!(history.len(), n);
     drop((history, writer, store));
 
@@ -112,15 +100,44 @@ async fn main() {
     let empty = tempfile::tempdir().unwrap();
     let fresh = startup_ms(empty.path()).await;
     let full = startup_ms(dir.path()).await;
-    println!("| startup to the first served request, empty store | {fresh:.0} ms |");
-    println!("| startup to the first served request, {n} records | {full:.0} ms |");
-
     // After a kill the history is marked as still being written, and the start counts it again.
     {
         let store = Arc::new(Store::open(dir.path(), cfg.server.store_cache_bytes, cfg.history.flush).unwrap());
         llmgw::store::history::History::open(store).begin_writing();
     }
     let unclean = startup_ms(dir.path()).await;
+
+    let per_million_mib = size / n as f64 * 1e6 / 1048576.0;
+    let records_per_s = n as f64 / secs;
+    let cache_mib = cfg.server.store_cache_bytes >> 20;
+    if json {
+        let out = serde_json::json!({
+            "records": n,
+            "records_per_s": records_per_s,
+            "dropped": dropped,
+            "size_mib": size / 1048576.0,
+            "mib_per_million": per_million_mib,
+            "rss_mib": rss,
+            "sled_cache_mib": cache_mib,
+            "startup_empty_ms": fresh,
+            "startup_full_ms": full,
+            "startup_after_kill_ms": unclean,
+        });
+        println!("{out}");
+        return;
+    }
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| history writer throughput | {records_per_s:.0} records/s ({n} records in {secs:.1} s) |");
+    println!("| records dropped | {dropped} |");
+    println!(
+        "| store size per million records | {per_million_mib:.0} MiB (on disk after {n} records: {:.1} MiB; postcard + zstd chunks of {}) |",
+        size / 1048576.0,
+        llmgw::store::history::CHUNK
+    );
+    println!("| resident memory, default sled cache ({cache_mib} MiB) | {rss:.0} MiB |");
+    println!("| startup to the first served request, empty store | {fresh:.0} ms |");
+    println!("| startup to the first served request, {n} records | {full:.0} ms |");
     println!(
         "| startup to the first served request, {n} records, after a kill (records counted again) | {unclean:.0} ms |"
     );

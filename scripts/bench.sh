@@ -7,7 +7,10 @@
 #   - streamed answers at maximum throughput (64 connections), and one stream after another on one
 #     reused connection (time to first byte and to the end: the Nagle/delayed-ACK signature);
 #   - 1000 streams held open at once from a slow provider (errors, the gateway's peak memory);
-#   - cache hits against the fastest generating provider.
+#   - cache hits against the fastest generating provider;
+#   - the store (examples/store_bench.rs): a million history records through the real writer
+#     task (records/s, size on disk), and the gateway's startup to a first served request with
+#     an empty store and with those records.
 # Prints tables with ratios against direct, and writes a machine-readable summary to
 # target/bench-summary.json. Needs oha (`cargo install oha --locked`).
 # On a shared machine one run varies by a quarter: with ROUNDS > 1 the JSON and stream runs are
@@ -15,7 +18,7 @@
 # round), and each figure is the median of its rounds.
 # llmgw and nginx get the same number of worker threads / processes: WORKERS, default 1 (the
 # load generator and the providers share this machine's cores).
-#   [WORKERS=n] scripts/bench.sh [seconds per run, default 10] [rounds, default 1]
+#   [WORKERS=n] [STORE_RECORDS=n] scripts/bench.sh [seconds per run, default 10] [rounds, default 1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -26,9 +29,10 @@ if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null) ||
     echo "nginx could not be installed: measuring without it" >&2
 fi
-cargo build --release --quiet --bin llmgw --example stream_probe
+cargo build --release --quiet --bin llmgw --example stream_probe --example store_bench
 bin=target/release/llmgw
 probe=target/release/examples/stream_probe
+store_bench=target/release/examples/store_bench
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -141,6 +145,10 @@ echo "{\"kind\":\"held_streams\",\"path\":\"llmgw\",\"peak_rss_kib\":$hwm,\"rss_
 curl -sf 127.0.0.1:19080/v1/chat/completions -H 'content-type: application/json' -d "${body/M/cached}" >/dev/null
 echo "{\"kind\":\"cache\",\"path\":\"direct\",\"oha\":$(run http://127.0.0.1:19002/v1/chat/completions sim-chat max "$body" 64)}" >>"$results"
 echo "{\"kind\":\"cache\",\"path\":\"llmgw\",\"oha\":$(run http://127.0.0.1:19080/v1/chat/completions cached max "$body" 64)}" >>"$results"
+
+# The store, in a process of its own with its own temporary directory, after the load has ended.
+store=$("$store_bench" "${STORE_RECORDS:-1000000}" --json 2>"$work/store.log") || { cat "$work/store.log" >&2; exit 1; }
+echo "{\"kind\":\"store\",\"bench\":$store}" >>"$results"
 
 echo "{\"kind\":\"setup\",\"workers\":$workers,\"cores\":$(nproc)}" >>"$results"
 python3 scripts/bench_report.py "$results" target/bench-summary.json

@@ -31,7 +31,7 @@ def median(runs):
     return out
 
 
-summary = {"setup": {}, "json": {}, "stream": {}, "stream_reused": {}, "held_streams": {}, "cache": {}}
+summary = {"setup": {}, "json": {}, "stream": {}, "stream_reused": {}, "held_streams": {}, "cache": {}, "store": {}}
 for r in rows:
     k = r["kind"]
     if k == "setup":
@@ -51,6 +51,8 @@ for r in rows:
         }
     elif k == "cache":
         summary["cache"][r["path"]] = oha(r)
+    elif k == "store":
+        summary["store"] = r["bench"]
 
 added = {}
 for load, paths in summary["json"].items():
@@ -109,5 +111,59 @@ if c:
     print()
     print(f"cache hit p50 {c['llmgw']['p50_ms']:.3f} ms vs provider {c['direct']['p50_ms']:.3f} ms: "
           f"{c['direct']['p50_ms'] / c['llmgw']['p50_ms']:.0f}x faster")
+st = summary["store"]
+if st:
+    print()
+    print(f"store: {st['records']:,} history records written at {st['records_per_s']:,.0f} records/s "
+          f"({st['dropped']} dropped), {st['mib_per_million']:.0f} MiB a million on disk; startup to the "
+          f"first served request {st['startup_empty_ms']:.0f} ms with an empty store, "
+          f"{st['startup_full_ms']:.0f} ms with them ({st['startup_after_kill_ms']:.0f} ms after a kill)")
+
+
+def goals():
+    """The performance goals (README, Performance), each as (what, value, limit, met), for the
+    measures this run has: a run without nginx or with one round still checks the rest."""
+    out = []
+
+    def check(what, value, limit, met):
+        out.append({"goal": what, "value": round(value, 3), "limit": limit, "met": bool(met)})
+
+    for load, limit in (("1000", 0.3), ("5000", 1.0)):
+        a = added.get(load, {}).get("llmgw")
+        if a:
+            check(f"p99 added at {load} req/s, ms", a["median"], limit, a["median"] <= limit)
+    j = summary["json"].get("max", {})
+    if "llmgw" in j and "direct" in j:
+        share = 100 * j["llmgw"]["req_s"] / j["direct"]["req_s"]
+        check("max throughput, % of direct", share, 40, share >= 40)
+    s = summary["stream"]
+    if "llmgw" in s and "direct" in s:
+        share = 100 * s["llmgw"]["req_s"] / s["direct"]["req_s"]
+        check("streams/s, % of direct", share, 40, share >= 40)
+    r = summary["stream_reused"]
+    if "llmgw" in r and "direct" in r:
+        for key, what in (("ttfb_p50_ms", "first byte"), ("total_p50_ms", "end")):
+            extra = r["llmgw"][key] - r["direct"][key]
+            check(f"stream on a reused connection, {what} p50 added, ms", extra, 0.3, extra <= 0.3)
+    if h:
+        check("1000 held streams, peak RSS MiB (and all answered)", h["peak_rss_mib"], 100,
+              h["peak_rss_mib"] <= 100 and h["ok_pct"] == 100)
+    if st:
+        check("history, MiB a million records", st["mib_per_million"], 100, st["mib_per_million"] <= 100)
+        check("history writer, records/s (none dropped)", st["records_per_s"], 200_000,
+              st["records_per_s"] >= 200_000 and st["dropped"] == 0)
+        check("startup, empty store, ms", st["startup_empty_ms"], 100, st["startup_empty_ms"] <= 100)
+        if st["records"] >= 1_000_000:
+            check("startup, a million records, ms", st["startup_full_ms"], 500, st["startup_full_ms"] <= 500)
+    return out
+
+
+summary["goals"] = goals()
+if summary["goals"]:
+    met = sum(g["met"] for g in summary["goals"])
+    print(f"\ngoals met: {met} of {len(summary['goals'])}")
+    for g in summary["goals"]:
+        num = lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.3f}".rstrip("0").rstrip(".")
+        print(f"  {'met ' if g['met'] else 'MISS'}  {g['goal']}: {num(g['value'])} (goal {num(g['limit'])})")
 json.dump(summary, open(sys.argv[2], "w"), indent=2)
 print(f"\nsummary: {sys.argv[2]}")
