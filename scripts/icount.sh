@@ -6,6 +6,7 @@
 #
 #   scripts/icount.sh [requests]        (needs valgrind and oha; builds the release binary)
 #   STREAM=1 scripts/icount.sh          streamed answers (SSE) instead of plain ones
+#   BODY_KB=16 scripts/icount.sh        requests carrying a conversation of about 16 KiB
 #   KEEP=1 scripts/icount.sh            keeps the profiles for callgrind_annotate
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,21 @@ targets = [{ provider = "bench", model = "sim-chat" }]
 EOF
 stream=false
 [ -z "${STREAM:-}" ] || stream=true
-echo '{"model":"chat","stream":'$stream',"messages":[{"role":"user","content":"hi"}]}' >"$dir/req.json"
+if [ -n "${BODY_KB:-}" ]; then
+  # A conversation of about BODY_KB KiB, as clients send them: turns of prose with escapes.
+  python3 - "$stream" "$BODY_KB" >"$dir/req.json" <<'PY'
+import json, sys
+turn = ("The deploy failed at step 3: \"permission denied\" on /var/lib/app.\n"
+        "Here is the log, line by line, with timings and the stack trace it printed.\t") * 6
+messages, size = [{"role": "system", "content": "You are a careful assistant."}], 0
+while size < int(sys.argv[2]) * 1024:
+    messages.append({"role": "user" if len(messages) % 2 else "assistant", "content": turn})
+    size += len(json.dumps(messages[-1]))
+print(json.dumps({"model": "chat", "stream": sys.argv[1] == "true", "messages": messages}))
+PY
+else
+  echo '{"model":"chat","stream":'$stream',"messages":[{"role":"user","content":"hi"}]}' >"$dir/req.json"
+fi
 
 RUST_LOG=warn valgrind --tool=callgrind --separate-threads=yes --instr-atstart=no \
   --callgrind-out-file="$dir/cg.out" "$bin" serve -c "$dir/gw.toml" >"$dir/vg.log" 2>&1 &

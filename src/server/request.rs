@@ -87,20 +87,26 @@ pub fn inspect(body: &[u8], path: ApiPath, max_depth: usize) -> Result<Inspected
 }
 
 /// The deepest nesting of objects and arrays in a JSON text (strings skipped), in one pass.
+///
+/// Strings are most of a request (a conversation's text), so they are crossed a quote or
+/// backslash at a time with `memchr2` instead of a byte at a time: with a 17 KiB conversation
+/// the byte loop was ~15 instructions a byte, more than the rest of a proxied request.
 fn json_depth(json: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in json {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    while let Some(&b) = json.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => loop {
+                // To the string's closing quote; a backslash escapes the byte after it.
+                let Some(k) = json.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) else {
+                    return max;
+                };
+                i += k + 1;
+                if json[i - 1] == b'"' {
+                    break;
+                }
+                i += 1;
+            },
             b'{' | b'[' => {
                 depth += 1;
                 max = max.max(depth);
@@ -138,5 +144,46 @@ mod tests {
         assert_eq!(json_depth(br#"{"messages":[{"content":"[[[{{{"}]}"#), 3);
         assert_eq!(json_depth(br#"{"s":"\"[[[\"","x":[[[]]]}"#), 4, "escaped quotes do not end a string");
         assert_eq!(json_depth(&[b'['; 10_000]), 10_000);
+        assert_eq!(json_depth(br#"["\\",[1]]"#), 2, "an escaped backslash does not escape the quote");
+        assert_eq!(json_depth(br#"[["ends in a backslash\"#), 2);
+    }
+
+    /// The reference for the fast count, a byte at a time: the bytes outside strings, then the
+    /// deepest running count of opening over closing brackets among them.
+    fn depth_bytewise(json: &[u8]) -> usize {
+        let mut outside = Vec::new();
+        let (mut in_string, mut escaped) = (false, false);
+        for &b in json {
+            if !in_string {
+                if b == b'"' {
+                    in_string = true;
+                } else {
+                    outside.push(b);
+                }
+            } else if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        }
+        let deepest = |(d, m): (usize, usize), b: &u8| match b {
+            b'{' | b'[' => (d + 1, m.max(d + 1)),
+            b'}' | b']' => (d.saturating_sub(1), m),
+            _ => (d, m),
+        };
+        outside.iter().fold((0, 0), deepest).1
+    }
+
+    proptest::proptest! {
+        /// Any text, valid JSON or not, made of the bytes that matter (brackets, quotes,
+        /// backslashes) and some that do not.
+        #[test]
+        fn depth_skips_strings_as_a_byte_loop_does(
+            text in proptest::collection::vec(proptest::sample::select(br#"{}[]"\\a :,"#.to_vec()), 0..200)
+        ) {
+            proptest::prop_assert_eq!(json_depth(&text), depth_bytewise(&text));
+        }
     }
 }
