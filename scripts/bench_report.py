@@ -35,7 +35,7 @@ summary = {"setup": {}, "json": {}, "stream": {}, "stream_reused": {}, "held_str
 for r in rows:
     k = r["kind"]
     if k == "setup":
-        summary["setup"] = {"workers": r["workers"], "cores": r["cores"]}
+        summary["setup"] = {"workers": r["workers"], "cores": r["cores"], "body_bytes": r.get("body_bytes")}
     elif k == "json":
         summary["json"].setdefault(r["load"], {}).setdefault(r["path"], []).append(oha(r))
     elif k == "stream":
@@ -73,7 +73,9 @@ rounds = max((x["rounds"] for paths in summary["json"].values() for x in paths.v
 if rounds > 1:
     print(f"(each figure: the median of {rounds} rounds)\n")
 if summary["setup"]:
-    print(f"llmgw workers = nginx worker_processes = {summary['setup']['workers']}, on {summary['setup']['cores']} cores\n")
+    size = summary["setup"].get("body_bytes")
+    print(f"llmgw workers = nginx worker_processes = {summary['setup']['workers']}, on {summary['setup']['cores']} cores"
+          + (f"; requests of {size:,} bytes" if size else "") + "\n")
 print(f"{'load':<10} {'path':<7} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'ok %':>7}  vs direct")
 for load, paths in summary["json"].items():
     d = paths["direct"]

@@ -44,17 +44,7 @@ EOF
 stream=false
 [ -z "${STREAM:-}" ] || stream=true
 if [ -n "${BODY_KB:-}" ]; then
-  # A conversation of about BODY_KB KiB, as clients send them: turns of prose with escapes.
-  python3 - "$stream" "$BODY_KB" >"$dir/req.json" <<'PY'
-import json, sys
-turn = ("The deploy failed at step 3: \"permission denied\" on /var/lib/app.\n"
-        "Here is the log, line by line, with timings and the stack trace it printed.\t") * 6
-messages, size = [{"role": "system", "content": "You are a careful assistant."}], 0
-while size < int(sys.argv[2]) * 1024:
-    messages.append({"role": "user" if len(messages) % 2 else "assistant", "content": turn})
-    size += len(json.dumps(messages[-1]))
-print(json.dumps({"model": "chat", "stream": sys.argv[1] == "true", "messages": messages}))
-PY
+  python3 scripts/conversation.py "$BODY_KB" chat $([ "$stream" = true ] && echo stream) >"$dir/req.json"
 else
   echo '{"model":"chat","stream":'$stream',"messages":[{"role":"user","content":"hi"}]}' >"$dir/req.json"
 fi
