@@ -163,7 +163,10 @@ def goals():
 summary["goals"] = goals()
 if summary["goals"]:
     met = sum(g["met"] for g in summary["goals"])
-    print(f"\ngoals met: {met} of {len(summary['goals'])}")
+    size = summary["setup"].get("body_bytes") or 0
+    # The goals were set for one-word requests; a conversation in each request is judged by them too.
+    note = f" (set for one-word requests; these carried {size:,} bytes)" if size > 1024 else ""
+    print(f"\ngoals met: {met} of {len(summary['goals'])}{note}")
     for g in summary["goals"]:
         num = lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.3f}".rstrip("0").rstrip(".")
         print(f"  {'met ' if g['met'] else 'MISS'}  {g['goal']}: {num(g['value'])} (goal {num(g['limit'])})")
