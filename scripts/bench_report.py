@@ -123,8 +123,8 @@ if st:
 
 
 def goals():
-    """The performance goals (README, Performance), each as (what, value, limit, met), for the
-    measures this run has: a run without nginx or with one round still checks the rest."""
+    """The performance goals (README, Performance), each with its value in this run, its limit and
+    whether it was met, for the measures the run has (one without nginx still checks the rest)."""
     out = []
 
     def check(what, value, limit, met):
@@ -167,8 +167,8 @@ if summary["goals"]:
     # The goals were set for one-word requests; a conversation in each request is judged by them too.
     note = f" (set for one-word requests; these carried {size:,} bytes)" if size > 1024 else ""
     print(f"\ngoals met: {met} of {len(summary['goals'])}{note}")
+    num = lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.3f}".rstrip("0").rstrip(".")
     for g in summary["goals"]:
-        num = lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.3f}".rstrip("0").rstrip(".")
         print(f"  {'met ' if g['met'] else 'MISS'}  {g['goal']}: {num(g['value'])} (goal {num(g['limit'])})")
 json.dump(summary, open(sys.argv[2], "w"), indent=2)
 print(f"\nsummary: {sys.argv[2]}")
