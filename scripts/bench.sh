@@ -26,6 +26,11 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-1}
 workers=${WORKERS:-1}
+# oha takes a request's body as one argument, which Linux bounds at 128 KiB.
+if [ -n "${BODY_KB:-}" ] && ! { [ "$BODY_KB" -ge 1 ] && [ "$BODY_KB" -le 100 ]; } 2>/dev/null; then
+  echo "BODY_KB must be a whole number of KiB from 1 to 100" >&2
+  exit 2
+fi
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
 if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null) ||

@@ -39,11 +39,8 @@ pub fn usage_of(json: &[u8]) -> Option<(u32, u32)> {
 /// and the closing `}` of the document come; serde reads the value and checks those members.
 fn top_level_usage(json: &[u8]) -> Option<Option<Usage>> {
     const KEY: &[u8] = b"\"usage\"";
-    // Built once (see `finder!`), searching from the end.
-    static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
     let ws = |b: &u8| b.is_ascii_whitespace();
-    let at = FINDER.rfind(json)?;
+    let at = finder!(rev KEY).rfind(json)?;
     if !matches!(json[..at].iter().rev().find(|b| !ws(b)), Some(b'{' | b',')) {
         return None;
     }

@@ -4,7 +4,13 @@
 
 /// A searcher for a constant byte string, built once where it is used: building one costs more
 /// than searching a stream's chunk with it, and the searches run on every chunk of every stream.
+/// `finder!(rev NEEDLE)` searches from the end.
 macro_rules! finder {
+    (rev $needle:expr) => {{
+        static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new($needle));
+        &*FINDER
+    }};
     ($needle:expr) => {{
         static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new($needle));
